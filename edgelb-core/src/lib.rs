@@ -1,0 +1,51 @@
+//! # edgelb-core
+//!
+//! The model, traits and deploy pipeline of edgelb, which keeps HAProxy on out-of-cluster
+//! edge nodes in sync with a cluster's endpoints.
+//!
+//! ```text
+//! EndpointSource ──Snapshot──▶ Pipeline ──Snapshot, EdgeNode──▶ Renderer ──config──▶ Deployer ──▶ edges
+//!                               (debounce, dedupe, retry, resync) ──PipelineStatus──▶ status sinks
+//! ```
+//!
+//! * A [`Snapshot`] is the whole desired state: services → ports → endpoints.
+//! * An [`EndpointSource`] produces snapshots: [`StaticSource`], [`ChannelSource`],
+//!   [`FileSource`] here, the Kubernetes sources in `edgelb-kube`.
+//! * A [`Renderer`] turns a snapshot into one node's config (`edgelb-haproxy`).
+//! * A [`Deployer`] puts configs live (`edgelb-haproxy`'s SSH and local deployers,
+//!   `edgelb-ansible`).
+//! * The [`Pipeline`] ties them together; its [`PipelineStatus`] says what is live where.
+//!
+//! With the `testing` feature, [`testing`] exports mockall mocks of the traits for your
+//! own tests.
+#![forbid(unsafe_code)]
+
+mod deploy;
+mod digest;
+mod error;
+mod model;
+pub mod names;
+mod node;
+mod pipeline;
+pub mod source;
+mod traits;
+
+pub use deploy::{Applied, DeployError, NodeConfig, NodeOutcome};
+pub use digest::{DIGEST_LINE_PREFIX, Digest, RenderedConfig};
+pub use error::{Error, Result};
+pub use model::{
+    Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot,
+};
+pub use node::{EdgeNode, SshTarget};
+pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
+pub use source::{ChannelSource, FileSource, SnapshotSender, StaticSource};
+pub use traits::{Deployer, EndpointSource, Renderer};
+
+/// Re-exported so embedders use the same cancellation token type as [`Pipeline::run`].
+pub use tokio_util::sync::CancellationToken;
+
+/// Mocks of the traits, for tests (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    pub use crate::traits::{MockDeployer, MockRenderer};
+}

@@ -1,0 +1,63 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::deploy::{Applied, DeployError};
+use crate::digest::Digest;
+use crate::model::Snapshot;
+
+/// What the pipeline knows, published through a `tokio::sync::watch` channel after every
+/// change. Status sinks (Service status, events, metrics, readiness) read it.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineStatus {
+    /// Incremented for every snapshot accepted as the new desired state.
+    pub generation: u64,
+    /// The desired state (the last accepted snapshot).
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// When the desired state was received from the source.
+    pub snapshot_received_at: Option<SystemTime>,
+    /// The last source problem (or rejected snapshot), cleared by the next good snapshot.
+    pub source_error: Option<String>,
+    /// Per node, by name.
+    pub nodes: BTreeMap<String, NodeStatus>,
+}
+
+impl PipelineStatus {
+    /// Nodes that run the current desired state.
+    pub fn nodes_in_sync(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.in_sync(self.generation))
+            .count()
+    }
+}
+
+/// One node's state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeStatus {
+    /// Digest of the config rendered for the current desired state.
+    pub desired_digest: Option<Digest>,
+    /// Digest last seen live (after a deploy or a resync).
+    pub live_digest: Option<Digest>,
+    /// Generation of the snapshot whose config is live, when known.
+    pub live_generation: Option<u64>,
+    /// How the last successful deploy went.
+    pub last_outcome: Option<Applied>,
+    /// The last error, cleared by the next success.
+    pub last_error: Option<DeployError>,
+    /// When a deploy was last attempted.
+    pub last_attempt: Option<SystemTime>,
+    /// When the node last reached the desired state.
+    pub last_success: Option<SystemTime>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+}
+
+impl NodeStatus {
+    /// Whether the node runs the config of `generation`.
+    pub fn in_sync(&self, generation: u64) -> bool {
+        self.live_generation == Some(generation)
+            && self.desired_digest.is_some()
+            && self.live_digest == self.desired_digest
+    }
+}

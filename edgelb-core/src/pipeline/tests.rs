@@ -1,0 +1,413 @@
+//! Pipeline behaviour under paused tokio time: debounce, dedupe, retry/backoff, resync,
+//! partial failure and shutdown.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::testing::{MockDeployer, MockRenderer};
+use crate::{Applied, ChannelSource, Digest, Endpoint, PortSpec, ProxyProtocol, ServiceKey};
+
+/// Renders a digest of the snapshot and node, so equal inputs give equal configs.
+struct DebugRenderer;
+
+impl Renderer for DebugRenderer {
+    fn render(&self, snapshot: &Snapshot, node: &EdgeNode) -> Result<RenderedConfig> {
+        Ok(RenderedConfig::from_body(format!(
+            "{}\n{snapshot:?}\n",
+            node.name
+        )))
+    }
+}
+
+/// A deployer that records calls with their (paused-clock) time and fails on demand.
+#[derive(Default)]
+struct FakeDeployer {
+    calls: Mutex<Vec<(Duration, Vec<String>)>>,
+    live: Mutex<HashMap<String, Digest>>,
+    failures_left: Mutex<HashMap<String, u32>>,
+    delay: Duration,
+    start: Option<Instant>,
+}
+
+impl FakeDeployer {
+    fn new() -> Self {
+        Self {
+            start: Some(Instant::now()),
+            ..Self::default()
+        }
+    }
+
+    fn fail(self, node: &str, times: u32) -> Self {
+        self.failures_left
+            .lock()
+            .unwrap()
+            .insert(node.into(), times);
+        self
+    }
+
+    fn calls(&self) -> Vec<(Duration, Vec<String>)> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn deploys_to(&self, node: &str) -> Vec<Duration> {
+        self.calls()
+            .into_iter()
+            .filter(|(_, n)| n.iter().any(|x| x == node))
+            .map(|(t, _)| t)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Deployer for FakeDeployer {
+    async fn deploy(&self, batch: &[NodeConfig]) -> Vec<NodeOutcome> {
+        let since = Instant::now() - self.start.unwrap_or_else(Instant::now);
+        let names = batch.iter().map(|c| c.node.name.clone()).collect();
+        self.calls.lock().unwrap().push((since, names));
+        tokio::time::sleep(self.delay).await;
+        batch
+            .iter()
+            .map(|c| {
+                let name = c.node.name.clone();
+                let mut left = self.failures_left.lock().unwrap();
+                match left.get_mut(&name) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        NodeOutcome::failed(DeployError::Connect {
+                            node: name,
+                            message: "connection refused".into(),
+                        })
+                    }
+                    _ => {
+                        self.live
+                            .lock()
+                            .unwrap()
+                            .insert(name.clone(), c.config.digest);
+                        NodeOutcome::ok(name, Applied::Reloaded)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
+        Ok(self.live.lock().unwrap().get(&node.name).copied())
+    }
+}
+
+fn snapshot(endpoints: u8) -> Snapshot {
+    let mut port = PortSpec::new(443, ProxyProtocol::V2);
+    for i in 0..endpoints {
+        port.add_endpoint(Endpoint::ready([10, 0, 0, i + 1].into(), 8443));
+    }
+    let mut snap = Snapshot::default();
+    snap.insert_port(
+        ServiceKey::new("kube-system", "traefik").unwrap(),
+        "websecure",
+        port,
+    )
+    .unwrap();
+    snap
+}
+
+fn nodes(names: &[&str]) -> Vec<EdgeNode> {
+    names.iter().map(|n| EdgeNode::new(*n)).collect()
+}
+
+struct Harness {
+    deployer: Arc<FakeDeployer>,
+    status: watch::Receiver<PipelineStatus>,
+    tx: crate::SnapshotSender,
+    stop: CancellationToken,
+    run: tokio::task::JoinHandle<Result<()>>,
+}
+
+fn start(deployer: FakeDeployer, node_names: &[&str], config: PipelineConfig) -> Harness {
+    let deployer = Arc::new(deployer);
+    let pipeline = Pipeline::new(
+        Arc::new(DebugRenderer),
+        deployer.clone(),
+        nodes(node_names),
+        config,
+    )
+    .unwrap();
+    let status = pipeline.status();
+    let (source, tx) = ChannelSource::new();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(pipeline.run(source, stop.clone()));
+    Harness {
+        deployer,
+        status,
+        tx,
+        stop,
+        run,
+    }
+}
+
+impl Harness {
+    async fn finish(self) {
+        self.stop.cancel();
+        self.run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_becomes_one_deploy_of_the_last_snapshot() {
+    let h = start(FakeDeployer::new(), &["a"], PipelineConfig::default());
+    for n in 1..=5 {
+        h.tx.send(snapshot(n)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = h.deployer.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    // Applied 200 ms after the last of the burst (sent at 200 ms).
+    assert_eq!(calls[0].0, Duration::from_millis(400));
+    let status = h.status.borrow().clone();
+    assert_eq!(status.snapshot.as_deref(), Some(&snapshot(5)));
+    assert_eq!(status.nodes_in_sync(), 1);
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_steady_stream_is_applied_after_max_debounce() {
+    let h = start(FakeDeployer::new(), &["a"], PipelineConfig::default());
+    for n in 1..=40u8 {
+        h.tx.send(snapshot(n)).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = h.deployer.calls()[0].0;
+    assert_eq!(
+        first,
+        Duration::from_secs(2),
+        "max_debounce bounds the wait"
+    );
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn equal_snapshots_are_dropped() {
+    let h = start(FakeDeployer::new(), &["a", "b"], PipelineConfig::default());
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.deployer.calls().len(), 2, "one call per node, once");
+    assert_eq!(h.status.borrow().generation, 1);
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_node_retries_with_backoff_while_others_stay_put() {
+    let config = PipelineConfig::default();
+    let h = start(FakeDeployer::new().fail("b", 3), &["a", "b"], config);
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    assert_eq!(h.deployer.deploys_to("a"), vec![Duration::from_millis(200)]);
+    let ms: Vec<u128> = h
+        .deployer
+        .deploys_to("b")
+        .iter()
+        .map(|d| d.as_millis())
+        .collect();
+    // 1st at 200 ms, then after 1 s, 2 s, 4 s.
+    assert_eq!(ms, vec![200, 1200, 3200, 7200]);
+
+    let status = h.status.borrow().clone();
+    let b = &status.nodes["b"];
+    assert!(
+        b.in_sync(1) && b.last_error.is_none() && b.consecutive_failures == 0,
+        "{b:?}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn partial_failure_is_reported_per_node() {
+    let h = start(
+        FakeDeployer::new().fail("b", 100),
+        &["a", "b", "c"],
+        PipelineConfig::default(),
+    );
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = h.status.borrow().clone();
+    assert!(status.nodes["a"].in_sync(1));
+    assert!(status.nodes["c"].in_sync(1));
+    let b = &status.nodes["b"];
+    assert!(!b.in_sync(1));
+    assert_eq!(b.consecutive_failures, 2);
+    assert_eq!(b.last_error.as_ref().map(|e| e.kind()), Some("connect"));
+    assert_eq!(status.nodes_in_sync(), 2);
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_snapshot_goes_out_at_once_even_to_a_node_in_backoff() {
+    let h = start(
+        FakeDeployer::new().fail("a", 5),
+        &["a"],
+        PipelineConfig::default(),
+    );
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await; // 200 ms, 1.2 s, 3.2 s; next at 7.2 s
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ms: Vec<u128> = h
+        .deployer
+        .deploys_to("a")
+        .iter()
+        .map(|d| d.as_millis())
+        .collect();
+    assert_eq!(ms, vec![200, 1200, 3200, 4200]);
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn resync_repairs_drift_and_leaves_healthy_nodes_alone() {
+    let config = PipelineConfig {
+        resync_interval: Duration::from_secs(10),
+        ..PipelineConfig::default()
+    };
+    let h = start(FakeDeployer::new(), &["a", "b"], config);
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Someone edits node b's config by hand.
+    h.deployer
+        .live
+        .lock()
+        .unwrap()
+        .insert("b".into(), Digest::of(b"hand edited"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    assert_eq!(h.deployer.deploys_to("a").len(), 1, "a was in sync");
+    assert_eq!(
+        h.deployer.deploys_to("b"),
+        vec![Duration::from_millis(200), Duration::from_secs(10)]
+    );
+    assert_eq!(h.status.borrow().nodes_in_sync(), 2);
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_the_deploy_in_flight_finish() {
+    let deployer = FakeDeployer {
+        delay: Duration::from_secs(5),
+        ..FakeDeployer::new()
+    };
+    let h = start(deployer, &["a"], PipelineConfig::default());
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await; // deploy started at 200 ms
+    h.stop.cancel();
+    h.run.await.unwrap().unwrap();
+    assert!(
+        h.status.borrow().nodes["a"].in_sync(1),
+        "the in-flight deploy completed"
+    );
+    assert_eq!(
+        tokio::time::Instant::now() - h.deployer.start.unwrap(),
+        Duration::from_millis(5200)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_snapshots_and_render_errors_never_reach_a_deployer() {
+    let mut renderer = MockRenderer::new();
+    renderer.expect_render().returning(|snap, node| {
+        if node.name == "bad" {
+            Err(Error::Render {
+                node: node.name.clone(),
+                message: "template error".into(),
+            })
+        } else {
+            Ok(RenderedConfig::from_body(format!("{snap:?}")))
+        }
+    });
+    let mut deployer = MockDeployer::new();
+    deployer.expect_deploy().times(1).returning(|batch| {
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].node.name, "good");
+        vec![NodeOutcome::ok("good", Applied::Reloaded)]
+    });
+    let pipeline = Pipeline::new(
+        Arc::new(renderer),
+        Arc::new(deployer),
+        nodes(&["good", "bad"]),
+        PipelineConfig::default(),
+    )
+    .unwrap();
+    let status = pipeline.status();
+    let (source, tx) = ChannelSource::new();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(pipeline.run(source, stop.clone()));
+
+    // Two services on one listen port: rejected as a whole.
+    let mut conflicting = snapshot(1);
+    conflicting
+        .insert_port(
+            ServiceKey::new("a", "b").unwrap(),
+            "x",
+            PortSpec::new(443, ProxyProtocol::V1),
+        )
+        .unwrap();
+    tx.send(conflicting).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        status
+            .borrow()
+            .source_error
+            .as_deref()
+            .is_some_and(|e| e.contains("listen port 443"))
+    );
+    assert_eq!(status.borrow().generation, 0);
+
+    tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = status.borrow().clone();
+    assert!(s.nodes["good"].in_sync(1));
+    assert_eq!(
+        s.nodes["bad"].last_error.as_ref().map(|e| e.kind()),
+        Some("render")
+    );
+    stop.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_follow_batch_size_and_concurrency() {
+    let config = PipelineConfig {
+        batch_size: 10,
+        ..PipelineConfig::default()
+    };
+    let h = start(FakeDeployer::new(), &["a", "b", "c"], config);
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = h.deployer.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1, vec!["a", "b", "c"]);
+    h.finish().await;
+}
+
+#[test]
+fn duplicate_node_names_are_refused() {
+    let err = Pipeline::new(
+        Arc::new(DebugRenderer),
+        Arc::new(FakeDeployer::new_unstarted()),
+        nodes(&["a", "a"]),
+        PipelineConfig::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("unique"), "{err}");
+}
+
+impl FakeDeployer {
+    fn new_unstarted() -> Self {
+        Self::default()
+    }
+}

@@ -1,0 +1,245 @@
+//! The YAML format of an endpoints file (and of inline `services:` in edgelb's config).
+//!
+//! ```yaml
+//! services:
+//!   - namespace: demo
+//!     name: web
+//!     ports:
+//!       - name: http
+//!         listen: 8080
+//!         proxy_protocol: v2        # v2 (default), v1 or none
+//!         endpoints:
+//!           - 127.0.0.1:9001        # ready
+//!           - address: "[::1]:9002"
+//!             state: draining       # ready (default) or draining
+//! ```
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, Snapshot};
+
+/// A whole endpoints file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotDocument {
+    /// The services.
+    #[serde(default)]
+    pub services: Vec<ServiceEntry>,
+}
+
+/// One service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntry {
+    /// Namespace (default `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// Its ports.
+    pub ports: Vec<PortEntry>,
+}
+
+fn default_namespace() -> String {
+    "default".to_owned()
+}
+
+/// One port of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortEntry {
+    /// Port name.
+    pub name: String,
+    /// Port the edge listens on.
+    pub listen: u16,
+    /// PROXY protocol towards the endpoints (default v2).
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// Endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointEntry>,
+}
+
+/// An endpoint: `IP:PORT` (ready), or `{address, state}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EndpointEntry {
+    /// `10.0.0.1:80` or `[fd00::1]:80`.
+    Plain(SocketAddr),
+    /// With an explicit state.
+    Detailed {
+        /// `IP:PORT`.
+        address: SocketAddr,
+        /// Ready (default) or draining.
+        state: EndpointState,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetailedEntry {
+    address: String,
+    #[serde(default)]
+    state: EndpointState,
+}
+
+fn parse_endpoint_addr<E: serde::de::Error>(s: &str) -> std::result::Result<SocketAddr, E> {
+    s.parse().map_err(|_| {
+        E::custom(format!(
+            "invalid endpoint address {s:?}: expected IP:PORT such as 10.0.0.1:80 or [fd00::1]:80"
+        ))
+    })
+}
+
+impl<'de> Deserialize<'de> for EndpointEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EndpointEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "an endpoint as \"IP:PORT\" or {address: \"IP:PORT\", state: ready|draining}",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                s: &str,
+            ) -> std::result::Result<EndpointEntry, E> {
+                parse_endpoint_addr(s).map(EndpointEntry::Plain)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<EndpointEntry, A::Error> {
+                let entry =
+                    DetailedEntry::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(EndpointEntry::Detailed {
+                    address: parse_endpoint_addr(&entry.address)?,
+                    state: entry.state,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl SnapshotDocument {
+    /// Parses YAML; errors carry line and column.
+    pub fn from_yaml(text: &str) -> std::result::Result<Self, serde_yaml_ng::Error> {
+        serde_yaml_ng::from_str(text)
+    }
+
+    /// Converts to a validated [`Snapshot`]. `origin` names the file in errors.
+    pub fn into_snapshot(self, origin: &str) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        for (i, svc) in self.services.into_iter().enumerate() {
+            let at = |what: &str, e: Error| {
+                Error::InvalidSnapshot(format!("{origin}: services[{i}]{what}: {e}"))
+            };
+            let key = ServiceKey::new(svc.namespace, svc.name).map_err(|e| at("", e))?;
+            if snapshot.services.contains_key(&key) {
+                return Err(Error::InvalidSnapshot(format!(
+                    "{origin}: services[{i}]: service {key} is listed twice; merge its ports into one entry"
+                )));
+            }
+            for (j, port) in svc.ports.into_iter().enumerate() {
+                let mut spec = PortSpec::new(port.listen, port.proxy_protocol);
+                for ep in port.endpoints {
+                    spec.add_endpoint(match ep {
+                        EndpointEntry::Plain(addr) => Endpoint {
+                            addr,
+                            state: EndpointState::Ready,
+                        },
+                        EndpointEntry::Detailed { address, state } => Endpoint {
+                            addr: address,
+                            state,
+                        },
+                    });
+                }
+                snapshot
+                    .insert_port(key.clone(), &port.name, spec)
+                    .map_err(|e| at(&format!(".ports[{j}]"), e))?;
+            }
+        }
+        snapshot
+            .validate()
+            .map_err(|e| Error::InvalidSnapshot(format!("{origin}: {e}")))?;
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+services:
+  - namespace: demo
+    name: web
+    ports:
+      - name: http
+        listen: 8080
+        endpoints:
+          - 127.0.0.1:9001
+          - address: "[::1]:9002"
+            state: draining
+"#;
+
+    #[test]
+    fn parses_plain_and_detailed_endpoints() {
+        let snap = SnapshotDocument::from_yaml(GOOD)
+            .unwrap()
+            .into_snapshot("t")
+            .unwrap();
+        let (_, name, port) = snap.ports().next().unwrap();
+        assert_eq!(name, "http");
+        assert_eq!(port.proxy_protocol, ProxyProtocol::V2);
+        let eps: Vec<_> = port.endpoints().collect();
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[1].state, EndpointState::Draining);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_line() {
+        let err =
+            SnapshotDocument::from_yaml("services:\n  - name: a\n    prots: []\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("prots") && msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn bad_addresses_say_what_is_expected() {
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.300:80",
+            "web:80",
+            "{address: \"1.2.3.4\"}",
+        ] {
+            let text = GOOD.replace("127.0.0.1:9001", bad);
+            let msg = SnapshotDocument::from_yaml(&text).unwrap_err().to_string();
+            assert!(
+                msg.contains("expected IP:PORT") && msg.contains("line"),
+                "{bad}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_names_and_duplicates_are_rejected() {
+        let bad = GOOD.replace("name: web", "name: \"web 1\"");
+        let err = SnapshotDocument::from_yaml(&bad)
+            .unwrap()
+            .into_snapshot("f.yaml")
+            .unwrap_err();
+        assert!(err.to_string().contains("f.yaml: services[0]"), "{err}");
+        let twice = format!("{GOOD}{}", &GOOD[GOOD.find("  - namespace").unwrap()..]);
+        let err = SnapshotDocument::from_yaml(&twice)
+            .unwrap()
+            .into_snapshot("f")
+            .unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+}

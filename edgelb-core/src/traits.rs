@@ -1,0 +1,40 @@
+//! The three seams of the pipeline: where snapshots come from, how a node's config is
+//! rendered, and how it reaches the node.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::deploy::{DeployError, NodeConfig, NodeOutcome};
+use crate::digest::{Digest, RenderedConfig};
+use crate::error::Result;
+use crate::model::Snapshot;
+use crate::node::EdgeNode;
+
+/// Produces full snapshots of the desired state.
+pub trait EndpointSource: Send + 'static {
+    /// A stream of full snapshots. The first is sent only once the source has its complete
+    /// initial state (a Kubernetes source waits for its initial lists). An `Err` item reports
+    /// a problem the source is recovering from; the pipeline keeps the last good snapshot.
+    fn snapshots(self) -> BoxStream<'static, Result<Snapshot>>;
+}
+
+/// Turns a snapshot into one node's config. Pure: the same input gives byte-identical output.
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
+pub trait Renderer: Send + Sync {
+    /// Renders `snapshot` for `node`.
+    fn render(&self, snapshot: &Snapshot, node: &EdgeNode) -> Result<RenderedConfig>;
+}
+
+/// Puts configs live on nodes.
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// Deploys a batch (one config per node) and returns exactly one outcome per node, in any
+    /// order. One node's failure must not stop the others. The pipeline sends batches of
+    /// [`PipelineConfig::batch_size`](crate::PipelineConfig::batch_size) nodes (1 by default:
+    /// it fans out itself); a deployer that runs a batch as one job (Ansible) wants more.
+    async fn deploy(&self, batch: &[NodeConfig]) -> Vec<NodeOutcome>;
+
+    /// The digest of the config live on `node`, `None` when it has none from edgelb.
+    async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError>;
+}
