@@ -1,0 +1,61 @@
+//! The crate's error type.
+
+/// Everything that can fail in `edgelb-haproxy`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A value from the input cannot be put in a config safely.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidInput {
+        /// What the value is ("service name", "endpoint address", "template directory", …).
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// Why, and what is allowed.
+        reason: String,
+    },
+
+    /// The template could not be loaded or rendered.
+    #[error("template {name}: {message}")]
+    Template {
+        /// Template name or path.
+        name: String,
+        /// minijinja's message (with line numbers).
+        message: String,
+    },
+
+    /// A local file or process operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing, with the path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// HAProxy's master or runtime CLI answered something we did not expect.
+    #[error("haproxy CLI on {node}: {message}")]
+    Cli {
+        /// Node name.
+        node: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// A deploy step failed, with a typed per-node reason.
+    #[error(transparent)]
+    Deploy(#[from] edgelb_core::DeployError),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! # edgelb-haproxy
+//!
+//! HAProxy for edgelb: the config [`Renderer`](edgelb_core::Renderer), the deployers that put
+//! configs live on edge nodes (local and, with the default `ssh` feature, over SSH), and the
+//! pieces they share: the [`EdgeHost`] seam, the validate → swap → reload → confirm →
+//! roll back transaction, and HAProxy's master CLI.
+#![forbid(unsafe_code)]
+
+mod error;
+mod host;
+
+pub use error::{Error, Result};
+pub use host::{EdgeHost, ExecOutput};
