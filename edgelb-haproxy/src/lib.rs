@@ -6,8 +6,17 @@
 //! roll back transaction, and HAProxy's master CLI.
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod demo_backend;
 mod error;
 mod host;
+mod layout;
+mod local;
+mod master_cli;
+pub mod proxy_header;
 
 pub use error::{Error, Result};
 pub use host::{EdgeHost, ExecOutput};
+pub use layout::HaproxyLayout;
+pub use local::{LocalDeployer, LocalHost};
+pub use master_cli::MasterProcs;

@@ -1,0 +1,191 @@
+//! The deploy transaction, the same on every host: write beside the live file, validate with
+//! `haproxy -c`, keep the previous file, swap atomically, reload, confirm through the master
+//! CLI, and roll back when the reload does not take.
+
+use std::time::Duration;
+
+use edgelb_core::{Applied, DeployError, Digest, RenderedConfig};
+use tokio::time::Instant;
+
+use crate::host::EdgeHost;
+use crate::layout::HaproxyLayout;
+use crate::master_cli::MasterProcs;
+
+/// Puts `config` live on `host`. Nothing is swapped unless `haproxy -c` accepts the new file;
+/// a reload that does not take is rolled back to the previous file.
+pub async fn apply_config(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    config: &RenderedConfig,
+) -> Result<Applied, DeployError> {
+    let live_path = &layout.config_path;
+    let live = host.read_file(live_path).await?;
+    if live.as_deref().and_then(live_digest_of) == Some(config.digest) {
+        return Ok(Applied::Unchanged);
+    }
+
+    let new_path = layout.new_path();
+    host.write_file(&new_path, config.text.as_bytes()).await?;
+    validate_file(host, layout, &new_path).await?;
+
+    let before = show_proc(host, layout).await?;
+    if live.is_some() {
+        host.copy(live_path, &layout.prev_path()).await?;
+    }
+    host.rename(&new_path, live_path).await?;
+    tracing::debug!(node = host.node(), digest = %config.digest.short(), "new config in place; reloading");
+
+    match reload_and_confirm(host, layout, &before).await {
+        Ok(()) => Ok(Applied::Reloaded),
+        Err(message) => Err(roll_back(host, layout, live.is_some(), message).await),
+    }
+}
+
+/// The digest of the config live on `host`, `None` when there is no file or it has no
+/// edgelb digest line.
+pub async fn live_digest(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+) -> Result<Option<Digest>, DeployError> {
+    Ok(host
+        .read_file(&layout.config_path)
+        .await?
+        .as_deref()
+        .and_then(live_digest_of))
+}
+
+/// The digest a live file really has: its digest line if the body still matches it, or the
+/// digest of the whole file when someone edited the body by hand (so it never matches a
+/// rendered config and drift is repaired).
+pub fn live_digest_of(bytes: &[u8]) -> Option<Digest> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let claimed = Digest::from_config_text(text)?;
+    let body = text.split_once('\n').map_or("", |(_, body)| body);
+    if Digest::of(body.as_bytes()) == claimed {
+        Some(claimed)
+    } else {
+        Some(Digest::of(bytes))
+    }
+}
+
+/// Runs `haproxy -c -f <path>`; on rejection removes the file and returns HAProxy's words.
+pub async fn validate_file(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    path: &str,
+) -> Result<(), DeployError> {
+    let argv = [
+        layout.haproxy_bin.clone(),
+        "-c".into(),
+        "-f".into(),
+        path.to_owned(),
+    ];
+    let out = host.exec(&argv).await?;
+    if out.success() {
+        return Ok(());
+    }
+    if let Err(e) = host.remove_file(path).await {
+        tracing::warn!(node = host.node(), error = %e, "could not remove the rejected config");
+    }
+    Err(DeployError::ConfigRejected {
+        node: host.node().to_owned(),
+        haproxy_output: out.message(),
+    })
+}
+
+/// Reads the master CLI's `show proc`.
+pub async fn show_proc(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+) -> Result<MasterProcs, DeployError> {
+    let text = host
+        .socket_command(&layout.master_socket, "show proc")
+        .await
+        .map_err(|e| DeployError::Step {
+            node: host.node().to_owned(),
+            step: format!("reaching haproxy's master socket {}", layout.master_socket),
+            message: format!(
+                "{e}; is haproxy running in master-worker mode with -S {}?",
+                layout.master_socket
+            ),
+        })?;
+    MasterProcs::parse(host.node(), &text)
+}
+
+/// Reloads and waits until `show proc` says the reload took (`Err` says why not).
+async fn reload_and_confirm(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    before: &MasterProcs,
+) -> Result<(), String> {
+    match &layout.reload_command {
+        Some(argv) => {
+            let out = host.exec(argv).await.map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(format!("`{}` failed: {}", argv.join(" "), out.message()));
+            }
+        }
+        None => {
+            host.socket_command(&layout.master_socket, "reload")
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let deadline = Instant::now() + layout.reload_timeout;
+    loop {
+        let now = show_proc(host, layout).await.map_err(|e| e.to_string())?;
+        match now.reload_succeeded_since(before) {
+            Some(true) => return Ok(()),
+            Some(false) => {
+                return Err(
+                    "haproxy could not start a worker with the new config (the old worker keeps serving; see haproxy's log)".into(),
+                );
+            }
+            None if Instant::now() >= deadline => {
+                return Err(format!(
+                    "no reload showed up in the master's `show proc` within {:.1}s",
+                    layout.reload_timeout.as_secs_f64()
+                ));
+            }
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Restores the previous file and reloads it; returns the error to report.
+async fn roll_back(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    had_previous: bool,
+    message: String,
+) -> DeployError {
+    let node = host.node().to_owned();
+    tracing::error!(node = %node, reason = %message, "reload failed; rolling back");
+    if !had_previous {
+        return DeployError::ReloadFailed {
+            node,
+            message: format!("{message}; there was no previous file to restore"),
+            rolled_back: false,
+        };
+    }
+    let restored = async {
+        host.copy(&layout.prev_path(), &layout.config_path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let before = show_proc(host, layout).await.map_err(|e| e.to_string())?;
+        reload_and_confirm(host, layout, &before).await
+    }
+    .await;
+    match restored {
+        Ok(()) => DeployError::ReloadFailed {
+            node,
+            message,
+            rolled_back: true,
+        },
+        Err(e) => DeployError::ReloadFailed {
+            node,
+            message: format!("{message}; restoring the previous config failed too: {e}"),
+            rolled_back: false,
+        },
+    }
+}

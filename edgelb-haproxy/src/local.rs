@@ -1,0 +1,246 @@
+//! The local host and deployer: for an edge that runs the controller itself, and for the
+//! quick start.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use edgelb_core::{Applied, DeployError, Deployer, Digest, EdgeNode, NodeConfig, NodeOutcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::apply::{apply_config, live_digest, show_proc, validate_file};
+use crate::error::Result;
+use crate::host::{EdgeHost, ExecOutput};
+use crate::layout::HaproxyLayout;
+
+/// The machine this process runs on, as an [`EdgeHost`].
+#[derive(Debug, Clone)]
+pub struct LocalHost {
+    node: String,
+    socket_timeout: Duration,
+}
+
+impl LocalHost {
+    /// The local machine, reported as node `node`.
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            socket_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn step(&self, step: String, e: impl std::fmt::Display) -> DeployError {
+        DeployError::Step {
+            node: self.node.clone(),
+            step,
+            message: e.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl EdgeHost for LocalHost {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, DeployError> {
+        match tokio::fs::read(path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.step(format!("reading {path}"), e)),
+        }
+    }
+
+    async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), DeployError> {
+        tokio::fs::write(path, contents)
+            .await
+            .map_err(|e| self.step(format!("writing {path}"), e))
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DeployError> {
+        tokio::fs::rename(from, to)
+            .await
+            .map_err(|e| self.step(format!("renaming {from} to {to}"), e))
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), DeployError> {
+        tokio::fs::copy(from, to)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.step(format!("copying {from} to {to}"), e))
+    }
+
+    async fn remove_file(&self, path: &str) -> Result<(), DeployError> {
+        match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(self.step(format!("removing {path}"), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn exec(&self, argv: &[String]) -> Result<ExecOutput, DeployError> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| self.step("running a command".into(), "empty command"))?;
+        let out = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| self.step(format!("running {program}"), e))?;
+        Ok(ExecOutput {
+            status: out.status.code().and_then(|c| u32::try_from(c).ok()),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    async fn socket_command(&self, socket: &str, command: &str) -> Result<String, DeployError> {
+        let talk = async {
+            let mut stream = tokio::net::UnixStream::connect(socket).await?;
+            stream.write_all(format!("{command}\n").as_bytes()).await?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        match tokio::time::timeout(self.socket_timeout, talk).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(self.step(format!("talking to {socket}"), e)),
+            Err(_) => Err(DeployError::Timeout {
+                node: self.node.clone(),
+                step: format!("waiting for {socket} to answer {command:?}"),
+                seconds: self.socket_timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+/// Deploys to HAProxy on this machine.
+///
+/// With [`LocalDeployer::start_if_missing`], a first deploy that finds no master socket starts
+/// `haproxy -W -S <master socket> -f <config>` as a child process (stopped when the deployer
+/// is dropped): the quick start needs nothing but the haproxy package.
+pub struct LocalDeployer {
+    host: LocalHost,
+    layout: HaproxyLayout,
+    start_if_missing: bool,
+    child: Mutex<Option<Child>>,
+}
+
+impl LocalDeployer {
+    /// Deploys node `node`'s config to this machine.
+    pub fn new(node: impl Into<String>, layout: HaproxyLayout) -> Result<Self> {
+        layout.validate()?;
+        Ok(Self {
+            host: LocalHost::new(node),
+            layout,
+            start_if_missing: false,
+            child: Mutex::new(None),
+        })
+    }
+
+    /// Starts haproxy when no master answers (see the type's docs).
+    pub fn start_if_missing(mut self, yes: bool) -> Self {
+        self.start_if_missing = yes;
+        self
+    }
+
+    async fn deploy_one(&self, cfg: &NodeConfig) -> Result<Applied, DeployError> {
+        if cfg.node.name != self.host.node() {
+            return Err(DeployError::Step {
+                node: cfg.node.name.clone(),
+                step: "choosing a host".into(),
+                message: format!(
+                    "the local deployer serves node {} only; use the SSH or Ansible deployer for remote nodes",
+                    self.host.node()
+                ),
+            });
+        }
+        if self.start_if_missing && show_proc(&self.host, &self.layout).await.is_err() {
+            return self.start(cfg).await;
+        }
+        apply_config(&self.host, &self.layout, &cfg.config).await
+    }
+
+    /// Writes and validates the config, then starts haproxy on it and waits for its worker.
+    async fn start(&self, cfg: &NodeConfig) -> Result<Applied, DeployError> {
+        let mut child = self.child.lock().await;
+        let new_path = self.layout.new_path();
+        self.host
+            .write_file(&new_path, cfg.config.text.as_bytes())
+            .await?;
+        validate_file(&self.host, &self.layout, &new_path).await?;
+        self.host
+            .rename(&new_path, &self.layout.config_path)
+            .await?;
+        if let Some(parent) = PathBuf::from(&self.layout.master_socket).parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| self.host.step(format!("creating {}", parent.display()), e))?;
+        }
+        tracing::info!(node = self.host.node(), config = %self.layout.config_path, "no haproxy master answers; starting haproxy");
+        let spawned = Command::new(&self.layout.haproxy_bin)
+            .args([
+                "-W",
+                "-S",
+                &self.layout.master_socket,
+                "-f",
+                &self.layout.config_path,
+            ])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                self.host
+                    .step(format!("starting {}", self.layout.haproxy_bin), e)
+            })?;
+        *child = Some(spawned);
+        let deadline = tokio::time::Instant::now() + self.layout.reload_timeout;
+        loop {
+            if let Ok(procs) = show_proc(&self.host, &self.layout).await
+                && !procs.workers.is_empty()
+            {
+                return Ok(Applied::Reloaded);
+            }
+            if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+                return Err(self.host.step(
+                    "starting haproxy".into(),
+                    format!("haproxy exited with {status}"),
+                ));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DeployError::Timeout {
+                    node: self.host.node().to_owned(),
+                    step: "waiting for the haproxy it started to answer on the master socket"
+                        .into(),
+                    seconds: self.layout.reload_timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Deployer for LocalDeployer {
+    async fn deploy(&self, batch: &[NodeConfig]) -> Vec<NodeOutcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for cfg in batch {
+            outcomes.push(match self.deploy_one(cfg).await {
+                Ok(applied) => NodeOutcome::ok(cfg.node.name.clone(), applied),
+                Err(e) => NodeOutcome::failed(e),
+            });
+        }
+        outcomes
+    }
+
+    async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
+        let _ = node;
+        live_digest(&self.host, &self.layout).await
+    }
+}
