@@ -22,6 +22,7 @@
 
 mod deploy;
 mod digest;
+pub mod duration;
 mod error;
 mod model;
 pub mod names;

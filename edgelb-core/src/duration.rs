@@ -1,0 +1,100 @@
+//! Human-readable durations in config files: `250ms`, `5s`, `2m`, `1h`, or a plain number of
+//! seconds. Use with `#[serde(with = "edgelb_core::duration")]`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use edgelb_core::duration::{format, parse};
+//! assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+//! assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+//! assert_eq!(format(Duration::from_millis(1500)), "1500ms");
+//! assert!(parse("5 parsecs").is_err());
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1m30s`, or a bare number of seconds.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad =
+        || format!("invalid duration {text:?}: use a number with a unit, e.g. 250ms, 5s, 2m or 1h");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.saturating_mul(60)),
+            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(unit);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way [`parse`] reads it (whole seconds as `Ns`, else `Nms`).
+pub fn format(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// serde deserializer (a string with a unit, or a number of seconds).
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// serde serializer.
+pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format(*d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_errors() {
+        assert_eq!(parse("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("1h2m3s4ms"), Ok(Duration::from_millis(3_723_004)));
+        for bad in ["", "s", "5x", "-5s", "5.5s", "5 s", "ms5"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        for d in [
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+            Duration::from_millis(2500),
+        ] {
+            assert_eq!(parse(&format(d)), Ok(d));
+        }
+    }
+}
