@@ -1,5 +1,6 @@
-//! Human-readable durations in config files: `250ms`, `5s`, `2m`, `1h`, or a plain number of
-//! seconds. Use with `#[serde(with = "edgelb_core::duration")]`.
+//! Human-readable durations in config files: `250ms`, `5s`, `2m`, `1h`, `1d`, or combined as
+//! `1m30s`. A bare number is rejected rather than guessed at (seconds? milliseconds?).
+//! Use with `#[serde(with = "edgelb_core::duration")]`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -14,16 +15,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
-/// Parses `500ms`, `5s`, `2m`, `1h`, `1m30s`, or a bare number of seconds.
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1d` or a combination such as `1m30s`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let bad =
         || format!("invalid duration {text:?}: use a number with a unit, e.g. 250ms, 5s, 2m or 1h");
     if text.is_empty() {
         return Err(bad());
-    }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
     }
     let mut total = Duration::ZERO;
     let mut rest = text;
@@ -42,6 +40,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(value),
             "m" => Duration::from_secs(value.saturating_mul(60)),
             "h" => Duration::from_secs(value.saturating_mul(3600)),
+            "d" => Duration::from_secs(value.saturating_mul(86_400)),
             _ => return Err(bad()),
         };
         total = total.saturating_add(unit);
@@ -59,18 +58,12 @@ pub fn format(d: Duration) -> String {
     }
 }
 
-/// serde deserializer (a string with a unit, or a number of seconds).
+/// serde deserializer (a string with a unit).
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(s) => Ok(Duration::from_secs(s)),
-        Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
-    }
+    let text = String::deserialize(d).map_err(|_| {
+        serde::de::Error::custom("expected a duration with a unit, e.g. 250ms, 5s or 1m")
+    })?;
+    parse(&text).map_err(serde::de::Error::custom)
 }
 
 /// serde serializer.
@@ -84,9 +77,9 @@ mod tests {
 
     #[test]
     fn units_and_errors() {
-        assert_eq!(parse("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse("1h2m3s4ms"), Ok(Duration::from_millis(3_723_004)));
-        for bad in ["", "s", "5x", "-5s", "5.5s", "5 s", "ms5"] {
+        for bad in ["", "30", "s", "5x", "-5s", "5.5s", "5 s", "ms5"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         for d in [
