@@ -1,0 +1,305 @@
+//! The two Kubernetes endpoint sources and the machinery they share: watchers feeding
+//! reflector stores, a driver that turns store changes into full snapshots.
+
+mod lb;
+mod named;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use edgelb_core::{PortSpec, ServiceKey, Snapshot};
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+pub use lb::{
+    DEFAULT_LOAD_BALANCER_CLASS, LoadBalancerConfig, LoadBalancerSource, PROXY_PROTOCOL_ANNOTATION,
+};
+pub use named::{NamedService, NamedServicesSource, PortMapping, PortRef};
+
+use crate::convert::Warning;
+use crate::events::{EventPublisher, EventType};
+
+/// What one watcher reported, reduced to what the driver needs.
+#[derive(Debug)]
+enum TickKind {
+    /// The store changed (an object applied or deleted, or a (re)list completed).
+    Changed { init_done: bool },
+    /// A (re)list is under way; the store still holds the previous state.
+    Progress,
+    /// The watch expired (410 Gone); the watcher relists after its backoff.
+    Gone,
+    /// Any other watch error; the watcher retries after its backoff.
+    Failed(String),
+}
+
+struct Tick {
+    watch: usize,
+    kind: TickKind,
+}
+
+/// Whether a watcher error is a 410 Gone (an expired resourceVersion: routine, relist).
+fn is_gone(err: &watcher::Error) -> bool {
+    match err {
+        watcher::Error::WatchError(status) => status.code == 410,
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => crate::error::status_code(e) == Some(410),
+        watcher::Error::NoResourceVersion => false,
+    }
+}
+
+fn failure_message(what: &str, err: &watcher::Error) -> String {
+    let hint = match err {
+        watcher::Error::WatchError(status) if status.code == 403 => {
+            "; edgelb's ServiceAccount lacks a permission: apply deploy/rbac.yaml"
+        }
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => "",
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => crate::error::hint(e),
+    };
+    format!("watching {what}: {err}{hint}; retrying with backoff, keeping the last good state")
+}
+
+/// Strips what edgelb never reads, so cluster-wide stores stay small.
+fn strip<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Starts watching `api` into a store. `keep` decides which objects the store holds: an
+/// applied object that is not kept is removed from the store (it left our selection).
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    index: usize,
+    what: String,
+    keep: impl Fn(&K) -> bool + Send + 'static,
+) -> (Store<K>, BoxStream<'static, Tick>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .try_filter_map(move |event| {
+            let event = match event {
+                watcher::Event::InitApply(obj) if !keep(&obj) => None,
+                watcher::Event::Apply(obj) if !keep(&obj) => Some(watcher::Event::Delete(obj)),
+                other => Some(other),
+            };
+            futures::future::ready(Ok(event.map(|e| e.modify(strip))))
+        })
+        .reflect(writer)
+        .map(move |result| Tick {
+            watch: index,
+            kind: match result {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => TickKind::Progress,
+                Ok(watcher::Event::InitDone) => TickKind::Changed { init_done: true },
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                    TickKind::Changed { init_done: false }
+                }
+                Err(e) if is_gone(&e) => TickKind::Gone,
+                Err(e) => TickKind::Failed(failure_message(&what, &e)),
+            },
+        })
+        .boxed();
+    (reader, stream)
+}
+
+/// A snapshot builder: reads the stores, returns the snapshot and what was skipped.
+type Build = Box<dyn FnMut() -> (Snapshot, Vec<Warning>) + Send>;
+
+/// Turns watcher ticks into snapshot stream items.
+struct Driver {
+    source_name: String,
+    watches: Vec<String>,
+    ready: Vec<bool>,
+    build: Build,
+    last: Option<Snapshot>,
+    last_warnings: BTreeSet<(String, &'static str, String)>,
+    errored: bool,
+    events: Option<EventPublisher>,
+    out: VecDeque<edgelb_core::Result<Snapshot>>,
+}
+
+impl Driver {
+    async fn handle(&mut self, ticks: Vec<Tick>) {
+        let mut changed = false;
+        for tick in ticks {
+            let what = self.watches.get(tick.watch).map_or("?", String::as_str);
+            match tick.kind {
+                TickKind::Progress => {}
+                TickKind::Changed { init_done } => {
+                    if init_done && let Some(r) = self.ready.get_mut(tick.watch) {
+                        if !*r {
+                            tracing::debug!(watch = what, "initial list complete");
+                        }
+                        *r = true;
+                    }
+                    changed = true;
+                }
+                TickKind::Gone => {
+                    tracing::info!(
+                        watch = what,
+                        "watch expired (410 Gone); relisting, keeping the current state meanwhile"
+                    );
+                }
+                TickKind::Failed(message) => {
+                    tracing::warn!(source = %self.source_name, "{message}");
+                    self.errored = true;
+                    self.out.push_back(Err(edgelb_core::Error::Source {
+                        source_name: self.source_name.clone(),
+                        message,
+                    }));
+                }
+            }
+        }
+        if !changed || !self.ready.iter().all(|r| *r) {
+            return;
+        }
+        let (snapshot, warnings) = (self.build)();
+        self.report(warnings).await;
+        // After an error, send the state again even when it is unchanged: it tells the
+        // pipeline the source has recovered.
+        if self.last.as_ref() != Some(&snapshot) || self.errored {
+            self.errored = false;
+            tracing::debug!(
+                source = %self.source_name,
+                services = snapshot.services.len(),
+                endpoints = snapshot.endpoint_count(),
+                "new snapshot"
+            );
+            self.last = Some(snapshot.clone());
+            self.out.push_back(Ok(snapshot));
+        }
+    }
+
+    /// Logs (and records as Events) the warnings that are new since the last build.
+    async fn report(&mut self, warnings: Vec<Warning>) {
+        let mut current = BTreeSet::new();
+        for w in &warnings {
+            let id = w.identity();
+            let fresh = !self.last_warnings.contains(&id);
+            if !current.insert(id) || !fresh {
+                continue;
+            }
+            tracing::warn!(object = %w.object, reason = w.reason, "{}", w.message);
+            if let (Some(events), Some(regarding)) = (&self.events, &w.regarding) {
+                events
+                    .publish(
+                        regarding,
+                        EventType::Warning,
+                        w.reason,
+                        "Sync",
+                        &w.message,
+                        &format!("{}/{}", w.object, w.reason),
+                    )
+                    .await;
+            }
+        }
+        self.last_warnings = current;
+    }
+}
+
+/// Runs the watchers and the driver as one stream of snapshots.
+fn run(
+    source_name: String,
+    watches: Vec<(String, BoxStream<'static, Tick>)>,
+    build: Build,
+    events: Option<EventPublisher>,
+) -> BoxStream<'static, edgelb_core::Result<Snapshot>> {
+    let (names, streams): (Vec<String>, Vec<_>) = watches.into_iter().unzip();
+    let merged: SelectAll<BoxStream<'static, Tick>> = futures::stream::select_all(streams);
+    let driver = Driver {
+        source_name,
+        ready: vec![false; names.len()],
+        watches: names,
+        build,
+        last: None,
+        last_warnings: BTreeSet::new(),
+        errored: false,
+        events,
+        out: VecDeque::new(),
+    };
+    futures::stream::unfold((merged, driver), |(mut merged, mut driver)| async move {
+        loop {
+            if let Some(item) = driver.out.pop_front() {
+                return Some((item, (merged, driver)));
+            }
+            let first = merged.next().await?;
+            // Take everything already waiting, so a burst (an initial list of thousands of
+            // objects) costs one rebuild.
+            let mut ticks = vec![first];
+            while let Some(Some(tick)) = merged.next().now_or_never() {
+                ticks.push(tick);
+            }
+            driver.handle(ticks).await;
+        }
+    })
+    .boxed()
+}
+
+/// Inserts one Service's ports into the snapshot: a listen port already claimed by an earlier
+/// Service, or an unusable port name, skips that port with a warning (the rest of the snapshot
+/// stays valid, so one bad Service never blocks the others).
+fn insert_ports(
+    snapshot: &mut Snapshot,
+    claimed: &mut BTreeMap<u16, String>,
+    svc: &Service,
+    key: &ServiceKey,
+    ports: BTreeMap<String, PortSpec>,
+    warnings: &mut Vec<Warning>,
+) {
+    for (name, spec) in ports {
+        let owner = format!("{key}:{name}");
+        if let Some(prev) = claimed.get(&spec.listen_port) {
+            warnings.push(Warning::about(
+                svc,
+                "PortConflict",
+                format!(
+                    "edge listen port {} of port {name:?} is already taken by {prev}; this port is not served until the conflict is resolved",
+                    spec.listen_port
+                ),
+            ));
+            continue;
+        }
+        let listen_port = spec.listen_port;
+        match snapshot.insert_port(key.clone(), &name, spec) {
+            Ok(()) => {
+                claimed.insert(listen_port, owner);
+            }
+            Err(e) => warnings.push(Warning::about(
+                svc,
+                "InvalidName",
+                format!("port skipped: {e}"),
+            )),
+        }
+    }
+}
+
+/// The Service's `ServiceKey`, or a warning when its names are not usable.
+fn service_key(svc: &Service, warnings: &mut Vec<Warning>) -> Option<ServiceKey> {
+    match ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any()) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            warnings.push(Warning::about(
+                svc,
+                "InvalidName",
+                format!("Service skipped: {e}"),
+            ));
+            None
+        }
+    }
+}

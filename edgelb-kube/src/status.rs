@@ -1,0 +1,445 @@
+//! Writes `status.loadBalancer.ingress` of the Services edgelb serves, and records deploy
+//! Events on them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgelb_core::{
+    Applied, CancellationToken, EdgeNode, NodeStatus, PipelineStatus, ProxyProtocol, ServiceKey,
+    ServiceSpec, Snapshot,
+};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::{Result, status_code};
+use crate::events::{EventPublisher, EventType};
+
+/// The field manager edgelb patches with.
+pub const FIELD_MANAGER: &str = "edgelb";
+
+/// One entry of `status.loadBalancer.ingress`, as edgelb writes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ingress {
+    /// An IP address (`ip`) or a DNS name (`hostname`).
+    pub address: String,
+    /// Whether `address` is an IP address.
+    pub is_ip: bool,
+    /// `ipMode: Proxy` (PROXY protocol on) rather than `VIP`; only for IP addresses.
+    pub proxy: bool,
+}
+
+impl Ingress {
+    fn to_json(&self) -> Value {
+        if self.is_ip {
+            json!({"ip": self.address, "ipMode": if self.proxy { "Proxy" } else { "VIP" }})
+        } else {
+            json!({"hostname": self.address})
+        }
+    }
+}
+
+/// The ingress list for a Service served by the edges with `addresses`.
+///
+/// `ipMode: Proxy` tells kube-proxy not to short-circuit in-cluster traffic to these IPs
+/// straight to the pods, which would skip the PROXY header the pods expect.
+pub fn ingress_for<'a>(
+    addresses: impl IntoIterator<Item = &'a str>,
+    proxy_protocol: ProxyProtocol,
+) -> Vec<Ingress> {
+    let mut seen = BTreeSet::new();
+    addresses
+        .into_iter()
+        .filter(|a| seen.insert(*a))
+        .map(|a| {
+            let is_ip = a.parse::<IpAddr>().is_ok();
+            Ingress {
+                address: a.to_owned(),
+                is_ip,
+                proxy: proxy_protocol != ProxyProtocol::None,
+            }
+        })
+        .collect()
+}
+
+/// Settings of the [`StatusWriter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    /// First retry delay after a failed patch; doubles up to `max_retry` (default 1 s).
+    pub min_retry: Duration,
+    /// Longest retry delay (default 60 s).
+    pub max_retry: Duration,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            min_retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The config a node runs, as far as the writer knows: the snapshot of the last generation it
+/// was seen in sync with. A node that fails a later deploy keeps serving it.
+#[derive(Debug, Clone)]
+struct NodeRecord {
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+/// Keeps `status.loadBalancer.ingress` of every Service in the desired state in line with
+/// what the edges actually serve, and records Events for applied and failed deploys.
+///
+/// A Service gets an edge's public addresses once that edge runs a config containing the
+/// Service (it was in sync with a generation that had the Service); an edge that fails a later
+/// deploy keeps its old config and stays listed. IP addresses are written as `ip` with
+/// `ipMode: Proxy` when the Service's ports send PROXY protocol, `VIP` otherwise; names as
+/// `hostname`. A Service that leaves the desired state has its ingress cleared.
+///
+/// Meant for the LoadBalancer-class mode, where every Service in the snapshot is a
+/// `type: LoadBalancer` Service of our class. Run it only while this replica leads.
+///
+/// RBAC: `patch` on `services/status`, `get` on `services`, `create` on `events.k8s.io` events.
+///
+/// ```no_run
+/// use edgelb_core::{CancellationToken, EdgeNode, PipelineStatus};
+/// use edgelb_kube::{EventConfig, EventPublisher, StatusWriter};
+/// # async fn demo(client: kube::Client, nodes: Vec<EdgeNode>,
+/// #     status: tokio::sync::watch::Receiver<PipelineStatus>) -> edgelb_kube::Result<()> {
+/// let events = EventPublisher::new(client.clone(), EventConfig::default());
+/// let stop = CancellationToken::new();
+/// StatusWriter::new(client, nodes).with_events(events).run(status, stop).await?;
+/// # Ok(()) }
+/// ```
+pub struct StatusWriter {
+    client: Client,
+    nodes: Vec<EdgeNode>,
+    config: StatusConfig,
+    events: Option<EventPublisher>,
+    records: BTreeMap<String, NodeRecord>,
+    seen: BTreeMap<String, NodeStatus>,
+    written: BTreeMap<ServiceKey, Vec<Ingress>>,
+    refs: HashMap<ServiceKey, ObjectReference>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl StatusWriter {
+    /// A writer for the edges `nodes` (their `public_addresses` are what it writes).
+    pub fn new(client: Client, nodes: Vec<EdgeNode>) -> Self {
+        Self {
+            client,
+            nodes,
+            config: StatusConfig::default(),
+            events: None,
+            records: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            written: BTreeMap::new(),
+            refs: HashMap::new(),
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    /// Replaces the retry settings.
+    pub fn with_config(mut self, config: StatusConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Records `Deployed` / `DeployFailed` Events on the Services.
+    pub fn with_events(mut self, events: EventPublisher) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled or the pipeline's status channel closes. The status
+    /// is left as it is on exit: the edges keep serving, and the next leader takes over.
+    pub async fn run(
+        mut self,
+        mut status: watch::Receiver<PipelineStatus>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        loop {
+            let current = status.borrow_and_update().clone();
+            self.observe(&current).await;
+            self.sync(&current).await;
+            let retry_at = self.retry_at;
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        tracing::debug!("pipeline status closed; status writer stops");
+                        break;
+                    }
+                }
+                () = sleep_until_opt(retry_at), if retry_at.is_some() => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates what each node is known to run, and records deploy Events.
+    async fn observe(&mut self, status: &PipelineStatus) {
+        let mut events: Vec<(ServiceKey, EventType, &'static str, String, String)> = Vec::new();
+        for node in &self.nodes {
+            let Some(ns) = status.nodes.get(&node.name) else {
+                continue;
+            };
+            let prev = self.seen.get(&node.name).cloned().unwrap_or_default();
+            let old = self.records.get(&node.name).cloned();
+            if let (true, Some(snapshot)) = (ns.in_sync(status.generation), &status.snapshot) {
+                if old.as_ref().map(|r| r.generation) != Some(status.generation) {
+                    self.records.insert(
+                        node.name.clone(),
+                        NodeRecord {
+                            generation: status.generation,
+                            snapshot: snapshot.clone(),
+                        },
+                    );
+                    let applied = ns.last_outcome.filter(|a| *a != Applied::Unchanged);
+                    if let Some(applied) = applied {
+                        for (key, spec) in &snapshot.services {
+                            if service_of(old.as_ref(), key) != Some(spec) {
+                                events.push((
+                                    key.clone(),
+                                    EventType::Normal,
+                                    "Deployed",
+                                    format!(
+                                        "edge {} serves the new config for this Service ({applied}, {} endpoint(s))",
+                                        node.name,
+                                        spec.ports.values().map(|p| p.endpoints.len()).sum::<usize>()
+                                    ),
+                                    node.name.clone(),
+                                ));
+                            }
+                        }
+                    }
+                }
+            } else if ns.live_digest.is_none() && ns.live_generation.is_none() && old.is_some() {
+                // The node was found running no edgelb config at all.
+                self.records.remove(&node.name);
+            }
+            let failed_again = ns.last_error.is_some()
+                && (ns.consecutive_failures > prev.consecutive_failures
+                    || ns.last_error != prev.last_error);
+            if let (true, Some(err), Some(snapshot)) =
+                (failed_again, &ns.last_error, &status.snapshot)
+            {
+                let live = self.records.get(&node.name);
+                for (key, spec) in &snapshot.services {
+                    if service_of(live, key) != Some(spec) {
+                        events.push((
+                            key.clone(),
+                            EventType::Warning,
+                            "DeployFailed",
+                            format!(
+                                "edge {} could not apply the config for this Service: {err}; it keeps its previous config and edgelb retries",
+                                node.name
+                            ),
+                            node.name.clone(),
+                        ));
+                    }
+                }
+            }
+            self.seen.insert(node.name.clone(), ns.clone());
+        }
+        if self.events.is_none() {
+            return;
+        }
+        for (key, type_, reason, note, node) in events {
+            let Some(regarding) = self.service_ref(&key).await else {
+                continue;
+            };
+            if let Some(events) = &self.events {
+                events
+                    .publish(
+                        &regarding,
+                        type_,
+                        reason,
+                        "Deploy",
+                        &note,
+                        &format!("Service {key} {node} {reason}"),
+                    )
+                    .await;
+            }
+        }
+    }
+
+    /// The desired ingress of every Service, by key.
+    fn desired(&self, status: &PipelineStatus) -> BTreeMap<ServiceKey, Vec<Ingress>> {
+        let mut desired = BTreeMap::new();
+        let Some(snapshot) = &status.snapshot else {
+            return desired;
+        };
+        for (key, spec) in &snapshot.services {
+            let serving = self.nodes.iter().filter(|n| {
+                self.records
+                    .get(&n.name)
+                    .is_some_and(|r| r.snapshot.services.contains_key(key))
+            });
+            let proxy = spec
+                .ports
+                .values()
+                .map(|p| p.proxy_protocol)
+                .find(|p| *p != ProxyProtocol::None)
+                .unwrap_or(ProxyProtocol::None);
+            let ingress = ingress_for(
+                serving.flat_map(|n| n.public_addresses.iter().map(String::as_str)),
+                proxy,
+            );
+            desired.insert(key.clone(), ingress);
+        }
+        desired
+    }
+
+    /// Patches every Service whose ingress differs from what was last written.
+    async fn sync(&mut self, status: &PipelineStatus) {
+        if status.snapshot.is_none() {
+            return; // no desired state yet: nothing to say
+        }
+        if self.retry_at.is_some_and(|t| t > Instant::now()) {
+            return;
+        }
+        self.retry_at = None;
+        let desired = self.desired(status);
+        let keys: BTreeSet<ServiceKey> =
+            desired.keys().chain(self.written.keys()).cloned().collect();
+        let mut failed = false;
+        for key in keys {
+            let want = desired.get(&key).cloned().unwrap_or_default();
+            let have = self.written.get(&key).cloned().unwrap_or_default();
+            if want == have {
+                continue;
+            }
+            match self.patch(&key, &want).await {
+                Ok(()) if want.is_empty() => {
+                    self.written.remove(&key);
+                }
+                Ok(()) => {
+                    self.written.insert(key, want);
+                }
+                Err(e) if status_code(&e) == Some(404) => {
+                    tracing::debug!(service = %key, "Service is gone; nothing to write");
+                    self.written.remove(&key);
+                    self.refs.remove(&key);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        service = %key,
+                        error = %e,
+                        hint = crate::error::hint(&e),
+                        "writing the Service's load balancer status failed; retrying"
+                    );
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            let exp = self.failures.min(16);
+            let delay = self
+                .config
+                .min_retry
+                .saturating_mul(1 << exp)
+                .min(self.config.max_retry);
+            self.failures += 1;
+            self.retry_at = Some(Instant::now() + delay);
+        } else {
+            self.failures = 0;
+        }
+    }
+
+    async fn patch(&mut self, key: &ServiceKey, ingress: &[Ingress]) -> kube::Result<()> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let list = if ingress.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(ingress.iter().map(Ingress::to_json).collect())
+        };
+        let body = json!({"status": {"loadBalancer": {"ingress": list}}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let svc = api
+            .patch_status(&key.name, &params, &Patch::Merge(&body))
+            .await?;
+        tracing::info!(
+            service = %key,
+            ingress = ?ingress.iter().map(|i| i.address.as_str()).collect::<Vec<_>>(),
+            "load balancer status written"
+        );
+        self.refs.insert(key.clone(), svc.object_ref(&()));
+        Ok(())
+    }
+
+    /// A reference to the Service (with its uid, so `kubectl describe` shows the Events).
+    async fn service_ref(&mut self, key: &ServiceKey) -> Option<ObjectReference> {
+        if let Some(r) = self.refs.get(key) {
+            return Some(r.clone());
+        }
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        match api.get_opt(&key.name).await {
+            Ok(Some(svc)) => {
+                let r = svc.object_ref(&());
+                self.refs.insert(key.clone(), r.clone());
+                Some(r)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(service = %key, error = %e, "cannot look up the Service for an Event");
+                None
+            }
+        }
+    }
+}
+
+fn service_of<'a>(record: Option<&'a NodeRecord>, key: &ServiceKey) -> Option<&'a ServiceSpec> {
+    record.and_then(|r| r.snapshot.services.get(key))
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingress_ip_vs_hostname_and_ip_mode() {
+        let list = ingress_for(
+            [
+                "203.0.113.10",
+                "2001:db8::1",
+                "edge.example.net",
+                "203.0.113.10",
+            ],
+            ProxyProtocol::V2,
+        );
+        let json: Vec<Value> = list.iter().map(Ingress::to_json).collect();
+        assert_eq!(
+            json,
+            vec![
+                json!({"ip": "203.0.113.10", "ipMode": "Proxy"}),
+                json!({"ip": "2001:db8::1", "ipMode": "Proxy"}),
+                json!({"hostname": "edge.example.net"}),
+            ]
+        );
+        let vip = ingress_for(["203.0.113.10"], ProxyProtocol::None);
+        assert_eq!(
+            vip[0].to_json(),
+            json!({"ip": "203.0.113.10", "ipMode": "VIP"})
+        );
+    }
+}
