@@ -38,3 +38,11 @@ pub trait Deployer: Send + Sync {
     /// The digest of the config live on `node`, `None` when it has none from edgelb.
     async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError>;
 }
+
+/// A stream of snapshots is a source too: `source.snapshots()` boxes any source, so a program
+/// can pick one at run time.
+impl EndpointSource for BoxStream<'static, Result<Snapshot>> {
+    fn snapshots(self) -> BoxStream<'static, Result<Snapshot>> {
+        self
+    }
+}

@@ -112,6 +112,14 @@ pub async fn show_proc(
     MasterProcs::parse(host.node(), &text)
 }
 
+/// An error's words without the `node X:` prefix, to nest it in another error of that node.
+fn step_detail(e: &DeployError) -> String {
+    match e {
+        DeployError::Step { step, message, .. } => format!("{step} failed: {message}"),
+        other => other.to_string(),
+    }
+}
+
 /// Reloads and waits until `show proc` says the reload took (`Err` says why not).
 async fn reload_and_confirm(
     host: &dyn EdgeHost,
@@ -120,7 +128,7 @@ async fn reload_and_confirm(
 ) -> Result<(), String> {
     match &layout.reload_command {
         Some(argv) => {
-            let out = host.exec(argv).await.map_err(|e| e.to_string())?;
+            let out = host.exec(argv).await.map_err(|e| step_detail(&e))?;
             if !out.success() {
                 return Err(format!("`{}` failed: {}", argv.join(" "), out.message()));
             }
@@ -128,26 +136,33 @@ async fn reload_and_confirm(
         None => {
             host.socket_command(&layout.master_socket, "reload")
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| step_detail(&e))?;
         }
     }
+    // The master re-executes itself on reload: its socket refuses connections for a moment,
+    // so errors are retried until the deadline like a reload that has not shown up yet.
     let deadline = Instant::now() + layout.reload_timeout;
     loop {
-        let now = show_proc(host, layout).await.map_err(|e| e.to_string())?;
-        match now.reload_succeeded_since(before) {
-            Some(true) => return Ok(()),
-            Some(false) => {
+        let verdict = match show_proc(host, layout).await {
+            Ok(now) => now
+                .reload_succeeded_since(before)
+                .ok_or_else(|| "no reload showed up in the master's `show proc`".to_owned()),
+            Err(e) => Err(step_detail(&e)),
+        };
+        match verdict {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
                 return Err(
                     "haproxy could not start a worker with the new config (the old worker keeps serving; see haproxy's log)".into(),
                 );
             }
-            None if Instant::now() >= deadline => {
+            Err(last) if Instant::now() >= deadline => {
                 return Err(format!(
-                    "no reload showed up in the master's `show proc` within {:.1}s",
+                    "{last} within {:.1}s",
                     layout.reload_timeout.as_secs_f64()
                 ));
             }
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }
@@ -171,8 +186,8 @@ async fn roll_back(
     let restored = async {
         host.copy(&layout.prev_path(), &layout.config_path)
             .await
-            .map_err(|e| e.to_string())?;
-        let before = show_proc(host, layout).await.map_err(|e| e.to_string())?;
+            .map_err(|e| step_detail(&e))?;
+        let before = show_proc(host, layout).await.map_err(|e| step_detail(&e))?;
         reload_and_confirm(host, layout, &before).await
     }
     .await;

@@ -64,5 +64,7 @@ pub trait EdgeHost: Send + Sync {
 
     /// Sends one command line to a UNIX socket on the host (HAProxy's master CLI or stats
     /// socket) and returns everything it answers until it closes the connection.
+    /// Implementations must close their writing half after the command (send EOF): HAProxy
+    /// answers a non-interactive CLI connection only then.
     async fn socket_command(&self, socket: &str, command: &str) -> Result<String, DeployError>;
 }

@@ -104,6 +104,8 @@ impl EdgeHost for LocalHost {
         let talk = async {
             let mut stream = tokio::net::UnixStream::connect(socket).await?;
             stream.write_all(format!("{command}\n").as_bytes()).await?;
+            // HAProxy answers a non-interactive CLI connection once our side is closed.
+            stream.shutdown().await?;
             let mut answer = String::new();
             stream.read_to_string(&mut answer).await?;
             Ok::<_, std::io::Error>(answer)

@@ -1,0 +1,72 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// edgelb keeps HAProxy on edge nodes outside your cluster in sync with the cluster's
+/// endpoints, sending PROXY protocol so your ingress sees the real client IP.
+///
+/// Start with `edgelb check --config FILE`, look at `edgelb render --config FILE`, then
+/// `edgelb run --config FILE`. The config file is documented in the README.
+#[derive(Debug, Parser)]
+#[command(name = "edgelb", version, about, long_about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter, e.g. `info`, `debug`, `edgelb_core=debug,info`.
+    #[arg(long, global = true, env = "EDGELB_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, global = true, env = "EDGELB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Keep the edges in sync until SIGTERM or Ctrl-C.
+    Run {
+        /// The config file.
+        #[arg(short, long, env = "EDGELB_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the HAProxy config each edge would get, without touching any edge.
+    Render {
+        /// The config file.
+        #[arg(short, long, env = "EDGELB_CONFIG")]
+        config: PathBuf,
+        /// Print only this edge's config.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Validate the config file, render every edge, and run `haproxy -c` on each result.
+    Check {
+        /// The config file.
+        #[arg(short, long, env = "EDGELB_CONFIG")]
+        config: PathBuf,
+        /// The haproxy binary used for `haproxy -c`.
+        #[arg(long, default_value = "haproxy")]
+        haproxy: String,
+    },
+    /// Run demo backends that answer with the client address HAProxy's PROXY header carried.
+    DemoBackend {
+        /// Addresses to listen on (repeat for several backends).
+        #[arg(long, required = true)]
+        listen: Vec<SocketAddr>,
+        /// Name in the answers (suffixed -1, -2, … with several addresses).
+        #[arg(long, default_value = "demo")]
+        name: String,
+    },
+}

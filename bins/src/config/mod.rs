@@ -1,0 +1,140 @@
+//! The `edgelb` config file: one YAML document, documented in the README.
+//!
+//! Unknown keys and bad values are errors that name the file, the line and the key. Relative
+//! paths are resolved against the config file's directory.
+
+mod deployer;
+mod pipeline;
+mod source;
+
+use std::path::{Path, PathBuf};
+
+use edgelb_core::EdgeNode;
+use edgelb_haproxy::RenderOptions;
+use serde::Deserialize;
+
+pub use deployer::DeployerConfig;
+pub use pipeline::PipelineSettings;
+pub use source::SourceConfig;
+
+use crate::error::{Error, Result};
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the desired state comes from.
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
+    pub source: SourceConfig,
+    /// The edge nodes.
+    pub edges: Vec<EdgeNode>,
+    /// How configs reach the edges.
+    #[serde(with = "serde_yaml_ng::with::singleton_map")]
+    pub deployer: DeployerConfig,
+    /// How `haproxy.cfg` is rendered.
+    #[serde(default)]
+    pub haproxy: RenderOptions,
+    /// Timings of the pipeline.
+    #[serde(default)]
+    pub pipeline: PipelineSettings,
+}
+
+/// A loaded config and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed, validated config with paths made absolute.
+    pub config: Config,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let fail = |message: String| Error::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let mut config: Config = parse_yaml(text).map_err(fail)?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = std::path::absolute(&base).unwrap_or(base);
+        config.resolve_paths(&base);
+        config.validate().map_err(fail)?;
+        Ok(Self {
+            config,
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Parses YAML, naming the full key path and the line of any error:
+/// `pipeline.debounce: invalid duration "5 seconds": … at line 8 column 13`.
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde_yaml_ng prefixes the parent path itself; keep the full one only.
+        let inner = inner
+            .split_once(": ")
+            .filter(|(prefix, _)| path.starts_with(prefix) && !prefix.contains(' '))
+            .map_or(inner.as_str(), |(_, rest)| rest)
+            .to_owned();
+        if path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+impl Config {
+    fn resolve_paths(&mut self, base: &Path) {
+        self.source.resolve_paths(base);
+        self.deployer.resolve_paths(base);
+        if let Some(dir) = &self.haproxy.template_dir {
+            self.haproxy.template_dir = Some(base.join(dir));
+        }
+    }
+
+    /// Checks what serde cannot: names, cross-references, deployer constraints.
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.edges.is_empty() {
+            return Err("edges: list at least one edge node".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, edge) in self.edges.iter().enumerate() {
+            edge.validate().map_err(|e| format!("edges[{i}]: {e}"))?;
+            if !names.insert(edge.name.as_str()) {
+                return Err(format!(
+                    "edges[{i}].name: {:?} is used twice; node names must be unique",
+                    edge.name
+                ));
+            }
+        }
+        self.haproxy
+            .validate()
+            .map_err(|e| format!("haproxy: {e}"))?;
+        self.deployer
+            .validate(&self.edges)
+            .map_err(|e| format!("deployer: {e}"))?;
+        self.pipeline
+            .validate()
+            .map_err(|e| format!("pipeline: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! `edgelb`: keep HAProxy on out-of-cluster edge nodes in sync with a cluster's endpoints.
+//!
+//! Run `edgelb --help` for the commands; the README documents the config file.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::LoadedConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgelb: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgelb: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> error::Result<()> {
+    match command {
+        Command::Render { config, node } => {
+            commands::render::run(&LoadedConfig::load(&config)?, node.as_deref()).await
+        }
+        Command::Check { config, haproxy } => {
+            commands::check::run(&LoadedConfig::load(&config)?, &haproxy).await
+        }
+        Command::Run { config } => commands::run::run(LoadedConfig::load(&config)?).await,
+        Command::DemoBackend { listen, name } => commands::demo_backend::run(&listen, &name).await,
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
