@@ -1,0 +1,97 @@
+//! `edgelb run` with the file source and the local deployer against a real HAProxy: the quick
+//! start's promise, checked end to end.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::*;
+use tokio::net::TcpListener;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
+    if !haproxy_or_skip("run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut backends = Vec::new();
+    for name in ["alpha", "beta"] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        backends.push(listener.local_addr().unwrap());
+        tokio::spawn(edgelb_haproxy::demo_backend::serve(listener, name.into()));
+    }
+    let listen = free_port();
+    let front: SocketAddr = ([127, 0, 0, 1], listen).into();
+    let endpoints = dir.path().join("endpoints.yaml");
+    write_endpoints(&endpoints, listen, &backends[..1]);
+    let state = dir.path().display();
+    let config = dir.path().join("edgelb.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source: {{file: endpoints.yaml}}\n\
+             edges: [{{name: local}}]\n\
+             deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
+             haproxy: {{stats_socket: {state}/admin.sock}}\n\
+             pipeline: {{debounce: 50ms, resync: 5s}}\n"
+        ),
+    )
+    .unwrap();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgelb"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("EDGELB_LOG", "info")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Traffic flows, and the backend sees our own address through PROXY v2.
+    let first = wait_for_backend(front, "alpha", Duration::from_secs(20)).await;
+    let (_, client, proxy, local) = ask(front).await.unwrap();
+    assert_eq!((client, proxy.as_str()), (local, "v2"));
+    eprintln!("first config live and serving after {first:?}");
+
+    // An edit re-routes traffic.
+    let edited = Instant::now();
+    write_endpoints(&endpoints, listen, &backends[1..]);
+    let rerouted = wait_for_backend(front, "beta", Duration::from_secs(5)).await;
+    eprintln!(
+        "endpoints edit → traffic on the new backend in {rerouted:?} (edit at {:?})",
+        edited.elapsed()
+    );
+
+    // A broken edit is refused; the running config keeps serving.
+    std::fs::write(&endpoints, "services:\n  - name: web\n    ports: [{name: tcp, listen: 1, endpoints: [\"not-an-ip:80\"]}]\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(ask(front).await.map(|a| a.0).as_deref(), Some("beta"));
+    let live = std::fs::read_to_string(dir.path().join("haproxy.cfg")).unwrap();
+    assert!(
+        !live.contains("not-an-ip"),
+        "a bad edit must never be written"
+    );
+
+    // SIGTERM: a clean exit, and the haproxy it started goes with it.
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "edgelb exited with {status}");
+    let gone = Instant::now();
+    while ask(front).await.is_some() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(5),
+            "haproxy still serves after edgelb exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
