@@ -14,9 +14,15 @@ mod layout;
 mod local;
 mod master_cli;
 pub mod proxy_header;
+pub mod runtime_api;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 
 pub use error::{Error, Result};
 pub use host::{EdgeHost, ExecOutput};
 pub use layout::HaproxyLayout;
 pub use local::{LocalDeployer, LocalHost};
 pub use master_cli::MasterProcs;
+pub use runtime_api::RuntimeApi;
+#[cfg(feature = "ssh")]
+pub use ssh::{SshDeployer, SshDeployerConfig, SshHost};

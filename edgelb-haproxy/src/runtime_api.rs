@@ -1,0 +1,592 @@
+//! A small client of HAProxy's runtime API (the stats socket, `level admin`) and master CLI,
+//! over any [`EdgeHost`]: a UNIX socket on this machine ([`LocalHost`](crate::LocalHost)) or
+//! on an edge reached through SSH stream-local forwarding.
+//!
+//! Every backend and server name, address and state is validated before it is put into a
+//! command line, so nothing can smuggle a second command (`;`) or a newline in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use edgelb_core::DeployError;
+
+use crate::host::EdgeHost;
+use crate::master_cli::MasterProcs;
+
+/// The administrative state to put a server in (`set server <be>/<srv> state …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerAdminState {
+    /// Takes traffic.
+    Ready,
+    /// Finishes what it has, takes nothing new.
+    Drain,
+    /// Out of service.
+    Maint,
+}
+
+impl fmt::Display for ServerAdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ready => "ready",
+            Self::Drain => "drain",
+            Self::Maint => "maint",
+        })
+    }
+}
+
+/// A server's operational state as `show servers state` reports it (`srv_op_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerOperState {
+    /// Down (0).
+    Stopped,
+    /// Coming up, slow start (1).
+    Starting,
+    /// Up (2).
+    Running,
+    /// Going down (3).
+    Stopping,
+    /// A value this client does not know.
+    Other(u8),
+}
+
+impl From<u8> for ServerOperState {
+    fn from(v: u8) -> Self {
+        match v {
+            0 => Self::Stopped,
+            1 => Self::Starting,
+            2 => Self::Running,
+            3 => Self::Stopping,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// Admin flags of `srv_admin_state`: forced, inherited or DNS-resolution maintenance.
+const ADMIN_MAINT: u32 = 0x01 | 0x02 | 0x20;
+/// Admin flags of `srv_admin_state`: forced or inherited drain.
+const ADMIN_DRAIN: u32 = 0x08 | 0x10;
+
+/// One line of `show servers state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    /// Backend name.
+    pub backend: String,
+    /// Server name.
+    pub server: String,
+    /// Current address (as HAProxy prints it).
+    pub address: String,
+    /// Current port (`None` when HAProxy prints none, e.g. a port-less server).
+    pub port: Option<u16>,
+    /// Operational state.
+    pub oper_state: ServerOperState,
+    /// Raw admin state flags (`srv_admin_state`).
+    pub admin_flags: u32,
+}
+
+impl ServerState {
+    /// The admin state the flags amount to: maintenance wins over drain.
+    pub fn admin_state(&self) -> ServerAdminState {
+        if self.admin_flags & ADMIN_MAINT != 0 {
+            ServerAdminState::Maint
+        } else if self.admin_flags & ADMIN_DRAIN != 0 {
+            ServerAdminState::Drain
+        } else {
+            ServerAdminState::Ready
+        }
+    }
+}
+
+/// A runtime API command built from validated parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeCommand {
+    /// `set server <backend>/<server> addr <ip> port <port>`.
+    SetServerAddr {
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+        /// New address.
+        addr: IpAddr,
+        /// New port.
+        port: u16,
+    },
+    /// `set server <backend>/<server> state ready|drain|maint`.
+    SetServerState {
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+        /// New state.
+        state: ServerAdminState,
+    },
+}
+
+impl RuntimeCommand {
+    /// The command line; fails on a name that is not a plain HAProxy identifier.
+    pub fn to_line(&self) -> Result<String, String> {
+        match self {
+            Self::SetServerAddr {
+                backend,
+                server,
+                addr,
+                port,
+            } => {
+                validate_identifier("backend", backend)?;
+                validate_identifier("server", server)?;
+                if *port == 0 {
+                    return Err(format!("port 0 for server {backend}/{server}"));
+                }
+                Ok(format!(
+                    "set server {backend}/{server} addr {addr} port {port}"
+                ))
+            }
+            Self::SetServerState {
+                backend,
+                server,
+                state,
+            } => {
+                validate_identifier("backend", backend)?;
+                validate_identifier("server", server)?;
+                Ok(format!("set server {backend}/{server} state {state}"))
+            }
+        }
+    }
+
+    /// Whether HAProxy's answer to this command means success.
+    fn accepts(&self, answer: &str) -> bool {
+        let answer = answer.trim();
+        match self {
+            // "IP changed from …", "no need to change the addr…", "…port changed from …".
+            Self::SetServerAddr { .. } => {
+                answer.starts_with("IP changed")
+                    || answer.starts_with("no need to change")
+                    || answer.starts_with("port changed")
+            }
+            Self::SetServerState { .. } => answer.is_empty(),
+        }
+    }
+}
+
+/// Checks a backend or server name: HAProxy identifier characters only (letters, digits,
+/// `-`, `_`, `.`, `:`), so it can neither split into words nor chain a command.
+pub fn validate_identifier(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 100 {
+        return Err(format!(
+            "{what} name {name:?} must have 1 to 100 characters"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "{what} name {name:?} holds {bad:?}; use letters, digits, '-', '_', '.' and ':'"
+        ));
+    }
+    Ok(())
+}
+
+/// A runtime-API client for one socket on one host.
+///
+/// ```no_run
+/// # async fn demo(host: &dyn edgelb_haproxy::EdgeHost) -> Result<(), edgelb_core::DeployError> {
+/// use edgelb_haproxy::RuntimeApi;
+/// use edgelb_haproxy::runtime_api::ServerAdminState;
+/// let api = RuntimeApi::new(host, "/run/haproxy/admin.sock")?;
+/// for server in api.show_servers_state(None).await? {
+///     println!("{}/{} {}:{:?} {:?}", server.backend, server.server, server.address, server.port, server.admin_state());
+/// }
+/// api.set_server_state("be_web", "s1", ServerAdminState::Drain).await?;
+/// # Ok(()) }
+/// ```
+pub struct RuntimeApi<'a> {
+    host: &'a dyn EdgeHost,
+    socket: String,
+}
+
+impl<'a> RuntimeApi<'a> {
+    /// A client of the socket at `socket` (an absolute path of plain characters) on `host`.
+    pub fn new(host: &'a dyn EdgeHost, socket: &str) -> Result<Self, DeployError> {
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '@');
+        if !socket.starts_with('/') || !socket.chars().all(plain) {
+            return Err(DeployError::Step {
+                node: host.node().to_owned(),
+                step: "choosing the runtime API socket".into(),
+                message: format!(
+                    "{socket:?} is not an absolute path of letters, digits and / . _ - @"
+                ),
+            });
+        }
+        Ok(Self {
+            host,
+            socket: socket.to_owned(),
+        })
+    }
+
+    /// The socket this client talks to.
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    fn error(&self, step: impl Into<String>, message: impl Into<String>) -> DeployError {
+        DeployError::Step {
+            node: self.host.node().to_owned(),
+            step: step.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Sends one command line and returns the raw answer.
+    async fn raw(&self, line: &str) -> Result<String, DeployError> {
+        self.host.socket_command(&self.socket, line).await
+    }
+
+    /// `show proc`, on the master CLI socket.
+    pub async fn show_proc(&self) -> Result<MasterProcs, DeployError> {
+        let text = self.raw("show proc").await?;
+        MasterProcs::parse(self.host.node(), &text)
+    }
+
+    /// `show info`, as `Name: value` pairs.
+    pub async fn show_info(&self) -> Result<BTreeMap<String, String>, DeployError> {
+        let text = self.raw("show info").await?;
+        let info: BTreeMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        if !info.contains_key("Pid") {
+            return Err(self.error(
+                "reading `show info`",
+                format!("unexpected answer: {:?}", first_chars(&text)),
+            ));
+        }
+        Ok(info)
+    }
+
+    /// `show servers state [<backend>]`, one entry per server.
+    pub async fn show_servers_state(
+        &self,
+        backend: Option<&str>,
+    ) -> Result<Vec<ServerState>, DeployError> {
+        let line = match backend {
+            Some(be) => {
+                validate_identifier("backend", be)
+                    .map_err(|e| self.error("reading `show servers state`", e))?;
+                format!("show servers state {be}")
+            }
+            None => "show servers state".to_owned(),
+        };
+        let text = self.raw(&line).await?;
+        parse_servers_state(&text).map_err(|e| self.error("reading `show servers state`", e))
+    }
+
+    /// `set server <backend>/<server> addr <ip> port <port>`.
+    pub async fn set_server_addr(
+        &self,
+        backend: &str,
+        server: &str,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<(), DeployError> {
+        self.batch(&[RuntimeCommand::SetServerAddr {
+            backend: backend.to_owned(),
+            server: server.to_owned(),
+            addr,
+            port,
+        }])
+        .await
+    }
+
+    /// `set server <backend>/<server> state ready|drain|maint`.
+    pub async fn set_server_state(
+        &self,
+        backend: &str,
+        server: &str,
+        state: ServerAdminState,
+    ) -> Result<(), DeployError> {
+        self.batch(&[RuntimeCommand::SetServerState {
+            backend: backend.to_owned(),
+            server: server.to_owned(),
+            state,
+        }])
+        .await
+    }
+
+    /// Sends several commands in one request (`cmd1; cmd2; …`) and checks every answer.
+    /// HAProxy runs them in order; the error names the first that failed (the ones before it
+    /// took effect).
+    pub async fn batch(&self, commands: &[RuntimeCommand]) -> Result<(), DeployError> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let lines = commands
+            .iter()
+            .map(RuntimeCommand::to_line)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error("building runtime API commands", e))?;
+        let text = self.raw(&lines.join("; ")).await?;
+        let answers = split_answers(&text);
+        if answers.len() < commands.len() {
+            return Err(self.error(
+                "running runtime API commands",
+                format!(
+                    "haproxy answered {} of {} commands: {:?}",
+                    answers.len(),
+                    commands.len(),
+                    first_chars(&text)
+                ),
+            ));
+        }
+        for ((command, line), answer) in commands.iter().zip(&lines).zip(&answers) {
+            if !command.accepts(answer) {
+                return Err(self.error(
+                    format!("runtime API command `{line}`"),
+                    format!("haproxy answered: {}", answer.trim()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits the answer to `a; b; c`: each command's answer ends with one empty line (an empty
+/// answer is just that line). Answers of `set server` never hold empty lines themselves.
+fn split_answers(text: &str) -> Vec<String> {
+    let mut answers = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.is_empty() {
+            answers.push(current.join("\n"));
+            current.clear();
+        } else {
+            current.push(line);
+        }
+    }
+    if !current.is_empty() {
+        answers.push(current.join("\n"));
+    }
+    answers
+}
+
+/// Parses `show servers state` (format 1): the `#` header names the columns.
+pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match lines.next() {
+        Some("1") => {}
+        other => {
+            return Err(format!(
+                "expected format version 1 first, got {:?}",
+                other.unwrap_or("nothing")
+            ));
+        }
+    }
+    let header = lines
+        .next()
+        .and_then(|h| h.strip_prefix('#'))
+        .ok_or("no column header line")?;
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    let col = |name: &str| {
+        columns
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| format!("no {name} column in {header:?}"))
+    };
+    let (be, srv, addr, op, admin) = (
+        col("be_name")?,
+        col("srv_name")?,
+        col("srv_addr")?,
+        col("srv_op_state")?,
+        col("srv_admin_state")?,
+    );
+    let port = col("srv_port").ok();
+    let mut servers = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let get = |i: usize| {
+            fields
+                .get(i)
+                .copied()
+                .ok_or_else(|| format!("short line {line:?}"))
+        };
+        let number = |i: usize| -> Result<u32, String> {
+            get(i)?
+                .parse::<u32>()
+                .map_err(|_| format!("not a number in column {} of {line:?}", columns[i]))
+        };
+        servers.push(ServerState {
+            backend: get(be)?.to_owned(),
+            server: get(srv)?.to_owned(),
+            address: get(addr)?.to_owned(),
+            port: port
+                .and_then(|i| fields.get(i))
+                .and_then(|p| p.parse().ok()),
+            oper_state: ServerOperState::from(u8::try_from(number(op)?).unwrap_or(u8::MAX)),
+            admin_flags: number(admin)?,
+        });
+    }
+    Ok(servers)
+}
+
+fn first_chars(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from HAProxy 2.6.12.
+    const STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 be_x 1 s1 127.0.0.2 2 8 1 1 0 1 0 2 0 0 0 0 - 18083 - 0 0 - - 0\n3 be_x 2 s2 127.0.0.1 0 5 1 1 0 1 0 0 8 0 0 0 - 18082 - 0 0 - - 0\n\n";
+
+    #[test]
+    fn parses_servers_state() {
+        let servers = parse_servers_state(STATE).unwrap();
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[0].backend, "be_x");
+        assert_eq!(servers[0].server, "s1");
+        assert_eq!(servers[0].address, "127.0.0.2");
+        assert_eq!(servers[0].port, Some(18083));
+        assert_eq!(servers[0].oper_state, ServerOperState::Running);
+        assert_eq!(servers[0].admin_state(), ServerAdminState::Drain);
+        assert_eq!(servers[1].oper_state, ServerOperState::Stopped);
+        assert_eq!(servers[1].admin_state(), ServerAdminState::Maint);
+        assert!(parse_servers_state("Unknown command\n").is_err());
+    }
+
+    #[test]
+    fn splits_batched_answers() {
+        // `set … addr; set … state; set … (no such server); set … state`, as 2.6 answers.
+        let text = "IP changed from '127.0.0.1' to '127.0.0.2' by 'stats socket command'\n\n\nNo such server.\n\n\n";
+        let answers = split_answers(text);
+        assert_eq!(answers.len(), 4, "{answers:?}");
+        assert!(answers[0].starts_with("IP changed"));
+        assert_eq!(answers[1], "");
+        assert_eq!(answers[2], "No such server.");
+        assert_eq!(answers[3], "");
+    }
+
+    #[test]
+    fn command_lines_refuse_injection() {
+        let ok = RuntimeCommand::SetServerAddr {
+            backend: "be_web-1".into(),
+            server: "s0001".into(),
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 8080,
+        };
+        assert_eq!(
+            ok.to_line().unwrap(),
+            "set server be_web-1/s0001 addr 10.0.0.1 port 8080"
+        );
+        for bad in ["a;b", "a b", "a\nb", "", "a/b", "a#b"] {
+            let cmd = RuntimeCommand::SetServerState {
+                backend: bad.into(),
+                server: "s1".into(),
+                state: ServerAdminState::Drain,
+            };
+            assert!(cmd.to_line().is_err(), "{bad:?}");
+        }
+        let v6 = RuntimeCommand::SetServerAddr {
+            backend: "be".into(),
+            server: "s".into(),
+            addr: "2001:db8::1".parse().unwrap(),
+            port: 1,
+        };
+        assert!(v6.to_line().unwrap().contains("addr 2001:db8::1 port 1"));
+    }
+
+    #[test]
+    fn answers_are_judged_per_command() {
+        let addr = RuntimeCommand::SetServerAddr {
+            backend: "b".into(),
+            server: "s".into(),
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 1,
+        };
+        assert!(addr.accepts("IP changed from '1.1.1.1' to '10.0.0.1' by 'stats socket command'"));
+        assert!(addr.accepts(
+            "no need to change the addr, no need to change the port by 'stats socket command'"
+        ));
+        assert!(!addr.accepts("Invalid addr 'bad' by 'stats socket command'"));
+        assert!(!addr.accepts("No such server."));
+        let state = RuntimeCommand::SetServerState {
+            backend: "b".into(),
+            server: "s".into(),
+            state: ServerAdminState::Ready,
+        };
+        assert!(state.accepts(""));
+        assert!(!state.accepts("No such server."));
+    }
+
+    /// The client against a fake host that answers like HAProxy.
+    struct Fake(std::sync::Mutex<Vec<String>>, String);
+
+    #[async_trait::async_trait]
+    impl EdgeHost for Fake {
+        fn node(&self) -> &str {
+            "fake"
+        }
+        async fn read_file(&self, _: &str) -> Result<Option<Vec<u8>>, DeployError> {
+            Ok(None)
+        }
+        async fn write_file(&self, _: &str, _: &[u8]) -> Result<(), DeployError> {
+            Ok(())
+        }
+        async fn rename(&self, _: &str, _: &str) -> Result<(), DeployError> {
+            Ok(())
+        }
+        async fn copy(&self, _: &str, _: &str) -> Result<(), DeployError> {
+            Ok(())
+        }
+        async fn remove_file(&self, _: &str) -> Result<(), DeployError> {
+            Ok(())
+        }
+        async fn exec(&self, _: &[String]) -> Result<crate::ExecOutput, DeployError> {
+            unimplemented!()
+        }
+        async fn socket_command(&self, socket: &str, command: &str) -> Result<String, DeployError> {
+            self.0.lock().unwrap().push(format!("{socket} {command}"));
+            Ok(self.1.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_sends_one_line_and_reports_the_failing_command() {
+        let fake = Fake(
+            Default::default(),
+            "IP changed from 'a' to 'b' by 'stats socket command'\n\nNo such server.\n\n".into(),
+        );
+        let api = RuntimeApi::new(&fake, "/run/haproxy/admin.sock").unwrap();
+        let err = api
+            .batch(&[
+                RuntimeCommand::SetServerAddr {
+                    backend: "be".into(),
+                    server: "s1".into(),
+                    addr: "10.0.0.2".parse().unwrap(),
+                    port: 80,
+                },
+                RuntimeCommand::SetServerState {
+                    backend: "be".into(),
+                    server: "nope".into(),
+                    state: ServerAdminState::Ready,
+                },
+            ])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("be/nope") && err.contains("No such server"),
+            "{err}"
+        );
+        assert_eq!(
+            fake.0.lock().unwrap().as_slice(),
+            [
+                "/run/haproxy/admin.sock set server be/s1 addr 10.0.0.2 port 80; set server be/nope state ready"
+            ]
+        );
+        assert!(RuntimeApi::new(&fake, "/run/x;y").is_err());
+        assert!(RuntimeApi::new(&fake, "relative.sock").is_err());
+    }
+}

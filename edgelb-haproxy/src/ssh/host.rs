@@ -1,0 +1,267 @@
+//! [`SshHost`]: an edge reached over SSH, as an [`EdgeHost`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use edgelb_core::{DeployError, EdgeNode};
+
+use super::credentials::SshCredentials;
+use super::options::SshOptions;
+use super::quote::command_line;
+use super::session::{Endpoint, Session};
+use crate::error::{Error, Result};
+use crate::host::{EdgeHost, ExecOutput};
+
+/// Exit status of the read script when the file does not exist.
+const MISSING: u32 = 100;
+/// `sh -c` scripts are constants; paths reach them as positional arguments (`$1`, `$2`),
+/// quoted like every other argument, so nothing variable is ever parsed by a shell.
+const READ_SCRIPT: &str = r#"test -e "$1" || exit 100; exec cat -- "$1""#;
+const WRITE_SCRIPT: &str = r#"umask 022 && exec cat > "$1""#;
+
+/// An edge host reached over one persistent SSH session.
+///
+/// The session opens on first use (or [`SshHost::connect`]), is reused by every later step
+/// and deploy, is kept alive with keepalives, and is reopened transparently when it died.
+/// Commands run through the login shell with every argument shell-quoted; files move over
+/// SFTP (or `cat` over exec, see [`FileTransfer`](super::FileTransfer)); HAProxy's sockets are
+/// reached through SSH stream-local forwarding (`direct-streamlocal@openssh.com`), so the edge
+/// needs nothing but sshd and haproxy.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use edgelb_core::{EdgeNode, SshTarget};
+/// use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials, SshHost, SshOptions};
+/// use edgelb_haproxy::EdgeHost;
+///
+/// let node = EdgeNode::new("edge-1").with_ssh(SshTarget::new("203.0.113.10"));
+/// let creds = SshCredentials::new(
+///     ClientKey::from_file("/etc/edgelb/id_ed25519", None)?,
+///     KnownHosts::from_file("/etc/edgelb/known_hosts")?,
+/// );
+/// let host = SshHost::new(&node, creds, SshOptions::default())?;
+/// let out = host.exec(&["haproxy".into(), "-v".into()]).await?;
+/// println!("{}", out.stdout);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SshHost {
+    session: Arc<Session>,
+}
+
+impl std::fmt::Debug for SshHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ep = self.session.endpoint();
+        f.debug_struct("SshHost")
+            .field("node", &ep.node)
+            .field("host", &ep.host)
+            .field("port", &ep.port)
+            .field("user", &ep.user)
+            .finish()
+    }
+}
+
+impl SshHost {
+    /// An SSH host for `node`, which must have an SSH target and pass
+    /// [`EdgeNode::validate`]. Nothing connects until the first step.
+    pub fn new(node: &EdgeNode, credentials: SshCredentials, options: SshOptions) -> Result<Self> {
+        node.validate().map_err(|e| Error::InvalidInput {
+            what: "edge node",
+            value: node.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let ssh = node.ssh.as_ref().ok_or_else(|| Error::InvalidInput {
+            what: "edge node",
+            value: node.name.clone(),
+            reason: "it has no `ssh` target (host, port, user); the SSH deployer needs one".into(),
+        })?;
+        let endpoint = Endpoint {
+            node: node.name.clone(),
+            host: ssh.host.clone(),
+            port: ssh.port,
+            user: ssh.user.clone(),
+        };
+        Ok(Self {
+            session: Arc::new(Session::new(endpoint, credentials, options)),
+        })
+    }
+
+    /// Opens the session now (it otherwise opens on first use): checks reachability, the
+    /// host key and our login in one go.
+    pub async fn connect(&self) -> Result<(), DeployError> {
+        self.session.connection().await.map(|_| ())
+    }
+
+    /// Whether a session is open right now.
+    pub async fn is_connected(&self) -> bool {
+        self.session.is_connected().await
+    }
+
+    /// Closes the session; the next step opens a new one.
+    pub async fn disconnect(&self) {
+        self.session.disconnect().await;
+    }
+
+    /// The options this host was built with.
+    pub fn options(&self) -> &SshOptions {
+        self.session.options()
+    }
+
+    /// `(host, port, user)` this host logs in to.
+    pub fn target(&self) -> (&str, u16, &str) {
+        let ep = self.session.endpoint();
+        (&ep.host, ep.port, &ep.user)
+    }
+
+    fn quoted(&self, step: &str, argv: &[&str]) -> Result<String, DeployError> {
+        command_line(argv).map_err(|i| DeployError::Step {
+            node: self.node().to_owned(),
+            step: step.to_owned(),
+            message: format!(
+                "argument {i} holds a NUL byte and cannot be passed to a remote command"
+            ),
+        })
+    }
+
+    /// Runs `argv` (quoted) and fails unless it exits 0.
+    async fn run_ok(
+        &self,
+        step: &str,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<(), DeployError> {
+        let line = self.quoted(step, argv)?;
+        let out = self.session.exec(step, &line, stdin).await?;
+        if out.status == Some(0) {
+            return Ok(());
+        }
+        Err(DeployError::Step {
+            node: self.node().to_owned(),
+            step: step.to_owned(),
+            message: format!(
+                "exit status {}: {}",
+                out.status
+                    .map_or("none (killed?)".to_owned(), |s| s.to_string()),
+                out.into_exec_output().message()
+            ),
+        })
+    }
+}
+
+#[async_trait]
+impl EdgeHost for SshHost {
+    fn node(&self) -> &str {
+        &self.session.endpoint().node
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, DeployError> {
+        let step = format!("reading {path}");
+        if let Some((conn, sftp)) = self.session.sftp().await? {
+            return self.session.sftp_op(&step, &conn, sftp.read(path)).await;
+        }
+        let line = self.quoted(&step, &["sh", "-c", READ_SCRIPT, "sh", path])?;
+        let out = self.session.exec(&step, &line, None).await?;
+        match out.status {
+            Some(0) => Ok(Some(out.stdout)),
+            Some(MISSING) => Ok(None),
+            _ => Err(DeployError::Step {
+                node: self.node().to_owned(),
+                step,
+                message: out.into_exec_output().message(),
+            }),
+        }
+    }
+
+    async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), DeployError> {
+        let step = format!("writing {path}");
+        if let Some((conn, sftp)) = self.session.sftp().await? {
+            return self
+                .session
+                .sftp_op(&step, &conn, sftp.write(path, contents))
+                .await;
+        }
+        self.run_ok(
+            &step,
+            &["sh", "-c", WRITE_SCRIPT, "sh", path],
+            Some(contents),
+        )
+        .await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), DeployError> {
+        let step = format!("renaming {from} to {to}");
+        if let Some((conn, sftp)) = self.session.sftp().await?
+            && sftp.can_rename()
+        {
+            return self
+                .session
+                .sftp_op(&step, &conn, sftp.rename(from, to))
+                .await;
+        }
+        self.run_ok(&step, &["mv", "-f", "--", from, to], None)
+            .await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), DeployError> {
+        let step = format!("copying {from} to {to}");
+        if let Some((conn, sftp)) = self.session.sftp().await? {
+            let bytes = self
+                .session
+                .sftp_op(&step, &conn, sftp.read(from))
+                .await?
+                .ok_or_else(|| DeployError::Step {
+                    node: self.node().to_owned(),
+                    step: step.clone(),
+                    message: format!("{from} does not exist"),
+                })?;
+            return self
+                .session
+                .sftp_op(&step, &conn, sftp.write(to, &bytes))
+                .await;
+        }
+        self.run_ok(&step, &["cp", "--", from, to], None).await
+    }
+
+    async fn remove_file(&self, path: &str) -> Result<(), DeployError> {
+        let step = format!("removing {path}");
+        if let Some((conn, sftp)) = self.session.sftp().await? {
+            return self.session.sftp_op(&step, &conn, sftp.remove(path)).await;
+        }
+        self.run_ok(&step, &["rm", "-f", "--", path], None).await
+    }
+
+    async fn exec(&self, argv: &[String]) -> Result<ExecOutput, DeployError> {
+        let program = argv.first().map_or("", String::as_str);
+        let step = format!("running {program}");
+        if argv.is_empty() {
+            return Err(DeployError::Step {
+                node: self.node().to_owned(),
+                step,
+                message: "empty command".into(),
+            });
+        }
+        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let line = self.quoted(&step, &words)?;
+        Ok(self
+            .session
+            .exec(&step, &line, None)
+            .await?
+            .into_exec_output())
+    }
+
+    async fn socket_command(&self, socket: &str, command: &str) -> Result<String, DeployError> {
+        if command.contains(['\n', '\r']) {
+            return Err(DeployError::Step {
+                node: self.node().to_owned(),
+                step: format!("sending a command to {socket}"),
+                message: "a socket command must be one line".into(),
+            });
+        }
+        let step = format!("sending {command:?} to {socket}");
+        let answer = self
+            .session
+            .stream_local(&step, socket, format!("{command}\n").as_bytes())
+            .await?;
+        Ok(String::from_utf8_lossy(&answer).into_owned())
+    }
+}

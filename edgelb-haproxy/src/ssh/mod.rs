@@ -1,0 +1,28 @@
+//! The native SSH deployer (feature `ssh`, on by default).
+//!
+//! * [`SshHost`] is an [`EdgeHost`](crate::EdgeHost) over one persistent russh session per
+//!   edge: pinned host keys ([`KnownHosts`]), public-key login ([`ClientKey`]), keepalive,
+//!   transparent reconnect, a timeout on every step ([`SshOptions`]), shell-quoted commands
+//!   ([`quote`]), SFTP file transfer and HAProxy's sockets over stream-local forwarding.
+//! * [`SshDeployer`] runs [`apply_config`](crate::apply::apply_config) on each node's host,
+//!   with credentials per node ([`SshDeployerConfig`]).
+//!
+//! Errors are typed per node ([`edgelb_core::DeployError`]): `Connect` (refused,
+//! unreachable, handshake failed), `HostKeyMismatch` (with the SHA-256 fingerprint seen),
+//! `Auth`, `Timeout`, and the deploy transaction's own. Key material is never logged.
+
+mod credentials;
+mod deployer;
+mod host;
+mod host_keys;
+mod options;
+mod quote;
+mod session;
+mod sftp;
+
+pub use credentials::{ClientKey, SshCredentials};
+pub use deployer::{SshDeployer, SshDeployerConfig};
+pub use host::SshHost;
+pub use host_keys::{HostKeyCheck, KnownHosts, fingerprint};
+pub use options::{FileTransfer, SshOptions};
+pub use quote::{command_line, quote};

@@ -1,0 +1,619 @@
+//! One persistent SSH session per edge: connect, pin the host key, log in, keep it alive,
+//! and reconnect transparently when it died. Every step runs under a timeout.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgelb_core::DeployError;
+use russh::client::{self, Handle, Msg};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, Disconnect, Preferred};
+use tokio::sync::Mutex;
+
+use super::credentials::SshCredentials;
+use super::host_keys::{HostKeyCheck, fingerprint};
+use super::options::{FileTransfer, SshOptions};
+use super::sftp::{Sftp, is_transport_error};
+use crate::host::ExecOutput;
+use russh_sftp::client::error::Error as SftpError;
+
+/// What a remote command printed, as bytes.
+#[derive(Debug, Default)]
+pub(crate) struct RawOutput {
+    pub(crate) status: Option<u32>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    refused: bool,
+}
+
+impl RawOutput {
+    pub(crate) fn into_exec_output(self) -> ExecOutput {
+        ExecOutput {
+            status: self.status,
+            stdout: String::from_utf8_lossy(&self.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&self.stderr).into_owned(),
+        }
+    }
+}
+
+/// Where an edge's sshd is and whom we log in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) node: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+}
+
+impl Endpoint {
+    fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The russh handler: it only decides whether the server's host key is pinned.
+struct Pinning {
+    endpoint: Endpoint,
+    credentials: SshCredentials,
+}
+
+/// Why a handshake stopped: russh's own errors, or our refusal of the host key.
+#[derive(Debug)]
+enum HandshakeError {
+    Ssh(russh::Error),
+    HostKey {
+        fingerprint: String,
+        why: &'static str,
+    },
+}
+
+impl From<russh::Error> for HandshakeError {
+    fn from(e: russh::Error) -> Self {
+        Self::Ssh(e)
+    }
+}
+
+impl client::Handler for Pinning {
+    type Error = HandshakeError;
+
+    async fn check_server_key(
+        &mut self,
+        presented: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match presented {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let key = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+                return Err(HandshakeError::HostKey {
+                    fingerprint: fingerprint(&key),
+                    why: "the server presented a host certificate; pin its plain host key instead",
+                });
+            }
+        };
+        let seen = fingerprint(key);
+        let ep = &self.endpoint;
+        match self.credentials.known_hosts.check(&ep.host, ep.port, key) {
+            HostKeyCheck::Trusted => {
+                tracing::debug!(node = %ep.node, fingerprint = %seen, "host key is pinned");
+                Ok(true)
+            }
+            HostKeyCheck::Revoked => Err(HandshakeError::HostKey {
+                fingerprint: seen,
+                why: "this key is marked @revoked",
+            }),
+            HostKeyCheck::Unknown { pinned: 0 } => Err(HandshakeError::HostKey {
+                fingerprint: seen,
+                why: "no key is pinned for this address and port",
+            }),
+            HostKeyCheck::Unknown { .. } => Err(HandshakeError::HostKey {
+                fingerprint: seen,
+                why: "the key differs from the pinned ones",
+            }),
+        }
+    }
+}
+
+/// A logged-in SSH connection.
+pub(crate) struct Connection {
+    handle: Handle<Pinning>,
+    /// The SFTP channel, opened on first use.
+    sftp: Mutex<SftpSlot>,
+}
+
+/// The state of a connection's SFTP channel.
+enum SftpSlot {
+    NotOpened,
+    Open(Arc<Sftp>),
+    /// The server has no SFTP subsystem (or it failed to start): use exec.
+    Unavailable,
+}
+
+impl Connection {
+    fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
+
+/// What kind of channel a step needs.
+enum ChannelKind<'a> {
+    Session,
+    StreamLocal(&'a str),
+}
+
+/// The session to one edge, reused across deploys and reopened when it died.
+pub(crate) struct Session {
+    endpoint: Endpoint,
+    credentials: SshCredentials,
+    options: SshOptions,
+    config: Arc<client::Config>,
+    live: Mutex<Option<Arc<Connection>>>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        credentials: SshCredentials,
+        options: SshOptions,
+    ) -> Self {
+        // Offer the pinned key types first, so a server with several host keys shows a
+        // pinned one; keep the others so a wrong key is still seen (and reported) as such.
+        let mut keys = credentials
+            .known_hosts
+            .pinned_algorithms(&endpoint.host, endpoint.port);
+        for alg in Preferred::DEFAULT.key.iter() {
+            if !keys.contains(alg) {
+                keys.push(alg.clone());
+            }
+        }
+        let config = client::Config {
+            keepalive_interval: Some(options.keepalive_interval),
+            keepalive_max: options.keepalive_max,
+            inactivity_timeout: None,
+            nodelay: true,
+            preferred: Preferred {
+                key: Cow::Owned(keys),
+                ..Preferred::default()
+            },
+            ..client::Config::default()
+        };
+        Self {
+            endpoint,
+            credentials,
+            options,
+            config: Arc::new(config),
+            live: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub(crate) fn options(&self) -> &SshOptions {
+        &self.options
+    }
+
+    /// Whether a live connection is open right now.
+    pub(crate) async fn is_connected(&self) -> bool {
+        self.live
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
+
+    /// The open connection, or a new one when there is none or it died.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, DeployError> {
+        let mut live = self.live.lock().await;
+        if let Some(conn) = live.as_ref() {
+            if !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+            tracing::info!(node = %self.endpoint.node, "SSH session to the edge was lost; reconnecting");
+        }
+        *live = None;
+        let conn = Arc::new(self.connect().await?);
+        *live = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets `conn` if it is still the current one (it failed); the next step reconnects.
+    async fn discard(&self, conn: &Arc<Connection>) {
+        let mut live = self.live.lock().await;
+        if live.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            *live = None;
+        }
+    }
+
+    /// Closes the session politely, if one is open.
+    pub(crate) async fn disconnect(&self) {
+        let conn = self.live.lock().await.take();
+        if let Some(conn) = conn
+            && !conn.is_closed()
+        {
+            let _ = conn
+                .handle
+                .disconnect(Disconnect::ByApplication, "edgelb closing", "en")
+                .await;
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, DeployError> {
+        let ep = &self.endpoint;
+        let started = tokio::time::Instant::now();
+        let conn = tokio::time::timeout(self.options.connect_timeout, self.connect_inner())
+            .await
+            .map_err(|_| DeployError::Timeout {
+                node: ep.node.clone(),
+                step: format!("connecting and logging in to {} over SSH", ep.address()),
+                seconds: whole_seconds(self.options.connect_timeout),
+            })??;
+        tracing::info!(
+            node = %ep.node,
+            address = %ep.address(),
+            user = %ep.user,
+            ms = started.elapsed().as_millis() as u64,
+            "SSH session open"
+        );
+        Ok(conn)
+    }
+
+    async fn connect_inner(&self) -> Result<Connection, DeployError> {
+        let ep = &self.endpoint;
+        let connect_error = |message: String| DeployError::Connect {
+            node: ep.node.clone(),
+            message,
+        };
+        let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+            .await
+            .map_err(|e| {
+                connect_error(format!("TCP connection to {} failed: {e}", ep.address()))
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let handler = Pinning {
+            endpoint: ep.clone(),
+            credentials: self.credentials.clone(),
+        };
+        let mut handle = client::connect_stream(self.config.clone(), tcp, handler)
+            .await
+            .map_err(|e| match e {
+                HandshakeError::HostKey { fingerprint, why } => {
+                    tracing::error!(
+                        node = %ep.node,
+                        address = %ep.address(),
+                        %fingerprint,
+                        reason = why,
+                        "refusing the edge's SSH host key"
+                    );
+                    DeployError::HostKeyMismatch {
+                        node: ep.node.clone(),
+                        fingerprint,
+                    }
+                }
+                HandshakeError::Ssh(e) => {
+                    connect_error(format!("SSH handshake with {} failed: {e}", ep.address()))
+                }
+            })?;
+
+        let key = &self.credentials.key;
+        let hash = if key.is_rsa() {
+            // `None` here means the server sent no `server-sig-algs`: try SHA-256 anyway
+            // (SHA-1 signatures are refused by current OpenSSH).
+            match handle.best_supported_rsa_hash().await {
+                Ok(Some(alg)) => alg,
+                Ok(None) | Err(_) => Some(HashAlg::Sha256),
+            }
+        } else {
+            None
+        };
+        let auth = handle
+            .authenticate_publickey(
+                ep.user.clone(),
+                PrivateKeyWithHashAlg::new(key.private(), hash),
+            )
+            .await
+            .map_err(|e| connect_error(format!("SSH authentication exchange failed: {e}")))?;
+        if !auth.success() {
+            tracing::error!(
+                node = %ep.node,
+                user = %ep.user,
+                key = %key.fingerprint(),
+                "the edge refused our SSH key"
+            );
+            return Err(DeployError::Auth {
+                node: ep.node.clone(),
+                user: ep.user.clone(),
+            });
+        }
+        Ok(Connection {
+            handle,
+            sftp: Mutex::new(SftpSlot::NotOpened),
+        })
+    }
+
+    /// The connection's SFTP session, opened on first use; `None` when file transfer goes
+    /// through exec (by option, or because the server has no SFTP subsystem).
+    pub(crate) async fn sftp(&self) -> Result<Option<(Arc<Connection>, Arc<Sftp>)>, DeployError> {
+        if self.options.file_transfer != FileTransfer::Sftp {
+            return Ok(None);
+        }
+        let conn = self.connection().await?;
+        let mut slot = conn.sftp.lock().await;
+        match &*slot {
+            SftpSlot::Open(sftp) => return Ok(Some((conn.clone(), sftp.clone()))),
+            SftpSlot::Unavailable => return Ok(None),
+            SftpSlot::NotOpened => {}
+        }
+        let started = tokio::time::Instant::now();
+        let channel = conn
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.step_error("opening the SFTP channel", e))?;
+        let timeout = whole_seconds(self.options.step_timeout);
+        match tokio::time::timeout(self.options.step_timeout, Sftp::start(channel, timeout)).await {
+            Ok(Ok(sftp)) => {
+                let sftp = Arc::new(sftp);
+                tracing::debug!(
+                    node = %self.endpoint.node,
+                    ms = started.elapsed().as_millis() as u64,
+                    atomic_rename = sftp.can_rename(),
+                    "SFTP channel open"
+                );
+                *slot = SftpSlot::Open(sftp.clone());
+                Ok(Some((conn.clone(), sftp)))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node = %self.endpoint.node, error = %e, "SFTP is not available on the edge; files go through exec");
+                *slot = SftpSlot::Unavailable;
+                Ok(None)
+            }
+            Err(_) => Err(DeployError::Timeout {
+                node: self.endpoint.node.clone(),
+                step: "starting SFTP".into(),
+                seconds: timeout,
+            }),
+        }
+    }
+
+    /// Runs an SFTP operation under the step timeout. A transport failure drops the SFTP
+    /// channel (reopened on next use) and, when the session is dead too, the session.
+    pub(crate) async fn sftp_op<T>(
+        &self,
+        step: &str,
+        conn: &Arc<Connection>,
+        op: impl Future<Output = Result<T, SftpError>>,
+    ) -> Result<T, DeployError> {
+        let result = self.timed(step, conn, async { Ok(op.await) }).await?;
+        result.map_err(|e| {
+            if is_transport_error(&e)
+                && let Ok(mut slot) = conn.sftp.try_lock()
+            {
+                *slot = SftpSlot::NotOpened;
+            }
+            DeployError::Step {
+                node: self.endpoint.node.clone(),
+                step: step.to_owned(),
+                message: format!("SFTP: {e}"),
+            }
+        })
+    }
+
+    /// Opens a channel, reconnecting once when the session turns out to be dead.
+    async fn open_channel(
+        &self,
+        kind: &ChannelKind<'_>,
+    ) -> Result<(Arc<Connection>, Channel<Msg>), DeployError> {
+        let mut retried = false;
+        loop {
+            let conn = self.connection().await?;
+            let opened = match kind {
+                ChannelKind::Session => conn.handle.channel_open_session().await,
+                ChannelKind::StreamLocal(path) => {
+                    conn.handle
+                        .channel_open_direct_streamlocal(path.to_string())
+                        .await
+                }
+            };
+            match opened {
+                Ok(channel) => return Ok((conn, channel)),
+                Err(e) if session_is_dead(&e) || conn.is_closed() => {
+                    self.discard(&conn).await;
+                    if retried {
+                        return Err(DeployError::Connect {
+                            node: self.endpoint.node.clone(),
+                            message: format!("the SSH session closed right after it opened: {e}"),
+                        });
+                    }
+                    tracing::info!(node = %self.endpoint.node, error = %e, "SSH session died; reconnecting");
+                    retried = true;
+                }
+                Err(e) => {
+                    let what = match kind {
+                        ChannelKind::Session => "opening an SSH session channel".to_owned(),
+                        ChannelKind::StreamLocal(path) => format!(
+                            "reaching UNIX socket {path} through SSH stream-local forwarding"
+                        ),
+                    };
+                    let hint = match (kind, &e) {
+                        (
+                            ChannelKind::StreamLocal(_),
+                            russh::Error::ChannelOpenFailure(
+                                russh::ChannelOpenFailure::ConnectFailed,
+                            ),
+                        ) => "; sshd could not connect to it: is the process behind it running?",
+                        (
+                            ChannelKind::StreamLocal(_),
+                            russh::Error::ChannelOpenFailure(
+                                russh::ChannelOpenFailure::AdministrativelyProhibited,
+                            ),
+                        ) => "; sshd refused: set AllowStreamLocalForwarding yes in sshd_config",
+                        _ => "",
+                    };
+                    return Err(DeployError::Step {
+                        node: self.endpoint.node.clone(),
+                        step: what,
+                        message: format!("{e}{hint}"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs a step under the step timeout; on timeout the connection is dropped (a step that
+    /// hangs usually means a dead link) and the next step reconnects.
+    async fn timed<T>(
+        &self,
+        step: &str,
+        conn: &Arc<Connection>,
+        fut: impl Future<Output = Result<T, DeployError>>,
+    ) -> Result<T, DeployError> {
+        match tokio::time::timeout(self.options.step_timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.discard(conn).await;
+                Err(DeployError::Timeout {
+                    node: self.endpoint.node.clone(),
+                    step: step.to_owned(),
+                    seconds: whole_seconds(self.options.step_timeout),
+                })
+            }
+        }
+    }
+
+    /// Runs `command_line` (already quoted) with `stdin` and collects its output.
+    pub(crate) async fn exec(
+        &self,
+        step: &str,
+        command_line: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<RawOutput, DeployError> {
+        let started = tokio::time::Instant::now();
+        let (conn, mut channel) = self.open_channel(&ChannelKind::Session).await?;
+        let io = async {
+            channel.exec(true, command_line.as_bytes()).await?;
+            if let Some(bytes) = stdin {
+                channel.data(bytes).await?;
+            }
+            channel.eof().await?;
+            let mut out = RawOutput::default();
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                    ChannelMsg::Failure => out.refused = true,
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            Ok::<_, russh::Error>(out)
+        };
+        let out = self
+            .timed(step, &conn, async {
+                io.await.map_err(|e| self.step_error(step, e))
+            })
+            .await?;
+        if out.refused {
+            return Err(DeployError::Step {
+                node: self.endpoint.node.clone(),
+                step: step.to_owned(),
+                message: "sshd refused to run the command".into(),
+            });
+        }
+        tracing::debug!(
+            node = %self.endpoint.node,
+            step,
+            status = ?out.status,
+            ms = started.elapsed().as_millis() as u64,
+            "remote command finished"
+        );
+        Ok(out)
+    }
+
+    /// Sends `request` to the UNIX socket `path` on the edge and reads the answer until the
+    /// other side closes.
+    pub(crate) async fn stream_local(
+        &self,
+        step: &str,
+        path: &str,
+        request: &[u8],
+    ) -> Result<Vec<u8>, DeployError> {
+        let (conn, mut channel) = self.open_channel(&ChannelKind::StreamLocal(path)).await?;
+        let io = async {
+            channel.data(request).await?;
+            let mut answer = Vec::new();
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => answer.extend_from_slice(&data),
+                    ChannelMsg::Eof | ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            // The socket closed its side; close ours so sshd frees the channel now.
+            let _ = channel.close().await;
+            Ok::<_, russh::Error>(answer)
+        };
+        self.timed(step, &conn, async {
+            io.await.map_err(|e| self.step_error(step, e))
+        })
+        .await
+    }
+
+    fn step_error(&self, step: &str, e: russh::Error) -> DeployError {
+        DeployError::Step {
+            node: self.endpoint.node.clone(),
+            step: step.to_owned(),
+            message: format!("SSH channel error: {e}"),
+        }
+    }
+}
+
+/// Errors that mean the session itself is gone (not just one channel refused).
+fn session_is_dead(e: &russh::Error) -> bool {
+    matches!(
+        e,
+        russh::Error::SendError
+            | russh::Error::Disconnect
+            | russh::Error::HUP
+            | russh::Error::IO(_)
+            | russh::Error::KeepaliveTimeout
+            | russh::Error::InactivityTimeout
+            | russh::Error::ConnectionTimeout
+    )
+}
+
+/// A duration as whole seconds for error messages, rounded up so 500 ms reads as 1 s.
+pub(crate) fn whole_seconds(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_bracket_ipv6() {
+        let ep = |host: &str| Endpoint {
+            node: "n".into(),
+            host: host.into(),
+            port: 2222,
+            user: "root".into(),
+        };
+        assert_eq!(ep("10.0.0.1").address(), "10.0.0.1:2222");
+        assert_eq!(ep("2001:db8::1").address(), "[2001:db8::1]:2222");
+    }
+
+    #[test]
+    fn seconds_round_up() {
+        assert_eq!(whole_seconds(Duration::from_millis(500)), 1);
+        assert_eq!(whole_seconds(Duration::from_secs(10)), 10);
+    }
+}
