@@ -14,6 +14,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A snapshot or edge node failed edgelb-core's validation, so nothing was rendered.
+    #[error("{object} rejected: {source}")]
+    Validation {
+        /// What was rejected ("snapshot", "edge node \"edge-1\"").
+        object: String,
+        /// Why: the invalid name or setting and what is allowed.
+        #[source]
+        source: edgelb_core::Error,
+    },
+
     /// The template could not be loaded or rendered.
     #[error("template {name}: {message}")]
     Template {

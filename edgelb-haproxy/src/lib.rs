@@ -14,6 +14,7 @@ mod layout;
 mod local;
 mod master_cli;
 pub mod proxy_header;
+mod render;
 pub mod runtime_api;
 #[cfg(feature = "ssh")]
 pub mod ssh;
@@ -23,6 +24,11 @@ pub use host::{EdgeHost, ExecOutput};
 pub use layout::HaproxyLayout;
 pub use local::{LocalDeployer, LocalHost};
 pub use master_cli::MasterProcs;
+pub use render::{
+    BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration, HaproxyRenderer, HealthCheck,
+    MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RenderOptions, SPARE_ADDRESS, SlotOptions, TEMPLATE_NAME,
+    Timeouts, backend_name, frontend_name, slot_name,
+};
 pub use runtime_api::RuntimeApi;
 #[cfg(feature = "ssh")]
 pub use ssh::{SshDeployer, SshDeployerConfig, SshHost};

@@ -1,0 +1,285 @@
+//! The template context: what a snapshot and a node look like to `haproxy.cfg.j2`.
+//!
+//! Everything here is built from validated input only, in a fixed order, so equal input gives
+//! an equal context. Values are plain minijinja maps and lists; the keys are listed in the
+//! built-in template's header comment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use edgelb_core::{EdgeNode, EndpointState, ProxyProtocol, Snapshot};
+use minijinja::Value;
+use minijinja::value::Object;
+
+use super::ident::{backend_name, bind_address, frontend_name, server_address};
+use super::options::RenderOptions;
+use super::slots::{SlotMemory, slot_name};
+use crate::error::Result;
+
+/// Where spare slots point until the runtime API gives them an endpoint. Port 1 on the
+/// loopback: HAProxy accepts it, and a disabled server is never connected to or checked.
+pub const SPARE_ADDRESS: &str = "127.0.0.1:1";
+
+/// One backend before its servers are placed in slots.
+struct BackendInput<'a> {
+    name: String,
+    service: String,
+    namespace: &'a str,
+    service_name: &'a str,
+    port_name: &'a str,
+    listen_port: u16,
+    proxy_protocol: ProxyProtocol,
+    endpoints: &'a BTreeMap<SocketAddr, EndpointState>,
+}
+
+/// One `server` line, exposed to templates as an object (cheaper than a map for the
+/// thousands of servers a big snapshot has).
+#[derive(Debug)]
+struct ServerView {
+    name: String,
+    address: String,
+    state: ServerState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    Ready,
+    Draining,
+    Spare,
+}
+
+impl ServerState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Draining => "draining",
+            Self::Spare => "spare",
+        }
+    }
+}
+
+const SERVER_KEYS: [&str; 5] = ["name", "address", "state", "spare", "draining"];
+
+impl Object for ServerView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "name" => Value::from(self.name.as_str()),
+            "address" => Value::from(self.address.as_str()),
+            "state" => Value::from(self.state.as_str()),
+            "spare" => Value::from(self.state == ServerState::Spare),
+            "draining" => Value::from(self.state == ServerState::Draining),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(&SERVER_KEYS)
+    }
+}
+
+fn map<const N: usize>(pairs: [(&'static str, Value); N]) -> Value {
+    Value::from(BTreeMap::from(pairs))
+}
+
+/// The `send-proxy*` keyword of a PROXY protocol version (empty for none).
+fn send_proxy_keyword(proxy: ProxyProtocol) -> &'static str {
+    match proxy {
+        ProxyProtocol::V2 => "send-proxy-v2",
+        ProxyProtocol::V1 => "send-proxy",
+        ProxyProtocol::None => "",
+    }
+}
+
+/// What every server line of a backend carries after its address.
+fn server_options(opts: &RenderOptions, proxy: ProxyProtocol) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let hc = &opts.health_check;
+    if hc.enabled {
+        words.push(format!(
+            "check inter {} fall {} rise {}",
+            hc.interval, hc.fall, hc.rise
+        ));
+    }
+    let send_proxy = send_proxy_keyword(proxy);
+    if !send_proxy.is_empty() {
+        words.push(send_proxy.to_owned());
+        if hc.enabled {
+            // Endpoints that expect a PROXY header would reject a bare health check.
+            words.push("check-send-proxy".to_owned());
+        }
+    }
+    words.join(" ")
+}
+
+/// The node's `bind` addresses for a listen port, checked, without duplicates, in order.
+fn binds(node: &EdgeNode, listen_port: u16) -> Result<Vec<String>> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for bind in node.binds_for(listen_port) {
+        let bind = bind_address(&bind, &node.name, listen_port)?;
+        if seen.insert(bind.clone()) {
+            out.push(bind);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the template context for `node`, placing every backend's endpoints in slots.
+/// `snapshot` and `node` must have been validated.
+pub(crate) fn build(
+    snapshot: &Snapshot,
+    node: &EdgeNode,
+    opts: &RenderOptions,
+    memory: &mut SlotMemory,
+) -> Result<Value> {
+    let mut inputs = Vec::new();
+    for (key, port_name, port) in snapshot.ports() {
+        inputs.push(BackendInput {
+            name: backend_name(key, port_name)?,
+            service: key.to_string(),
+            namespace: &key.namespace,
+            service_name: &key.name,
+            port_name,
+            listen_port: port.listen_port,
+            proxy_protocol: port.proxy_protocol,
+            endpoints: &port.endpoints,
+        });
+    }
+
+    let mut backends = Vec::with_capacity(inputs.len());
+    let mut frontends = BTreeMap::new();
+    for input in &inputs {
+        let owner = format!("{}:{}", input.service, input.port_name);
+        let slots = memory
+            .table(&input.name)
+            .assign(input.endpoints.keys(), &opts.slots);
+        let mut servers = Vec::with_capacity(slots.len());
+        for (index, occupant) in slots.iter().enumerate() {
+            let (address, state) = match occupant {
+                Some(addr) => {
+                    let state = match input.endpoints.get(addr) {
+                        Some(EndpointState::Draining) => ServerState::Draining,
+                        _ => ServerState::Ready,
+                    };
+                    (server_address(addr, &owner)?, state)
+                }
+                None => (SPARE_ADDRESS.to_owned(), ServerState::Spare),
+            };
+            servers.push(Value::from_object(ServerView {
+                name: slot_name(index),
+                address,
+                state,
+            }));
+        }
+        backends.push(map([
+            ("name", Value::from(input.name.as_str())),
+            ("service", Value::from(input.service.as_str())),
+            ("namespace", Value::from(input.namespace)),
+            ("service_name", Value::from(input.service_name)),
+            ("port_name", Value::from(input.port_name)),
+            ("listen_port", Value::from(input.listen_port)),
+            ("balance", Value::from(opts.balance.to_string())),
+            (
+                "proxy_protocol",
+                Value::from(input.proxy_protocol.to_string()),
+            ),
+            (
+                "send_proxy",
+                Value::from(send_proxy_keyword(input.proxy_protocol)),
+            ),
+            (
+                "server_options",
+                Value::from(server_options(opts, input.proxy_protocol)),
+            ),
+            ("endpoint_count", Value::from(input.endpoints.len())),
+            ("servers", Value::from(servers)),
+        ]));
+        frontends.insert(
+            input.listen_port,
+            map([
+                ("name", Value::from(frontend_name(input.listen_port))),
+                ("listen_port", Value::from(input.listen_port)),
+                ("binds", Value::from(binds(node, input.listen_port)?)),
+                ("backend", Value::from(input.name.as_str())),
+                ("service", Value::from(input.service.as_str())),
+                ("port_name", Value::from(input.port_name)),
+            ]),
+        );
+    }
+    let keep: BTreeSet<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+    memory.retain(&keep);
+
+    let hc = &opts.health_check;
+    let t = &opts.timeouts;
+    Ok(map([
+        ("node", map([("name", Value::from(node.name.as_str()))])),
+        (
+            "global",
+            map([
+                ("stats_socket", Value::from(opts.stats_socket.as_str())),
+                (
+                    "hard_stop_after",
+                    Value::from(opts.hard_stop_after.to_string()),
+                ),
+                ("maxconn", Value::from(opts.maxconn)),
+            ]),
+        ),
+        (
+            "timeouts",
+            map([
+                ("connect", Value::from(t.connect.to_string())),
+                ("client", Value::from(t.client.to_string())),
+                ("server", Value::from(t.server.to_string())),
+                ("tunnel", Value::from(t.tunnel.to_string())),
+                ("client_fin", Value::from(t.client_fin.to_string())),
+                ("server_fin", Value::from(t.server_fin.to_string())),
+            ]),
+        ),
+        (
+            "health_check",
+            map([
+                ("enabled", Value::from(hc.enabled)),
+                ("interval", Value::from(hc.interval.to_string())),
+                ("timeout", Value::from(hc.timeout.to_string())),
+                ("fall", Value::from(hc.fall)),
+                ("rise", Value::from(hc.rise)),
+            ]),
+        ),
+        ("spare_address", Value::from(SPARE_ADDRESS)),
+        (
+            "frontends",
+            Value::from(frontends.into_values().collect::<Vec<_>>()),
+        ),
+        ("backends", Value::from(backends)),
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::options::HealthCheck;
+
+    #[test]
+    fn server_options_follow_proxy_and_checks() {
+        let mut opts = RenderOptions::default();
+        assert_eq!(
+            server_options(&opts, ProxyProtocol::V2),
+            "check inter 2s fall 3 rise 2 send-proxy-v2 check-send-proxy"
+        );
+        assert_eq!(
+            server_options(&opts, ProxyProtocol::V1),
+            "check inter 2s fall 3 rise 2 send-proxy check-send-proxy"
+        );
+        assert_eq!(
+            server_options(&opts, ProxyProtocol::None),
+            "check inter 2s fall 3 rise 2"
+        );
+        opts.health_check = HealthCheck {
+            enabled: false,
+            ..HealthCheck::default()
+        };
+        assert_eq!(server_options(&opts, ProxyProtocol::V2), "send-proxy-v2");
+        assert_eq!(server_options(&opts, ProxyProtocol::None), "");
+    }
+}
