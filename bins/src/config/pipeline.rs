@@ -24,6 +24,10 @@ pub struct PipelineSettings {
     pub backoff_max: Duration,
     /// Nodes deployed at once (default 8).
     pub max_concurrency: usize,
+    /// A backend that had endpoints and that the source empties keeps its endpoints until
+    /// the emptiness has lasted this long (default 10s; `0ms` turns the safety off).
+    #[serde(with = "edgelb_core::duration")]
+    pub empty_backend_hold: Duration,
 }
 
 impl Default for PipelineSettings {
@@ -36,6 +40,7 @@ impl Default for PipelineSettings {
             backoff_initial: d.backoff_initial,
             backoff_max: d.backoff_max,
             max_concurrency: d.max_concurrency,
+            empty_backend_hold: Duration::from_secs(10),
         }
     }
 }
@@ -68,6 +73,7 @@ impl PipelineSettings {
             backoff_initial: self.backoff_initial,
             backoff_max: self.backoff_max,
             max_concurrency: self.max_concurrency,
+            empty_backend_hold: self.empty_backend_hold,
             batch_size,
         }
     }

@@ -15,6 +15,10 @@ pub struct PipelineConfig {
     pub backoff_max: Duration,
     /// Deploy calls in flight at once.
     pub max_concurrency: usize,
+    /// A backend that had endpoints and that the source empties (or drops) keeps its
+    /// endpoints until the emptiness has lasted this long, so a flapping watch cannot
+    /// black-hole traffic. Zero (the default) applies emptiness at once.
+    pub empty_backend_hold: Duration,
     /// Nodes per [`Deployer::deploy`](crate::Deployer::deploy) call (1: the pipeline fans
     /// out; Ansible wants all nodes in one call).
     pub batch_size: usize,
@@ -29,6 +33,7 @@ impl Default for PipelineConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             max_concurrency: 8,
+            empty_backend_hold: Duration::ZERO,
             batch_size: 1,
         }
     }

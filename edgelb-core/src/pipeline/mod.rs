@@ -1,6 +1,7 @@
 //! The pipeline: source → debounce → render per node → deploy changed nodes → retry, resync.
 
 mod config;
+mod hold;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +77,9 @@ struct Run {
     pipeline: Pipeline,
     desired: Option<Snapshot>,
     state: BTreeMap<String, NodeState>,
+    hold: hold::EmptyHold,
+    /// A source snapshot to evaluate again when a backend's empty hold ends.
+    recheck: Option<(Snapshot, SystemTime, Instant)>,
 }
 
 impl Pipeline {
@@ -135,6 +139,8 @@ impl Pipeline {
             pipeline: self,
             desired: None,
             state,
+            hold: hold::EmptyHold::default(),
+            recheck: None,
         }
         .run(source, shutdown)
         .await
@@ -159,6 +165,7 @@ impl Run {
 
         loop {
             let retry_at = self.state.values().filter_map(|s| s.next_retry).min();
+            let recheck_at = self.recheck.as_ref().map(|(_, _, at)| *at);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -177,11 +184,17 @@ impl Run {
                             pending_since = now;
                         }
                         pending = Some((snapshot, SystemTime::now()));
+                        self.recheck = None; // the new snapshot is evaluated afresh
                         apply_at = (now + cfg.debounce).min(pending_since + cfg.max_debounce);
                     }
                 },
                 () = tokio::time::sleep_until(apply_at), if pending.is_some() => {
                     if let Some((snapshot, received)) = pending.take() {
+                        self.apply_snapshot(snapshot, received).await;
+                    }
+                }
+                () = sleep_until_opt(recheck_at), if recheck_at.is_some() => {
+                    if let Some((snapshot, received, _)) = self.recheck.take() {
                         self.apply_snapshot(snapshot, received).await;
                     }
                 }
@@ -203,16 +216,35 @@ impl Run {
         Ok(())
     }
 
-    async fn apply_snapshot(&mut self, snapshot: Snapshot, received: SystemTime) {
-        if self.desired.as_ref() == Some(&snapshot) {
-            tracing::debug!("snapshot equals the current desired state; dropped");
-            return;
-        }
-        if let Err(e) = snapshot.validate() {
+    async fn apply_snapshot(&mut self, incoming: Snapshot, received: SystemTime) {
+        if let Err(e) = incoming.validate() {
             tracing::error!(error = %e, "snapshot rejected; keeping the last good state");
             self.pipeline
                 .status
                 .send_modify(|s| s.source_error = Some(e.to_string()));
+            return;
+        }
+        let hold = self.pipeline.config.empty_backend_hold;
+        let held = self
+            .hold
+            .apply(self.desired.as_ref(), &incoming, hold, Instant::now());
+        let held_names: Vec<String> = held.held.keys().map(|(k, p)| format!("{k}:{p}")).collect();
+        if let Some(until) = held.held.values().min().copied() {
+            tracing::warn!(
+                backends = ?held_names,
+                hold = ?hold,
+                "the source empties backends that have endpoints; they keep their endpoints until that has lasted the hold time"
+            );
+            self.recheck = Some((incoming, received, until));
+        }
+        self.pipeline.status.send_if_modified(|s| {
+            let changed = s.held_backends != held_names;
+            s.held_backends = held_names;
+            changed
+        });
+        let snapshot = held.effective;
+        if self.desired.as_ref() == Some(&snapshot) {
+            tracing::debug!("snapshot equals the current desired state; dropped");
             return;
         }
         let shared = Arc::new(snapshot.clone());

@@ -18,6 +18,9 @@ pub struct PipelineStatus {
     pub snapshot_received_at: Option<SystemTime>,
     /// The last source problem (or rejected snapshot), cleared by the next good snapshot.
     pub source_error: Option<String>,
+    /// Backends (`namespace/name:port`) the source empties but that keep their endpoints
+    /// while the empty-backend hold runs.
+    pub held_backends: Vec<String>,
     /// Per node, by name.
     pub nodes: BTreeMap<String, NodeStatus>,
 }

@@ -411,3 +411,43 @@ impl FakeDeployer {
         Self::default()
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_emptied_backend_is_held_while_other_changes_go_out() {
+    let config = PipelineConfig {
+        empty_backend_hold: Duration::from_secs(10),
+        ..PipelineConfig::default()
+    };
+    let h = start(FakeDeployer::new(), &["a"], config);
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The source suddenly says "no endpoints": held, nothing deployed.
+    h.tx.send(snapshot(0)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.deployer.calls().len(), 1);
+    assert_eq!(
+        h.status.borrow().held_backends,
+        vec!["kube-system/traefik:websecure"]
+    );
+    assert_eq!(h.status.borrow().snapshot.as_deref(), Some(&snapshot(2)));
+
+    // A flap back within the hold: the hold ends, nothing was ever emptied.
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.status.borrow().held_backends.is_empty());
+    assert_eq!(
+        h.deployer.calls().len(),
+        1,
+        "equal to what is live: no deploy"
+    );
+
+    // Emptied for good: applied once it has lasted 10 s.
+    h.tx.send(snapshot(0)).unwrap(); // applied (held) at 3.2 s
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let calls = h.deployer.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1].0, Duration::from_millis(13_200));
+    assert_eq!(h.status.borrow().snapshot.as_deref(), Some(&snapshot(0)));
+    h.finish().await;
+}

@@ -1,0 +1,172 @@
+//! The empty-backend hold: a snapshot that would empty a backend that had endpoints (or drop
+//! it entirely) is applied for that backend only once the emptiness has lasted
+//! [`PipelineConfig::empty_backend_hold`](super::PipelineConfig::empty_backend_hold). Until
+//! then the backend keeps its previous endpoints, so a flapping watch cannot black-hole
+//! traffic; every other change goes out at once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::model::{ServiceKey, Snapshot};
+
+/// A backend: service and port name.
+pub(crate) type BackendKey = (ServiceKey, String);
+
+/// Tracks since when each backend has been empty in the source.
+#[derive(Debug, Default)]
+pub(crate) struct EmptyHold {
+    empty_since: BTreeMap<BackendKey, Instant>,
+}
+
+/// What to apply now.
+#[derive(Debug)]
+pub(crate) struct Held {
+    /// The snapshot with held backends restored.
+    pub effective: Snapshot,
+    /// Backends kept at their previous endpoints, with when their hold ends.
+    pub held: BTreeMap<BackendKey, Instant>,
+}
+
+impl EmptyHold {
+    /// Computes what to apply at `now`, given what is applied (`current`) and what the source
+    /// says (`incoming`).
+    pub(crate) fn apply(
+        &mut self,
+        current: Option<&Snapshot>,
+        incoming: &Snapshot,
+        hold: Duration,
+        now: Instant,
+    ) -> Held {
+        let mut effective = incoming.clone();
+        let mut held = BTreeMap::new();
+        let mut still_empty = BTreeMap::new();
+        if let Some(current) = current.filter(|_| !hold.is_zero()) {
+            for (key, name, port) in current.ports() {
+                if port.endpoints.is_empty() {
+                    continue;
+                }
+                let now_empty = incoming
+                    .services
+                    .get(key)
+                    .and_then(|s| s.ports.get(name))
+                    .is_none_or(|p| p.endpoints.is_empty());
+                if !now_empty {
+                    continue;
+                }
+                let backend = (key.clone(), name.to_owned());
+                let since = self.empty_since.get(&backend).copied().unwrap_or(now);
+                still_empty.insert(backend.clone(), since);
+                if now < since + hold {
+                    let mut restored = port.clone();
+                    if let Some(p) = incoming.services.get(key).and_then(|s| s.ports.get(name)) {
+                        // Keep the new listen port and PROXY setting; only the endpoints stay.
+                        restored.listen_port = p.listen_port;
+                        restored.proxy_protocol = p.proxy_protocol;
+                    }
+                    effective
+                        .services
+                        .entry(key.clone())
+                        .or_default()
+                        .ports
+                        .insert(name.to_owned(), restored);
+                    held.insert(backend, since + hold);
+                }
+            }
+        }
+        self.empty_since = still_empty;
+        if !held.is_empty() && effective.validate().is_err() {
+            // Restoring a dropped backend would clash with a new one (a reused listen port):
+            // the source's word wins.
+            return Held {
+                effective: incoming.clone(),
+                held: BTreeMap::new(),
+            };
+        }
+        Held { effective, held }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Endpoint, PortSpec, ProxyProtocol};
+
+    fn snap(endpoints: &[u8]) -> Snapshot {
+        let mut port = PortSpec::new(443, ProxyProtocol::V2);
+        for i in endpoints {
+            port.add_endpoint(Endpoint::ready([10, 0, 0, *i].into(), 8443));
+        }
+        let mut s = Snapshot::default();
+        s.insert_port(ServiceKey::new("ns", "web").unwrap(), "https", port)
+            .unwrap();
+        s
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn emptiness_is_held_until_it_lasts() {
+        let hold = Duration::from_secs(10);
+        let mut h = EmptyHold::default();
+        let t0 = Instant::now();
+        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0);
+        assert_eq!(out.effective, snap(&[1, 2]));
+        assert_eq!(out.held.values().next(), Some(&(t0 + hold)));
+
+        let out = h.apply(
+            Some(&snap(&[1, 2])),
+            &snap(&[]),
+            hold,
+            t0 + Duration::from_secs(5),
+        );
+        assert_eq!(out.effective, snap(&[1, 2]), "still held, clock not reset");
+
+        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0 + hold);
+        assert_eq!(out.effective, snap(&[]));
+        assert!(out.held.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refill_resets_and_other_changes_pass() {
+        let hold = Duration::from_secs(10);
+        let mut h = EmptyHold::default();
+        let t0 = Instant::now();
+        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0);
+        let out = h.apply(
+            Some(&snap(&[1])),
+            &snap(&[3]),
+            hold,
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(out.effective, snap(&[3]));
+        let out = h.apply(
+            Some(&snap(&[3])),
+            &snap(&[]),
+            hold,
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(
+            out.held.values().next(),
+            Some(&(t0 + Duration::from_secs(12)))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vanished_service_is_held_too_and_zero_hold_disables() {
+        let mut h = EmptyHold::default();
+        let out = h.apply(
+            Some(&snap(&[1])),
+            &Snapshot::default(),
+            Duration::from_secs(5),
+            Instant::now(),
+        );
+        assert_eq!(out.effective, snap(&[1]));
+        let out = h.apply(
+            Some(&snap(&[1])),
+            &Snapshot::default(),
+            Duration::ZERO,
+            Instant::now(),
+        );
+        assert_eq!(out.effective, Snapshot::default());
+    }
+}
