@@ -79,7 +79,25 @@ struct Run {
     state: BTreeMap<String, NodeState>,
     hold: hold::EmptyHold,
     /// A source snapshot to evaluate again when a backend's empty hold ends.
-    recheck: Option<(Snapshot, SystemTime, Instant)>,
+    recheck: Option<(Snapshot, Received, Instant)>,
+    /// When the source delivered the current generation's snapshot.
+    received: Option<(u64, Received)>,
+}
+
+/// When the source delivered a snapshot: wall clock for status, monotonic for latency.
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    wall: SystemTime,
+    at: Instant,
+}
+
+impl Received {
+    fn now() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            at: Instant::now(),
+        }
+    }
 }
 
 impl Pipeline {
@@ -141,6 +159,7 @@ impl Pipeline {
             state,
             hold: hold::EmptyHold::default(),
             recheck: None,
+            received: None,
         }
         .run(source, shutdown)
         .await
@@ -156,7 +175,7 @@ impl Run {
         let cfg = self.pipeline.config.clone();
         let mut snapshots = source.snapshots();
         let mut source_done = false;
-        let mut pending: Option<(Snapshot, SystemTime)> = None;
+        let mut pending: Option<(Snapshot, Received)> = None;
         let mut pending_since = Instant::now();
         let mut apply_at = Instant::now();
         let mut resync =
@@ -183,7 +202,7 @@ impl Run {
                         if pending.is_none() {
                             pending_since = now;
                         }
-                        pending = Some((snapshot, SystemTime::now()));
+                        pending = Some((snapshot, Received::now()));
                         self.recheck = None; // the new snapshot is evaluated afresh
                         apply_at = (now + cfg.debounce).min(pending_since + cfg.max_debounce);
                     }
@@ -216,7 +235,7 @@ impl Run {
         Ok(())
     }
 
-    async fn apply_snapshot(&mut self, incoming: Snapshot, received: SystemTime) {
+    async fn apply_snapshot(&mut self, incoming: Snapshot, received: Received) {
         if let Err(e) = incoming.validate() {
             tracing::error!(error = %e, "snapshot rejected; keeping the last good state");
             self.pipeline
@@ -254,9 +273,10 @@ impl Run {
             s.generation += 1;
             generation = s.generation;
             s.snapshot = Some(shared.clone());
-            s.snapshot_received_at = Some(received);
+            s.snapshot_received_at = Some(received.wall);
             s.source_error = None;
         });
+        self.received = Some((generation, received));
         tracing::info!(
             generation,
             services = shared.services.len(),
@@ -371,39 +391,53 @@ impl Run {
         attempt: SystemTime,
         result: std::result::Result<crate::Applied, DeployError>,
     ) {
-        let backoff = |failures| self.pipeline.config.backoff(failures);
         let Some(state) = self.state.get_mut(name) else {
             return;
         };
-        let mut failures = 0;
+        let failures = match &result {
+            Ok(_) => 0,
+            Err(_) => {
+                let status = self.pipeline.status.borrow();
+                status.nodes.get(name).map_or(0, |n| n.consecutive_failures) + 1
+            }
+        };
         match &result {
             Ok(applied) => {
                 state.next_retry = None;
                 tracing::info!(node = name, digest = %digest.short(), %applied, "node is live");
             }
             Err(e) => {
-                self.pipeline.status.send_modify(|s| {
-                    if let Some(ns) = s.nodes.get(name) {
-                        failures = ns.consecutive_failures + 1;
-                    }
-                });
-                let delay = backoff(failures);
+                let delay = self.pipeline.config.backoff(failures);
                 state.next_retry = Some(Instant::now() + delay);
                 tracing::warn!(node = name, error = %e, failures, retry_in = ?delay, "deploy failed");
             }
         }
         self.pipeline.status.send_modify(|s| {
+            let received = self
+                .received
+                .filter(|(g, _)| *g == generation)
+                .map(|(_, r)| r.at);
             let Some(ns) = s.nodes.get_mut(name) else {
                 return;
             };
             ns.last_attempt = Some(attempt);
+            ns.deploys += 1;
+            let label = match &result {
+                Ok(applied) => applied.to_string(),
+                Err(e) => e.kind().to_owned(),
+            };
+            *ns.results.entry(label).or_default() += 1;
             match result {
                 Ok(applied) => {
+                    let now = SystemTime::now();
+                    if ns.live_generation != Some(generation) {
+                        ns.last_convergence = received.map(|r| Instant::now() - r);
+                    }
                     ns.live_digest = Some(digest);
                     ns.live_generation = Some(generation);
                     ns.last_outcome = Some(applied);
                     ns.last_error = None;
-                    ns.last_success = Some(SystemTime::now());
+                    ns.last_success = Some(now);
                     ns.consecutive_failures = 0;
                 }
                 Err(e) => {

@@ -54,6 +54,14 @@ pub struct NodeStatus {
     pub last_success: Option<SystemTime>,
     /// Failures since the last success.
     pub consecutive_failures: u32,
+    /// Deploy attempts recorded since start.
+    pub deploys: u64,
+    /// Deploy results since start, by label: `reloaded`, `runtime-updated`, `unchanged`, or
+    /// a failure's [`DeployError::kind`].
+    pub results: BTreeMap<String, u64>,
+    /// For the last generation this node reached: how long from the source delivering the
+    /// snapshot to the node confirming it live.
+    pub last_convergence: Option<std::time::Duration>,
 }
 
 impl NodeStatus {

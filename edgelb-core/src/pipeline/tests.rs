@@ -224,6 +224,11 @@ async fn failed_node_retries_with_backoff_while_others_stay_put() {
         b.in_sync(1) && b.last_error.is_none() && b.consecutive_failures == 0,
         "{b:?}"
     );
+    assert_eq!(b.deploys, 4);
+    assert_eq!(b.results["connect"], 3);
+    assert_eq!(b.results["reloaded"], 1);
+    // From the snapshot's arrival (0 ms) to b confirming it (7.2 s).
+    assert_eq!(b.last_convergence, Some(Duration::from_millis(7200)));
     h.finish().await;
 }
 
