@@ -126,6 +126,9 @@ pub struct StatusWriter {
     seen: BTreeMap<String, NodeStatus>,
     written: BTreeMap<ServiceKey, Vec<Ingress>>,
     refs: HashMap<ServiceKey, ObjectReference>,
+    /// Services the API server said do not exist, with the generation it said so in: not
+    /// patched again until a new desired state arrives.
+    missing: BTreeMap<ServiceKey, u64>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -142,6 +145,7 @@ impl StatusWriter {
             seen: BTreeMap::new(),
             written: BTreeMap::new(),
             refs: HashMap::new(),
+            missing: BTreeMap::new(),
             failures: 0,
             retry_at: None,
         }
@@ -309,6 +313,7 @@ impl StatusWriter {
             return;
         }
         self.retry_at = None;
+        self.missing.retain(|_, g| *g == status.generation);
         let desired = self.desired(status);
         let keys: BTreeSet<ServiceKey> =
             desired.keys().chain(self.written.keys()).cloned().collect();
@@ -316,7 +321,7 @@ impl StatusWriter {
         for key in keys {
             let want = desired.get(&key).cloned().unwrap_or_default();
             let have = self.written.get(&key).cloned().unwrap_or_default();
-            if want == have {
+            if want == have || self.missing.get(&key) == Some(&status.generation) {
                 continue;
             }
             match self.patch(&key, &want).await {
@@ -330,6 +335,7 @@ impl StatusWriter {
                     tracing::debug!(service = %key, "Service is gone; nothing to write");
                     self.written.remove(&key);
                     self.refs.remove(&key);
+                    self.missing.insert(key, status.generation);
                 }
                 Err(e) => {
                     tracing::warn!(

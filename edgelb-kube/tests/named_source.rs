@@ -1,5 +1,7 @@
 //! The named-services source against a scripted API server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
+
 mod support;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! Watch requests answered with [`Reply::Watch`] get a streaming body the test feeds through a
 //! [`WatchHandle`], newline-delimited like the real API server; dropping the handle ends the
 //! stream (a dropped watch). Every request is recorded for assertions.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -1,0 +1,298 @@
+//! The LoadBalancer-class source against a scripted API server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
+
+mod support;
+
+use std::time::Duration;
+
+use edgelb_core::{Endpoint, EndpointSource, PortSpec, ProxyProtocol, ServiceKey, Snapshot};
+use edgelb_kube::{EventConfig, EventPublisher, LoadBalancerConfig, LoadBalancerSource};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde_json::{Value, json};
+use support::{FakeApi, Recorded, Reply, as_object, fixture, with_rv, within};
+
+const SVC_PATH: &str = "/api/v1/services";
+const SLICE_PATH: &str = "/apis/discovery.k8s.io/v1/endpointslices";
+
+fn key(s: &str) -> ServiceKey {
+    s.parse().unwrap()
+}
+
+fn ready(a: &str, p: u16) -> Endpoint {
+    Endpoint::ready(a.parse().unwrap(), p)
+}
+
+fn draining(a: &str, p: u16) -> Endpoint {
+    Endpoint::draining(a.parse().unwrap(), p)
+}
+
+fn port(listen: u16, proxy: ProxyProtocol, eps: &[Endpoint]) -> PortSpec {
+    eps.iter()
+        .fold(PortSpec::new(listen, proxy), |p, e| p.with_endpoint(*e))
+}
+
+fn expected_initial() -> Snapshot {
+    let mut s = Snapshot::default();
+    let v1 = ProxyProtocol::V1;
+    s.insert_port(
+        key("shop/storefront"),
+        "http",
+        port(
+            80,
+            v1,
+            &[
+                ready("10.42.0.20", 8080),
+                draining("10.42.1.21", 8080),
+                ready("10.42.2.22", 8080),
+            ],
+        ),
+    )
+    .unwrap();
+    s.insert_port(
+        key("shop/storefront"),
+        "https",
+        port(
+            443,
+            v1,
+            &[
+                ready("10.42.0.20", 8443),
+                draining("10.42.1.21", 8443),
+                ready("10.42.2.22", 8443),
+            ],
+        ),
+    )
+    .unwrap();
+    // Unnamed port: named by its number; default PROXY v2; IPv6 slice.
+    s.insert_port(
+        key("shop/api"),
+        "8443",
+        port(8443, ProxyProtocol::V2, &[ready("fd00:42::30", 9443)]),
+    )
+    .unwrap();
+    // The UDP port is skipped, the TCP one is served without PROXY (annotation `none`).
+    s.insert_port(
+        key("dns/coredns-ext"),
+        "dns-tcp",
+        port(53, ProxyProtocol::None, &[ready("10.42.0.53", 53)]),
+    )
+    .unwrap();
+    // `late` wants port 80 too: the older `storefront` keeps it; `late` keeps its other port.
+    s.insert_port(
+        key("shop/late"),
+        "admin",
+        port(8081, ProxyProtocol::V2, &[ready("10.42.3.40", 8081)]),
+    )
+    .unwrap();
+    s
+}
+
+fn api() -> FakeApi {
+    FakeApi::start(
+        |r| match (r.method.as_str(), r.path.as_str(), r.is_watch()) {
+            (_, _, true) => Reply::Watch,
+            ("GET", SVC_PATH, false) => Reply::ok(fixture("lb-service-list.json")),
+            ("GET", SLICE_PATH, false) => Reply::ok(fixture("lb-slice-list.json")),
+            ("POST", p, false) if p.ends_with("/events") => {
+                let mut created = r.body.clone().unwrap();
+                let name = format!(
+                    "{}{:x}",
+                    created["metadata"]["generateName"].as_str().unwrap(),
+                    r.path.len()
+                );
+                created["metadata"]["name"] = json!(name);
+                created["metadata"]["resourceVersion"] = json!("52000");
+                Reply::Json(201, created)
+            }
+            _ => Reply::not_found(&r.path),
+        },
+    )
+}
+
+fn service(name: &str) -> Value {
+    let list = fixture("lb-service-list.json");
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["metadata"]["name"] == name)
+        .unwrap()
+        .clone();
+    as_object(&item, "v1", "Service")
+}
+
+async fn next_snapshot(s: &mut BoxStream<'static, edgelb_core::Result<Snapshot>>) -> Snapshot {
+    within(s.next())
+        .await
+        .expect("stream ended")
+        .expect("expected a snapshot")
+}
+
+fn events(api: &FakeApi) -> Vec<Recorded> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn serves_its_class_with_annotations_and_records_warnings() {
+    let api = api();
+    let events_cfg = EventConfig {
+        instance: "edgelb-7d9f6-abcde".into(),
+        ..EventConfig::default()
+    };
+    let publisher = EventPublisher::new(api.client.clone(), events_cfg);
+    let mut snaps = LoadBalancerSource::new(api.client.clone(), LoadBalancerConfig::default())
+        .unwrap()
+        .with_events(publisher)
+        .snapshots();
+    let snap = next_snapshot(&mut snaps).await;
+    assert_eq!(snap, expected_initial());
+
+    // Cluster-wide watches; slices selected by the service-name label.
+    let slice_list = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path == SLICE_PATH)
+        .unwrap();
+    assert_eq!(
+        slice_list.q("labelSelector"),
+        Some("kubernetes.io/service-name")
+    );
+
+    // One Warning Event per problem, on the Service, with its uid.
+    let mut seen: Vec<(String, String, String)> = events(&api)
+        .iter()
+        .map(|r| {
+            let b = r.body.as_ref().unwrap();
+            assert_eq!(r.content_type.as_deref(), Some("application/json"));
+            assert_eq!(b["apiVersion"], "events.k8s.io/v1");
+            assert_eq!(b["kind"], "Event");
+            assert_eq!(b["type"], "Warning");
+            assert_eq!(b["action"], "Sync");
+            assert_eq!(b["reportingController"], "edgelb.io/controller");
+            assert_eq!(b["reportingInstance"], "edgelb-7d9f6-abcde");
+            assert!(b["eventTime"].is_string(), "{b}");
+            assert_eq!(b["regarding"]["kind"], "Service");
+            assert_eq!(b["regarding"]["apiVersion"], "v1");
+            assert!(b["regarding"]["uid"].is_string(), "{b}");
+            let ns = b["regarding"]["namespace"].as_str().unwrap();
+            assert_eq!(
+                r.path,
+                format!("/apis/events.k8s.io/v1/namespaces/{ns}/events")
+            );
+            (
+                format!("{ns}/{}", b["regarding"]["name"].as_str().unwrap()),
+                b["reason"].as_str().unwrap().to_owned(),
+                b["note"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let summary: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(o, r, _)| (o.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("dns/coredns-ext", "UnsupportedProtocol"),
+            ("shop/late", "PortConflict"),
+            ("shop/legacy", "InvalidAnnotation"),
+        ]
+    );
+    assert!(seen[0].2.contains("53/UDP"), "{}", seen[0].2);
+    assert!(seen[1].2.contains("shop/storefront:http"), "{}", seen[1].2);
+    assert!(seen[2].2.contains("\"v3\""), "{}", seen[2].2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_join_and_leave_the_class() {
+    let api = api();
+    let mut snaps = LoadBalancerSource::new(api.client.clone(), LoadBalancerConfig::default())
+        .unwrap()
+        .snapshots();
+    assert_eq!(next_snapshot(&mut snaps).await, expected_initial());
+    let services = api.next_watch(SVC_PATH).await;
+    let slices = api.next_watch(SLICE_PATH).await;
+
+    // storefront becomes a ClusterIP Service: it leaves, and `late` gets port 80.
+    let mut sf = with_rv(service("storefront"), "51100");
+    sf["spec"]["type"] = json!("ClusterIP");
+    sf["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("loadBalancerClass");
+    services.modified(sf);
+    let snap = next_snapshot(&mut snaps).await;
+    assert!(!snap.services.contains_key(&key("shop/storefront")));
+    let late = &snap.services[&key("shop/late")].ports;
+    assert_eq!(late["http"].listen_port, 80);
+    assert_eq!(
+        late["http"].endpoints().collect::<Vec<_>>(),
+        vec![ready("10.42.3.40", 8080)]
+    );
+
+    // api is deleted: it leaves.
+    services.deleted(with_rv(service("api"), "51110"));
+    let snap = next_snapshot(&mut snaps).await;
+    assert!(!snap.services.contains_key(&key("shop/api")));
+
+    // The annotation of legacy is fixed: it joins, with the slice that was there all along.
+    let mut legacy = with_rv(service("legacy"), "51120");
+    legacy["metadata"]["annotations"] = json!({"edgelb.io/proxy-protocol": "v2"});
+    services.modified(legacy);
+    let snap = next_snapshot(&mut snaps).await;
+    assert_eq!(
+        snap.services[&key("shop/legacy")].ports["http"]
+            .endpoints()
+            .collect::<Vec<_>>(),
+        vec![ready("10.42.3.41", 8000)]
+    );
+
+    // A slice of a Service outside the class changes nothing.
+    let mut other = fixture("lb-slice-list.json")["items"][4].clone();
+    other = with_rv(
+        as_object(&other, "discovery.k8s.io/v1", "EndpointSlice"),
+        "51130",
+    );
+    other["endpoints"] = json!([{"addresses": ["10.42.5.6"]}]);
+    slices.modified(other);
+    if let Ok(item) = tokio::time::timeout(Duration::from_secs(20), snaps.next()).await {
+        panic!("a foreign slice produced {item:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_class_is_configurable() {
+    let api = api();
+    let cfg = LoadBalancerConfig {
+        class: "service.k8s.aws/nlb".into(),
+        default_proxy_protocol: ProxyProtocol::None,
+    };
+    let mut snaps = LoadBalancerSource::new(api.client.clone(), cfg)
+        .unwrap()
+        .snapshots();
+    let snap = next_snapshot(&mut snaps).await;
+    assert_eq!(
+        snap.services.keys().collect::<Vec<_>>(),
+        vec![&key("other/cloud-nlb")]
+    );
+    let http = &snap.services[&key("other/cloud-nlb")].ports["http"];
+    assert_eq!(
+        (http.listen_port, http.proxy_protocol, http.endpoints.len()),
+        (8081, ProxyProtocol::None, 0)
+    );
+    assert!(
+        LoadBalancerSource::new(
+            api.client.clone(),
+            LoadBalancerConfig {
+                class: String::new(),
+                ..LoadBalancerConfig::default()
+            }
+        )
+        .is_err()
+    );
+}

@@ -1,0 +1,461 @@
+//! The status writer against a scripted API server: `status.loadBalancer.ingress` patches and
+//! deploy Events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use edgelb_core::{
+    Applied, CancellationToken, DeployError, Digest, EdgeNode, Endpoint, NodeStatus,
+    PipelineStatus, PortSpec, ProxyProtocol, Snapshot,
+};
+use edgelb_kube::{EventConfig, EventPublisher, StatusWriter};
+use serde_json::{Value, json};
+use support::{FakeApi, Recorded, Reply};
+use tokio::sync::watch;
+
+fn nodes() -> Vec<EdgeNode> {
+    vec![
+        EdgeNode::new("edge-1")
+            .with_public_address("203.0.113.10")
+            .with_public_address("edge-1.example.net"),
+        EdgeNode::new("edge-2").with_public_address("2001:db8::10"),
+    ]
+}
+
+/// `shop/web` sends PROXY v2, `shop/plain` no PROXY; `extra` endpoints make versions differ.
+fn snapshot(with_plain: bool, extra: u8) -> Arc<Snapshot> {
+    let mut s = Snapshot::default();
+    s.insert_port(
+        "shop/web".parse().unwrap(),
+        "https",
+        PortSpec::new(443, ProxyProtocol::V2)
+            .with_endpoint(Endpoint::ready("10.42.0.20".parse().unwrap(), 8443))
+            .with_endpoint(Endpoint::ready(
+                format!("10.42.1.{extra}").parse().unwrap(),
+                8443,
+            )),
+    )
+    .unwrap();
+    if with_plain {
+        s.insert_port(
+            "shop/plain".parse().unwrap(),
+            "http",
+            PortSpec::new(8080, ProxyProtocol::None)
+                .with_endpoint(Endpoint::ready("10.42.0.30".parse().unwrap(), 8080)),
+        )
+        .unwrap();
+    }
+    Arc::new(s)
+}
+
+fn digest(generation: u64) -> Digest {
+    Digest::of(format!("config {generation}").as_bytes())
+}
+
+fn synced(generation: u64, outcome: Applied) -> NodeStatus {
+    NodeStatus {
+        desired_digest: Some(digest(generation)),
+        live_digest: Some(digest(generation)),
+        live_generation: Some(generation),
+        last_outcome: Some(outcome),
+        consecutive_failures: 0,
+        ..NodeStatus::default()
+    }
+}
+
+/// Wants `generation`, still runs `live` (or nothing), and failed `failures` times.
+fn failing(generation: u64, live: Option<u64>, failures: u32) -> NodeStatus {
+    NodeStatus {
+        desired_digest: Some(digest(generation)),
+        live_digest: live.map(digest),
+        live_generation: live,
+        last_outcome: live.map(|_| Applied::Reloaded),
+        last_error: Some(DeployError::Connect {
+            node: "edge-1".into(),
+            message: "connection refused".into(),
+        }),
+        consecutive_failures: failures,
+        ..NodeStatus::default()
+    }
+}
+
+fn status(generation: u64, snap: Arc<Snapshot>, n1: NodeStatus, n2: NodeStatus) -> PipelineStatus {
+    PipelineStatus {
+        generation,
+        snapshot: Some(snap),
+        nodes: [("edge-1".to_owned(), n1), ("edge-2".to_owned(), n2)]
+            .into_iter()
+            .collect(),
+        ..PipelineStatus::default()
+    }
+}
+
+fn service_json(name: &str, status: Value) -> Value {
+    json!({
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "uid": format!("uid-{name}"),
+            "resourceVersion": "61000",
+            "creationTimestamp": "2026-10-01T10:00:00Z"
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": "edgelb.io/haproxy",
+            "ports": [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": 8443}]
+        },
+        "status": status
+    })
+}
+
+/// Answers status patches with the patched Service, Service reads, and event creation.
+fn server(fail_first_patches: usize) -> FakeApi {
+    let failures = Arc::new(AtomicUsize::new(fail_first_patches));
+    FakeApi::start(move |r| {
+        let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+        match (r.method.as_str(), parts.as_slice()) {
+            (
+                "PATCH",
+                [
+                    "api",
+                    "v1",
+                    "namespaces",
+                    "shop",
+                    "services",
+                    "gone",
+                    "status",
+                ],
+            ) => Reply::not_found("services \"gone\""),
+            (
+                "PATCH",
+                [
+                    "api",
+                    "v1",
+                    "namespaces",
+                    "shop",
+                    "services",
+                    name,
+                    "status",
+                ],
+            ) => {
+                if failures
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    return Reply::Status(
+                        500,
+                        "InternalError",
+                        "Internal error occurred: etcdserver: request timed out".into(),
+                    );
+                }
+                let body = r.body.clone().unwrap();
+                Reply::ok(service_json(name, body["status"].clone()))
+            }
+            ("GET", ["api", "v1", "namespaces", "shop", "services", name]) => {
+                Reply::ok(service_json(name, json!({"loadBalancer": {}})))
+            }
+            (
+                "POST",
+                [
+                    "apis",
+                    "events.k8s.io",
+                    "v1",
+                    "namespaces",
+                    "shop",
+                    "events",
+                ],
+            ) => {
+                let mut created = r.body.clone().unwrap();
+                created["metadata"]["name"] = json!("web.18a0c0ffee");
+                Reply::Json(201, created)
+            }
+            _ => Reply::not_found(&r.path),
+        }
+    })
+}
+
+fn patches(api: &FakeApi) -> Vec<Recorded> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect()
+}
+
+fn events(api: &FakeApi) -> Vec<Value> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+        .map(|r| r.body.unwrap())
+        .collect()
+}
+
+/// Lets the writer work for a (virtual) second.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+fn ingress_body(list: Value) -> Value {
+    json!({"status": {"loadBalancer": {"ingress": list}}})
+}
+
+#[tokio::test(start_paused = true)]
+async fn ingress_follows_the_edges_and_is_cleared_when_the_service_leaves() {
+    let api = server(0);
+    let (tx, rx) = watch::channel(PipelineStatus::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(StatusWriter::new(api.client.clone(), nodes()).run(rx, stop.clone()));
+
+    // Desired state known, but no edge runs it yet: nothing is written.
+    tx.send_replace(status(
+        1,
+        snapshot(true, 1),
+        NodeStatus::default(),
+        NodeStatus::default(),
+    ));
+    settle().await;
+    assert!(patches(&api).is_empty(), "{:?}", patches(&api));
+
+    // edge-1 runs generation 1: both Services get its addresses.
+    tx.send_replace(status(
+        1,
+        snapshot(true, 1),
+        synced(1, Applied::Reloaded),
+        NodeStatus::default(),
+    ));
+    settle().await;
+    let p = patches(&api);
+    assert_eq!(p.len(), 2, "{p:?}");
+    // Sorted by Service key: plain, then web.
+    assert_eq!(p[0].path, "/api/v1/namespaces/shop/services/plain/status");
+    assert_eq!(
+        p[0].body,
+        Some(ingress_body(json!([
+            {"ip": "203.0.113.10", "ipMode": "VIP"},
+            {"hostname": "edge-1.example.net"}
+        ])))
+    );
+    assert_eq!(p[1].path, "/api/v1/namespaces/shop/services/web/status");
+    assert_eq!(
+        p[1].content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(p[1].q("fieldManager"), Some("edgelb"));
+    assert_eq!(
+        p[1].body,
+        Some(ingress_body(json!([
+            {"ip": "203.0.113.10", "ipMode": "Proxy"},
+            {"hostname": "edge-1.example.net"}
+        ])))
+    );
+
+    // edge-2 catches up: both edges listed.
+    tx.send_replace(status(
+        1,
+        snapshot(true, 1),
+        synced(1, Applied::Reloaded),
+        synced(1, Applied::Reloaded),
+    ));
+    settle().await;
+    let p = patches(&api);
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert_eq!(
+        p[3].body,
+        Some(ingress_body(json!([
+            {"ip": "203.0.113.10", "ipMode": "Proxy"},
+            {"hostname": "edge-1.example.net"},
+            {"ip": "2001:db8::10", "ipMode": "Proxy"}
+        ])))
+    );
+
+    // Generation 2 drops `plain`: its ingress is cleared at once; `web` stays as it is while
+    // the edges deploy (they still serve generation 1), so no patch for it.
+    tx.send_replace(status(
+        2,
+        snapshot(false, 2),
+        failing(2, Some(1), 1),
+        synced(1, Applied::Reloaded),
+    ));
+    settle().await;
+    let p = patches(&api);
+    assert_eq!(p.len(), 5, "{p:?}");
+    assert_eq!(p[4].path, "/api/v1/namespaces/shop/services/plain/status");
+    assert_eq!(p[4].body, Some(ingress_body(Value::Null)));
+
+    // A resync finds edge-1 with no edgelb config at all: it leaves the ingress.
+    let mut lost = failing(2, None, 2);
+    lost.last_outcome = None;
+    tx.send_replace(status(
+        2,
+        snapshot(false, 2),
+        lost,
+        synced(2, Applied::Reloaded),
+    ));
+    settle().await;
+    let p = patches(&api);
+    assert_eq!(p.len(), 6, "{p:?}");
+    assert_eq!(
+        p[5].body,
+        Some(ingress_body(
+            json!([{"ip": "2001:db8::10", "ipMode": "Proxy"}])
+        ))
+    );
+
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert!(events(&api).is_empty(), "no Events without a publisher");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_patches_are_retried_and_missing_services_forgotten() {
+    let api = server(2);
+    let (tx, rx) = watch::channel(PipelineStatus::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(StatusWriter::new(api.client.clone(), nodes()).run(rx, stop.clone()));
+    let mut snap = Snapshot::default();
+    snap.insert_port(
+        "shop/web".parse().unwrap(),
+        "https",
+        PortSpec::new(443, ProxyProtocol::V2),
+    )
+    .unwrap();
+    snap.insert_port(
+        "shop/gone".parse().unwrap(),
+        "https",
+        PortSpec::new(444, ProxyProtocol::V2),
+    )
+    .unwrap();
+    tx.send_replace(status(
+        1,
+        Arc::new(snap),
+        synced(1, Applied::Reloaded),
+        NodeStatus::default(),
+    ));
+    // 404 for gone (not retried for this desired state), 500 twice for web, then success
+    // after the backoff (1 s, then 2 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let lines: Vec<String> = patches(&api).iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        lines,
+        [
+            "/api/v1/namespaces/shop/services/gone/status",
+            "/api/v1/namespaces/shop/services/web/status",
+            "/api/v1/namespaces/shop/services/web/status",
+            "/api/v1/namespaces/shop/services/web/status",
+        ]
+    );
+    // Written: nothing more is sent, however long we wait.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(patches(&api).len(), 4);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn deploy_events_are_rate_limited_on_a_flapping_edge() {
+    let api = server(0);
+    let publisher = EventPublisher::new(
+        api.client.clone(),
+        EventConfig {
+            instance: "edgelb-0".into(),
+            ..EventConfig::default()
+        },
+    );
+    let (tx, rx) = watch::channel(PipelineStatus::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        StatusWriter::new(api.client.clone(), nodes())
+            .with_events(publisher)
+            .run(rx, stop.clone()),
+    );
+
+    // edge-1 flaps: every generation fails once, then applies. 20 rounds in 40 seconds.
+    let mut failures = 0;
+    for generation in 1..=20u64 {
+        let snap = snapshot(true, generation as u8);
+        failures += 1;
+        let live = (generation > 1).then(|| generation - 1);
+        tx.send_replace(status(
+            generation,
+            snap.clone(),
+            failing(generation, live, failures),
+            NodeStatus::default(),
+        ));
+        settle().await;
+        tx.send_replace(status(
+            generation,
+            snap,
+            synced(generation, Applied::RuntimeUpdated),
+            NodeStatus::default(),
+        ));
+        settle().await;
+    }
+    let ev = events(&api);
+    let mut summary: Vec<(String, String, String)> = ev
+        .iter()
+        .map(|e| {
+            (
+                e["regarding"]["name"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    summary.sort();
+    let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        summary,
+        vec![
+            // plain never changes after generation 1: one failure (edge-1 did not have it
+            // yet), one Deployed, then nothing.
+            s("plain", "DeployFailed", "Warning"),
+            s("plain", "Deployed", "Normal"),
+            s("web", "DeployFailed", "Warning"),
+            s("web", "Deployed", "Normal"),
+        ],
+        "{ev:#?}"
+    );
+    let failed = ev
+        .iter()
+        .find(|e| e["reason"] == "DeployFailed" && e["regarding"]["name"] == "web")
+        .unwrap();
+    assert_eq!(failed["regarding"]["uid"], "uid-web");
+    assert_eq!(failed["regarding"]["namespace"], "shop");
+    assert_eq!(failed["action"], "Deploy");
+    assert_eq!(failed["reportingInstance"], "edgelb-0");
+    assert!(
+        failed["note"]
+            .as_str()
+            .unwrap()
+            .contains("edge edge-1 could not apply"),
+        "{failed}"
+    );
+
+    // Five minutes later the next failure is recorded again, saying how many were held back.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    tx.send_replace(status(
+        21,
+        snapshot(true, 21),
+        failing(21, Some(20), failures + 1),
+        NodeStatus::default(),
+    ));
+    settle().await;
+    let ev = events(&api);
+    let last = ev.last().unwrap();
+    assert_eq!(last["reason"], "DeployFailed");
+    assert!(
+        last["note"]
+            .as_str()
+            .unwrap()
+            .contains("(19 similar event(s) held back since the last one)"),
+        "{last}"
+    );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
