@@ -296,3 +296,35 @@ async fn another_class_is_configurable() {
         .is_err()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn names_that_could_break_the_config_are_skipped() {
+    // The API server validates names, but the source must not rely on it: anything that is
+    // not a safe name is skipped with a warning and never reaches the snapshot.
+    let api = FakeApi::start(
+        |r| match (r.method.as_str(), r.path.as_str(), r.is_watch()) {
+            (_, _, true) => Reply::Watch,
+            ("GET", SVC_PATH, false) => {
+                let mut list = fixture("lb-service-list.json");
+                let items = list["items"].as_array_mut().unwrap();
+                items[0]["metadata"]["name"] = json!("store front");
+                items[1]["spec"]["ports"][0]["name"] = json!("tls\n    bind :22");
+                Reply::ok(list)
+            }
+            ("GET", SLICE_PATH, false) => Reply::ok(fixture("lb-slice-list.json")),
+            _ => Reply::not_found(&r.path),
+        },
+    );
+    let mut snaps = LoadBalancerSource::new(api.client.clone(), LoadBalancerConfig::default())
+        .unwrap()
+        .snapshots();
+    let snap = next_snapshot(&mut snaps).await;
+    snap.validate().unwrap();
+    let keys: Vec<String> = snap.services.keys().map(ToString::to_string).collect();
+    assert_eq!(keys, ["dns/coredns-ext", "shop/late"], "{snap:?}");
+    // With storefront gone, `late` gets port 80.
+    assert_eq!(
+        snap.services[&key("shop/late")].ports["http"].listen_port,
+        80
+    );
+}
