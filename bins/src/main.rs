@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod error;
 mod logging;
+mod observe;
 
 use std::process::ExitCode;
 

@@ -22,6 +22,7 @@ async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
         tokio::spawn(edgelb_haproxy::demo_backend::serve(listener, name.into()));
     }
     let listen = free_port();
+    let http = free_port();
     let front: SocketAddr = ([127, 0, 0, 1], listen).into();
     let endpoints = dir.path().join("endpoints.yaml");
     write_endpoints(&endpoints, listen, &backends[..1]);
@@ -34,7 +35,8 @@ async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
              edges: [{{name: local}}]\n\
              deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
              haproxy: {{stats_socket: {state}/admin.sock}}\n\
-             pipeline: {{debounce: 50ms, resync: 5s}}\n"
+             pipeline: {{debounce: 50ms, resync: 5s}}\n\
+             http: {{listen: \"127.0.0.1:{http}\"}}\n"
         ),
     )
     .unwrap();
@@ -52,6 +54,25 @@ async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
     let (_, client, proxy, local) = ask(front).await.unwrap();
     assert_eq!((client, proxy.as_str()), (local, "v2"));
     eprintln!("first config live and serving after {first:?}");
+
+    // Health, readiness and metrics.
+    let get = |path: &'static str| http_get(([127, 0, 0, 1], http).into(), path);
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    let ready = get("/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("1/1 edges"),
+        "{ready}"
+    );
+    let metrics = get("/metrics").await;
+    for series in [
+        "edgelb_deploys_total{node=\"local\",result=\"reloaded\"} 1",
+        "edgelb_node_in_sync{node=\"local\"} 1",
+        "edgelb_endpoints{service=\"demo/web\",port=\"tcp\"} 1",
+        "edgelb_convergence_seconds_count{node=\"local\"} 1",
+        "edgelb_leader 1",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
 
     // An edit re-routes traffic.
     let edited = Instant::now();

@@ -1,12 +1,14 @@
 //! `edgelb run`: the controller loop: source → pipeline → deployer, until SIGTERM/Ctrl-C.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use edgelb_core::{CancellationToken, Deployer, Pipeline};
 use edgelb_haproxy::LocalDeployer;
 
 use crate::config::{DeployerConfig, LoadedConfig};
 use crate::error::Result;
+use crate::observe::metrics::Metrics;
+use crate::observe::server::{Observed, serve, track};
 
 /// Runs until a shutdown signal; the deploy in flight then finishes before exit.
 pub async fn run(loaded: LoadedConfig) -> Result<()> {
@@ -30,7 +32,25 @@ pub async fn run(loaded: LoadedConfig) -> Result<()> {
     let stop = CancellationToken::new();
     let source = config.source.into_source()?;
     let mut run = tokio::spawn(pipeline.run(source, stop.clone()));
-    tokio::spawn(report_progress(status));
+    tokio::spawn(report_progress(status.clone()));
+
+    // Without leader election this replica always leads.
+    let (_leader_tx, leader) = tokio::sync::watch::channel(true);
+    let observed = Observed {
+        status,
+        leader,
+        metrics: Arc::new(Mutex::new(Metrics::new())),
+        ready_quorum: config.http.ready_quorum,
+    };
+    tokio::spawn(track(observed.clone()));
+    let http_stop = CancellationToken::new();
+    let http = match config.http.listen {
+        Some(listen) => {
+            let listener = bind(listen).await?;
+            Some(tokio::spawn(serve(listener, observed, http_stop.clone())))
+        }
+        None => None,
+    };
     tracing::info!(config = %loaded.path.display(), edges = config.edges.len(), "edgelb running");
     tokio::select! {
         done = &mut run => return flatten(done),
@@ -38,7 +58,23 @@ pub async fn run(loaded: LoadedConfig) -> Result<()> {
     }
     tracing::info!("shutting down; letting the deploy in flight finish");
     stop.cancel();
-    flatten(run.await)
+    let result = flatten(run.await);
+    http_stop.cancel();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    result
+}
+
+async fn bind(listen: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| crate::error::Error::Io {
+            context: format!(
+                "listening on {listen} for /healthz, /readyz and /metrics (http.listen)"
+            ),
+            source: e,
+        })
 }
 
 fn flatten(joined: Result<edgelb_core::Result<()>, tokio::task::JoinError>) -> Result<()> {

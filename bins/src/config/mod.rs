@@ -4,6 +4,7 @@
 //! paths are resolved against the config file's directory.
 
 mod deployer;
+mod http;
 mod pipeline;
 mod source;
 
@@ -14,6 +15,7 @@ use edgelb_haproxy::RenderOptions;
 use serde::Deserialize;
 
 pub use deployer::DeployerConfig;
+pub use http::HttpSettings;
 pub use pipeline::PipelineSettings;
 pub use source::SourceConfig;
 
@@ -37,6 +39,9 @@ pub struct Config {
     /// Timings of the pipeline.
     #[serde(default)]
     pub pipeline: PipelineSettings,
+    /// Health and metrics endpoint.
+    #[serde(default)]
+    pub http: HttpSettings,
 }
 
 /// A loaded config and where it came from.
@@ -132,6 +137,9 @@ impl Config {
         self.pipeline
             .validate()
             .map_err(|e| format!("pipeline: {e}"))?;
+        self.http
+            .validate(self.edges.len())
+            .map_err(|e| format!("http: {e}"))?;
         Ok(())
     }
 }

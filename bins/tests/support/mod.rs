@@ -1,5 +1,6 @@
 //! Helpers for the binary's end-to-end tests.
-#![allow(dead_code)]
+// Test helpers: a failed step should fail the test loudly, and not every test uses every helper.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -82,4 +83,15 @@ pub fn write_endpoints(path: &Path, listen: u16, endpoints: &[SocketAddr]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(tmp, path).unwrap();
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response (status line, headers, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: edgelb\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
 }

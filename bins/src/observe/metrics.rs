@@ -1,0 +1,287 @@
+//! Prometheus metrics, derived from the pipeline's status.
+
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+use edgelb_core::PipelineStatus;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeResult {
+    node: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeDigest {
+    node: String,
+    digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServicePort {
+    service: String,
+    port: String,
+}
+
+type HistogramFamily = Family<NodeLabel, Histogram, fn() -> Histogram>;
+
+fn convergence_histogram() -> Histogram {
+    // 10 ms … ~82 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
+}
+
+/// Every series edgelb exports. The reference is in the README.
+pub struct Metrics {
+    registry: Registry,
+    deploys: Family<NodeResult, Counter>,
+    convergence: HistogramFamily,
+    endpoints: Family<ServicePort, Gauge>,
+    live_digest: Family<NodeDigest, Gauge>,
+    last_success: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    in_sync: Family<NodeLabel, Gauge>,
+    consecutive_failures: Family<NodeLabel, Gauge>,
+    generation: Gauge,
+    held_backends: Gauge,
+    leader: Gauge,
+    /// What was counted so far, per (node, result), to turn cumulative counts into increments.
+    counted: BTreeMap<(String, String), u64>,
+    /// The convergence observations made so far: (node, generation).
+    observed: BTreeMap<String, u64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every series under the `edgelb` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edgelb");
+        let deploys = Family::<NodeResult, Counter>::default();
+        registry.register(
+            "deploys",
+            "Deploy attempts by node and result (reloaded, runtime-updated, unchanged, or a failure kind such as connect or config-rejected)",
+            deploys.clone(),
+        );
+        let convergence: HistogramFamily = Family::new_with_constructor(convergence_histogram);
+        registry.register(
+            "convergence_seconds",
+            "Time from the source delivering a change to the node confirming it live",
+            convergence.clone(),
+        );
+        let endpoints = Family::<ServicePort, Gauge>::default();
+        registry.register(
+            "endpoints",
+            "Endpoints per service port in the desired state",
+            endpoints.clone(),
+        );
+        let live_digest = Family::<NodeDigest, Gauge>::default();
+        registry.register(
+            "node_live_digest_info",
+            "The config digest live on each node (value 1)",
+            live_digest.clone(),
+        );
+        let last_success = Family::<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "node_last_success_timestamp_seconds",
+            "When each node last confirmed the desired config (Unix time)",
+            last_success.clone(),
+        );
+        let in_sync = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "node_in_sync",
+            "1 when the node runs the current desired config",
+            in_sync.clone(),
+        );
+        let consecutive_failures = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "node_consecutive_failures",
+            "Failed deploys since the node's last success",
+            consecutive_failures.clone(),
+        );
+        let generation = Gauge::default();
+        registry.register(
+            "desired_generation",
+            "Generation of the desired state",
+            generation.clone(),
+        );
+        let held_backends = Gauge::default();
+        registry.register(
+            "held_backends",
+            "Backends the source empties that keep their endpoints during the empty-backend hold",
+            held_backends.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 when this replica holds the leader lease and deploys",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            deploys,
+            convergence,
+            endpoints,
+            live_digest,
+            last_success,
+            in_sync,
+            consecutive_failures,
+            generation,
+            held_backends,
+            leader,
+            counted: BTreeMap::new(),
+            observed: BTreeMap::new(),
+        }
+    }
+
+    /// Brings every series up to `status`.
+    pub fn update(&mut self, status: &PipelineStatus) {
+        self.generation
+            .set(i64::try_from(status.generation).unwrap_or(i64::MAX));
+        self.held_backends
+            .set(i64::try_from(status.held_backends.len()).unwrap_or(i64::MAX));
+        self.endpoints.clear();
+        if let Some(snapshot) = &status.snapshot {
+            for (key, name, port) in snapshot.ports() {
+                let labels = ServicePort {
+                    service: key.to_string(),
+                    port: name.to_owned(),
+                };
+                self.endpoints
+                    .get_or_create(&labels)
+                    .set(i64::try_from(port.endpoints.len()).unwrap_or(i64::MAX));
+            }
+        }
+        for (node, ns) in &status.nodes {
+            for (result, total) in &ns.results {
+                let seen = self
+                    .counted
+                    .entry((node.clone(), result.clone()))
+                    .or_default();
+                if *total > *seen {
+                    let labels = NodeResult {
+                        node: node.clone(),
+                        result: result.clone(),
+                    };
+                    self.deploys.get_or_create(&labels).inc_by(*total - *seen);
+                    *seen = *total;
+                }
+            }
+            let label = NodeLabel { node: node.clone() };
+            if let (Some(generation), Some(latency)) = (ns.live_generation, ns.last_convergence)
+                && self.observed.get(node) != Some(&generation)
+            {
+                self.observed.insert(node.clone(), generation);
+                self.convergence
+                    .get_or_create(&label)
+                    .observe(latency.as_secs_f64());
+            }
+            self.in_sync
+                .get_or_create(&label)
+                .set(i64::from(ns.in_sync(status.generation)));
+            self.consecutive_failures
+                .get_or_create(&label)
+                .set(i64::from(ns.consecutive_failures));
+            if let Some(t) = ns
+                .last_success
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            {
+                self.last_success.get_or_create(&label).set(t.as_secs_f64());
+            }
+        }
+        self.live_digest.clear();
+        for (node, ns) in &status.nodes {
+            if let Some(d) = ns.live_digest {
+                let labels = NodeDigest {
+                    node: node.clone(),
+                    digest: d.to_string(),
+                };
+                self.live_digest.get_or_create(&labels).set(1);
+            }
+        }
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use edgelb_core::{Digest, NodeStatus};
+
+    use super::*;
+
+    #[test]
+    fn cumulative_counts_become_increments_and_latency_is_observed_once() {
+        let mut m = Metrics::new();
+        let mut status = PipelineStatus {
+            generation: 3,
+            ..PipelineStatus::default()
+        };
+        let digest = Digest::of(b"x");
+        let mut node = NodeStatus {
+            desired_digest: Some(digest),
+            live_digest: Some(digest),
+            live_generation: Some(3),
+            last_success: Some(SystemTime::now()),
+            last_convergence: Some(Duration::from_millis(150)),
+            deploys: 3,
+            ..NodeStatus::default()
+        };
+        node.results.insert("reloaded".into(), 2);
+        node.results.insert("connect".into(), 1);
+        status.nodes.insert("edge-1".into(), node);
+        m.update(&status);
+        m.update(&status);
+        let text = m.encode();
+        assert!(
+            text.contains("edgelb_deploys_total{node=\"edge-1\",result=\"reloaded\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgelb_deploys_total{node=\"edge-1\",result=\"connect\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgelb_convergence_seconds_count{node=\"edge-1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgelb_node_in_sync{node=\"edge-1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "edgelb_node_live_digest_info{{node=\"edge-1\",digest=\"{digest}\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("edgelb_desired_generation 3"), "{text}");
+    }
+}
