@@ -1,5 +1,7 @@
 //! `edgelb check` and `edgelb render` on the shipped examples and on broken configs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
+
 mod support;
 
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! `edgelb run` with the file source and the local deployer against a real HAProxy: the quick
 //! start's promise, checked end to end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
+
 mod support;
 
 use std::net::SocketAddr;
