@@ -395,4 +395,16 @@ fn the_pod_is_hardened_and_wired_to_its_config_and_secret() {
         str_of(&config, &["deployer", "ssh", "known_hosts"]),
         Some(format!("{dir}/known_hosts").as_str())
     );
+    // The probes reach the port the config serves /healthz and /readyz on.
+    let port = c["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some("http"))
+        .expect("a port named http (the probes use it)");
+    let listen = str_of(&config, &["http", "listen"]).unwrap();
+    assert_eq!(
+        listen.rsplit(':').next(),
+        Some(port["containerPort"].as_u64().unwrap().to_string().as_str())
+    );
 }

@@ -89,9 +89,10 @@ mkdir -p "$work/overlay"
 cat > "$work/overlay/config.yaml" <<CONFIG
 source:
   kubernetes:
-    load_balancer_class: edgelb.io/haproxy
-    leader_election:
-      lease: edgelb-leader
+    load_balancer:
+      class: edgelb.io/haproxy
+leader_election:
+  lease: edgelb-leader
 edges:
   - name: edge-1
     ssh: {host: $edge_ip, port: 22, user: root}
@@ -100,7 +101,7 @@ deployer:
   ssh:
     key: /etc/edgelb/ssh/id_ed25519
     known_hosts: /etc/edgelb/ssh/known_hosts
-observe:
+http:
   listen: 0.0.0.0:9090
 CONFIG
 # kustomize takes bases by relative path only.
