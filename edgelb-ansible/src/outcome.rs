@@ -12,16 +12,7 @@ use crate::results::{Status, TaskResult, clean_ansible_msg, truncate};
 /// The `edgelb_step` of every deploy task whose result decides an outcome.
 #[cfg(test)]
 pub(crate) const DEPLOY_STEPS: &[&str] = &[
-    "read",
-    "upload",
-    "validate",
-    "preflight",
-    "swap",
-    "reload",
-    "cleanup",
-    "restore",
-    "rollback",
-    "report",
+    "read", "upload", "validate", "reload", "cleanup", "restore", "rollback", "report",
 ];
 
 /// How the `ansible-playbook` run as a whole ended, for hosts with no final result.
@@ -166,12 +157,13 @@ pub(crate) fn deploy_outcome(
             return Err(failure(ctx, results, bad));
         }
         let error = ctx.unreachable(bad);
-        let swapped = find(results, "swap").is_some_and(|r| r.status == Status::Ok);
+        // Lost during the step that swaps and reloads: the new config may be in place.
+        let swapped = bad.is("reload");
         return match (error, swapped) {
             (DeployError::Connect { node, message }, true) => Err(DeployError::Connect {
                 node,
                 message: format!(
-                    "{message} (the connection was lost after the new config was put in place; the next deploy repairs it)"
+                    "{message} (the connection was lost while the new config was being swapped in and reloaded; the live config may be the new one; the next deploy repairs it)"
                 ),
             }),
             (error, _) => Err(error),
@@ -197,14 +189,23 @@ fn failure(ctx: &HostContext<'_>, results: &[TaskResult], failed: &TaskResult) -
             node,
             haproxy_output: failed.message(),
         },
-        Some("reload") => reload_failure(ctx, results, failed),
+        Some("reload") => {
+            // The module says how far it got; before the swap nothing was changed.
+            let swapped = failed.result.get("swapped").and_then(Value::as_bool);
+            match (swapped, failed.str_field("stage")) {
+                (Some(false), Some("preflight")) => ctx.step_error(
+                    "reaching haproxy's master socket (nothing was changed)",
+                    failed.message(),
+                ),
+                (Some(false), _) => ctx.step_error(
+                    "keeping the previous config and swapping in the new one (nothing was changed)",
+                    failed.message(),
+                ),
+                _ => reload_failure(ctx, results, failed),
+            }
+        }
         Some("read") => ctx.step_error("reading the live config", failed.message()),
         Some("upload") => ctx.step_error("uploading the new config", failed.message()),
-        Some("preflight") => ctx.step_error("reaching haproxy's master socket", failed.message()),
-        Some("swap") => ctx.step_error(
-            "keeping the previous config and swapping in the new one",
-            failed.message(),
-        ),
         _ => ctx.step_error(
             failed.task.as_deref().unwrap_or("an Ansible task"),
             failed.message(),

@@ -170,9 +170,6 @@ mod tests {
                 (Some("read"), Status::Ok),
                 (Some("upload"), Status::Ok),
                 (Some("validate"), Status::Ok),
-                (Some("preflight"), Status::Ok),
-                (Some("swap"), Status::Ok),
-                (None, Status::Ok),
                 (Some("reload"), Status::Ok),
             ]
         );

@@ -13,8 +13,9 @@ description:
     E(EDGELB_ANSIBLE_RESULTS) for every task result (ok, failed, skipped, unreachable) and
     a final C(stats) line. Does nothing when the variable is unset.
   - 'Result lines: C({"v": 1, "event": "result", "host": ..., "task": ..., "step": ...,
-    "status": "ok|failed|skipped|unreachable", "ignored": bool, "result": {...}}). C(step) is
-    the task variable C(edgelb_step) (null for tasks without one); C(result) is the module''s
+    "status": "ok|failed|skipped|unreachable", "ignored": bool, "seconds": float,
+    "result": {...}}). C(step) is the task variable C(edgelb_step) (null for tasks without
+    one); C(seconds) the time from the task''s start on that host; C(result) is the module''s
     result without C(invocation).'
   - The file is flushed after every line, so results written before an interrupted run are
     kept.
@@ -24,6 +25,7 @@ requirements:
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -64,6 +66,7 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         path = os.environ.get("EDGELB_ANSIBLE_RESULTS")
         self._out = open(path, "a", encoding="utf-8") if path else None
+        self._started = {}
 
     def _write(self, record):
         if self._out is None:
@@ -77,20 +80,26 @@ class CallbackModule(CallbackBase):
         task = _part(result, "task")
         data = _part(result, "result") or {}
         step = None
+        name = host.get_name() if host is not None else None
+        started = self._started.pop((name, getattr(task, "_uuid", None)), None)
         task_vars = getattr(task, "vars", None) or {}
         if "edgelb_step" in task_vars:
             step = str(task_vars["edgelb_step"])
         self._write(
             {
                 "event": "result",
-                "host": host.get_name() if host is not None else None,
+                "host": name,
                 "task": task.get_name() if task is not None else None,
                 "step": step,
                 "status": status,
                 "ignored": bool(ignored),
+                "seconds": round(time.monotonic() - started, 3) if started else None,
                 "result": _clean(dict(data)),
             }
         )
+
+    def v2_runner_on_start(self, host, task):
+        self._started[(host.get_name(), getattr(task, "_uuid", None))] = time.monotonic()
 
     def v2_runner_on_ok(self, result):
         self._result(result, "ok")

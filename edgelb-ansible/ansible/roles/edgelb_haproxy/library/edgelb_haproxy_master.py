@@ -7,23 +7,35 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: edgelb_haproxy_master
-short_description: Reload HAProxy through its master socket and confirm the reload took
+short_description: Swap in a validated HAProxy config, reload through the master socket, confirm
 description:
-  - Reads the master CLI's C(show proc), reloads HAProxy (the master socket's C(reload), or a
-    command such as C(systemctl reload haproxy)), then polls C(show proc) until the master's
-    reload counter moves.
-  - A C(reload) sent to the master socket answers nothing and looks successful even when the
-    new config fails; the outcome only shows in C(show proc). The reload took when the counter
-    moved, the C([failed: N]) counter did not grow (a good reload resets it to 0), and a fresh
-    worker (0 reloads old) serves.
+  - Reads the master CLI's C(show proc) first; when the master socket does not answer, nothing
+    is touched (pre-flight).
+  - With O(new), keeps the live file O(live) as O(backup) and renames O(new) over O(live)
+    (atomic; the same file system).
+  - Reloads HAProxy (the master socket's C(reload), or O(reload_command) such as
+    C(systemctl reload haproxy)), then polls C(show proc) until the master's reload counter
+    moves. A C(reload) sent to the master socket answers nothing and looks successful even
+    when the new config fails; the outcome only shows in C(show proc). The reload took when
+    the counter moved, the C([failed: N]) counter did not grow (a good reload resets it to 0),
+    and a fresh worker (0 reloads old) serves.
   - While the master re-executes itself its socket refuses connections for a moment; those
     errors are retried until O(timeout).
-  - With O(reload=false) it only checks that the master socket answers (a pre-flight check).
+  - The result says how far it got: C(stage) (preflight, swap, reload), C(swapped), C(sent).
 options:
   socket:
     description: HAProxy's master CLI socket (the C(-S) argument).
     type: path
     required: true
+  new:
+    description: A validated config to rename over O(live) before reloading.
+    type: path
+  live:
+    description: The live config (required with O(new)).
+    type: path
+  backup:
+    description: Where the live config is kept before the swap (required with O(new)).
+    type: path
   reload:
     description: Reload and confirm; V(false) only reads C(show proc).
     type: bool
@@ -40,8 +52,17 @@ options:
 """
 
 RETURN = r"""
+stage:
+  description: The last stage reached (preflight, swap, reload).
+  type: str
+swapped:
+  description: Whether O(new) was renamed over O(live).
+  type: bool
+sent:
+  description: Whether a reload was sent.
+  type: bool
 reloaded:
-  description: Whether a reload was sent and confirmed.
+  description: Whether the reload was confirmed.
   type: bool
 before:
   description: The master's state before (pid, reloads, failed, fresh_workers).
@@ -51,6 +72,8 @@ after:
   type: dict
 """
 
+import os
+import shutil
 import socket
 import time
 
@@ -136,35 +159,61 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             socket=dict(type="path", required=True),
+            new=dict(type="path"),
+            live=dict(type="path"),
+            backup=dict(type="path"),
             reload=dict(type="bool", default=True),
             reload_command=dict(type="list", elements="str", default=[]),
             timeout=dict(type="float", default=10.0),
         ),
+        required_by={"new": ("live", "backup")},
         supports_check_mode=True,
     )
-    path = module.params["socket"]
-    timeout = max(module.params["timeout"], 0.1)
+    p = module.params
+    path = p["socket"]
+    timeout = max(p["timeout"], 0.1)
     io_timeout = min(timeout, 5.0)
+    state = dict(stage="preflight", swapped=False, sent=False, reloaded=False)
 
     try:
         before = show_proc(path, io_timeout)
     except CliError as exc:
         module.fail_json(
             msg="cannot read haproxy's master socket (is haproxy running in master-worker "
-            "mode with -S %s?): %s" % (path, exc)
+            "mode with -S %s?): %s" % (path, exc),
+            **state
         )
 
-    if not module.params["reload"] or module.check_mode:
-        module.exit_json(changed=False, reloaded=False, before=before, after=before)
+    if module.check_mode:
+        module.exit_json(changed=False, before=before, after=before, **state)
 
-    argv = module.params["reload_command"]
+    if p["new"]:
+        state["stage"] = "swap"
+        try:
+            if os.path.exists(p["live"]):
+                shutil.copy2(p["live"], p["backup"])
+            os.rename(p["new"], p["live"])
+        except OSError as exc:
+            module.fail_json(
+                msg="keeping %s as %s and renaming %s over it failed: %s"
+                % (p["live"], p["backup"], p["new"], exc),
+                before=before,
+                **state
+            )
+        state["swapped"] = True
+
+    if not p["reload"]:
+        module.exit_json(changed=state["swapped"], before=before, after=before, **state)
+
+    state["stage"] = "reload"
+    argv = p["reload_command"]
     if argv:
         rc, out, err = module.run_command(argv)
         if rc != 0:
             module.fail_json(
                 msg="`%s` failed (exit %d): %s" % (" ".join(argv), rc, (err or out).strip()),
                 before=before,
-                reloaded=False,
+                **state
             )
     else:
         try:
@@ -173,6 +222,7 @@ def main():
             # The master may close the connection as it re-executes itself; the outcome is
             # read from `show proc` below either way.
             pass
+    state["sent"] = True
 
     deadline = time.monotonic() + timeout
     last = "no reload showed up in the master's `show proc`"
@@ -186,21 +236,19 @@ def main():
             outcome = None
             last = str(exc)
         if outcome is True:
-            module.exit_json(changed=True, reloaded=True, before=before, after=now)
+            state["reloaded"] = True
+            module.exit_json(changed=True, before=before, after=now, **state)
         if outcome is False:
             module.fail_json(
                 msg="haproxy could not start a worker with the new config (the old worker "
                 "keeps serving; see haproxy's log)",
-                reloaded=False,
                 before=before,
                 after=now,
+                **state
             )
         if time.monotonic() >= deadline:
             module.fail_json(
-                msg="%s within %.1fs" % (last, timeout),
-                reloaded=False,
-                before=before,
-                after=now,
+                msg="%s within %.1fs" % (last, timeout), before=before, after=now, **state
             )
         time.sleep(0.02)
 
