@@ -402,3 +402,6 @@ impl Drop for AnsibleDeployer {
         self.work.close_masters_blocking();
     }
 }
+
+#[cfg(test)]
+mod tests;
