@@ -260,6 +260,41 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses_and_shows_the_defaults() {
+        #[derive(Deserialize)]
+        struct File {
+            deployer: Deployer,
+        }
+        #[derive(Deserialize)]
+        struct Deployer {
+            ansible: AnsibleDeployerConfig,
+        }
+        let readme = include_str!("../README.md");
+        let start = readme.find("```yaml\ndeployer:\n").unwrap() + "```yaml\n".len();
+        let len = readme[start..].find("```").unwrap();
+        let file: File = serde_yaml_ng::from_str(&readme[start..start + len]).unwrap();
+        let shown = file.deployer.ansible;
+        let defaults = AnsibleDeployerConfig::default();
+        assert_eq!(shown.layout(), defaults.layout());
+        assert_eq!(
+            (shown.max_forks, shown.run_timeout, shown.connect_timeout),
+            (
+                defaults.max_forks,
+                defaults.run_timeout,
+                defaults.connect_timeout
+            )
+        );
+        assert_eq!(
+            (shown.control_persist, shown.pipelining, shown.r#become),
+            (
+                defaults.control_persist,
+                defaults.pipelining,
+                defaults.r#become
+            )
+        );
+    }
+
+    #[test]
     fn key_bytes_never_show_in_debug() {
         let key = PrivateKey::new(b"-----BEGIN OPENSSH PRIVATE KEY-----secret".to_vec());
         let shown = format!(
