@@ -51,6 +51,13 @@ pub enum Command {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Show, per edge, the diff between its live config and what `run` would deploy.
+    /// Changes nothing. Exit code: 0 in sync, 2 changes, 1 an edge could not be read.
+    Plan {
+        /// The config file.
+        #[arg(short, long, env = "EDGELB_CONFIG")]
+        config: PathBuf,
+    },
     /// Validate the config file, render every edge, and run `haproxy -c` on each result.
     Check {
         /// The config file.

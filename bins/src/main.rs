@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("edgelb: {e}");
             ExitCode::FAILURE
@@ -39,17 +39,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> error::Result<()> {
+async fn dispatch(command: Command) -> error::Result<ExitCode> {
     match command {
+        Command::Plan { config } => {
+            return commands::plan::run(&LoadedConfig::load(&config)?).await;
+        }
         Command::Render { config, node } => {
-            commands::render::run(&LoadedConfig::load(&config)?, node.as_deref()).await
+            commands::render::run(&LoadedConfig::load(&config)?, node.as_deref()).await?;
         }
         Command::Check { config, haproxy } => {
-            commands::check::run(&LoadedConfig::load(&config)?, &haproxy).await
+            commands::check::run(&LoadedConfig::load(&config)?, &haproxy).await?;
         }
-        Command::Run { config } => commands::run::run(LoadedConfig::load(&config)?).await,
-        Command::DemoBackend { listen, name } => commands::demo_backend::run(&listen, &name).await,
+        Command::Run { config } => commands::run::run(LoadedConfig::load(&config)?).await?,
+        Command::DemoBackend { listen, name } => {
+            commands::demo_backend::run(&listen, &name).await?
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

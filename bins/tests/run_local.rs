@@ -47,9 +47,12 @@ async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
         .args(["run", "--config"])
         .arg(&config)
         .env("EDGELB_LOG", "info")
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // If the test fails half-way, take the haproxy that edgelb started down with it.
+    let _group = KillGroupOnDrop(child.id().unwrap());
 
     // Traffic flows, and the backend sees our own address through PROXY v2.
     let first = wait_for_backend(front, "alpha", Duration::from_secs(20)).await;
@@ -93,6 +96,52 @@ async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
     assert!(
         !live.contains("not-an-ip"),
         "a bad edit must never be written"
+    );
+
+    // Back to a good file (the same state as before the broken edit).
+    write_endpoints(&endpoints, listen, &backends[1..]);
+
+    // `plan`: nothing to do; a hand edit shows as a diff (exit 2) until the resync repairs it.
+    let plan = || {
+        edgelb()
+            .args(["plan", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = plan();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live_path = dir.path().join("haproxy.cfg");
+    let edited = std::fs::read_to_string(&live_path)
+        .unwrap()
+        .replace("balance roundrobin", "balance leastconn");
+    std::fs::write(&live_path, edited).unwrap();
+    let out = plan();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("=== local: would change")
+            && text.contains("-    balance leastconn")
+            && text.contains("+    balance roundrobin"),
+        "{text}"
+    );
+    let repaired = Instant::now();
+    while plan().status.code() != Some(0) {
+        assert!(
+            repaired.elapsed() < Duration::from_secs(15),
+            "the resync did not repair the hand edit"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "hand edit repaired by the resync after {:?}",
+        repaired.elapsed()
     );
 
     // SIGTERM: a clean exit, and the haproxy it started goes with it.

@@ -2,15 +2,16 @@
 
 pub mod check;
 pub mod demo_backend;
+pub mod plan;
 pub mod render;
 pub mod run;
 
 use std::sync::Arc;
 
-use edgelb_core::{EdgeNode, RenderedConfig, Renderer, Snapshot};
-use edgelb_haproxy::HaproxyRenderer;
+use edgelb_core::{Deployer, EdgeNode, RenderedConfig, Renderer, Snapshot};
+use edgelb_haproxy::{HaproxyRenderer, LocalDeployer};
 
-use crate::config::LoadedConfig;
+use crate::config::{DeployerConfig, LoadedConfig};
 use crate::error::Result;
 
 /// The renderer the config asks for.
@@ -18,6 +19,17 @@ pub fn renderer(loaded: &LoadedConfig) -> Result<Arc<HaproxyRenderer>> {
     Ok(Arc::new(HaproxyRenderer::new(
         loaded.config.haproxy.clone(),
     )?))
+}
+
+/// The deployer the config asks for.
+pub fn deployer(loaded: &LoadedConfig) -> Result<Arc<dyn Deployer>> {
+    let config = &loaded.config;
+    Ok(match &config.deployer {
+        DeployerConfig::Local(local) => Arc::new(
+            LocalDeployer::new(config.edges[0].name.clone(), local.layout())?
+                .start_if_missing(local.start_haproxy),
+        ),
+    })
 }
 
 /// Renders `snapshot` for every edge, in config order.

@@ -2,10 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use edgelb_core::{CancellationToken, Deployer, Pipeline};
-use edgelb_haproxy::LocalDeployer;
+use edgelb_core::{CancellationToken, Pipeline};
 
-use crate::config::{DeployerConfig, LoadedConfig};
+use crate::config::LoadedConfig;
 use crate::error::Result;
 use crate::observe::metrics::Metrics;
 use crate::observe::server::{Observed, serve, track};
@@ -14,12 +13,7 @@ use crate::observe::server::{Observed, serve, track};
 pub async fn run(loaded: LoadedConfig) -> Result<()> {
     let config = loaded.config.clone();
     let renderer = super::renderer(&loaded)?;
-    let deployer: Arc<dyn Deployer> = match &config.deployer {
-        DeployerConfig::Local(local) => Arc::new(
-            LocalDeployer::new(config.edges[0].name.clone(), local.layout())?
-                .start_if_missing(local.start_haproxy),
-        ),
-    };
+    let deployer = super::deployer(&loaded)?;
     let pipeline = Pipeline::new(
         renderer,
         deployer,

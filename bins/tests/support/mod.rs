@@ -95,3 +95,16 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// Kills a whole process group when dropped (a child started with `process_group(0)` and
+/// everything it started, such as the haproxy `edgelb` starts for the quick start).
+pub struct KillGroupOnDrop(pub u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
