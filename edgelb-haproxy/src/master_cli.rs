@@ -26,14 +26,17 @@ impl MasterProcs {
     ///
     /// ```
     /// use edgelb_haproxy::MasterProcs;
-    /// let text = "#<PID>  <type>  <reloads>  <uptime>  <version>\n\
-    ///             10  master  2 [failed: 1]  0d00h00m01s  2.6.12\n\
-    ///             # workers\n\
-    ///             12  worker  0  0d00h00m01s  2.6.12\n\
-    ///             # old workers\n\
-    ///             11  worker  1  0d00h00m09s  2.6.12\n\
-    ///             # programs\n";
-    /// let procs = MasterProcs::parse("edge-1", text)?;
+    /// let text = [
+    ///     "#<PID>  <type>  <reloads>  <uptime>  <version>",
+    ///     "10  master  2 [failed: 1]  0d00h00m01s  2.6.12",
+    ///     "# workers",
+    ///     "12  worker  0  0d00h00m01s  2.6.12",
+    ///     "# old workers",
+    ///     "11  worker  1  0d00h00m09s  2.6.12",
+    ///     "# programs",
+    /// ]
+    /// .join("\n");
+    /// let procs = MasterProcs::parse("edge-1", &text)?;
     /// assert_eq!((procs.reloads, procs.failed_reloads), (2, 1));
     /// assert_eq!(procs.workers, vec![(12, 0)]);
     /// assert_eq!(procs.old_workers, vec![11]);
@@ -99,7 +102,8 @@ impl MasterProcs {
     }
 
     /// Whether a reload happened since `before` and succeeded: the reload counter moved, the
-    /// failure counter did not, and a fresh worker (0 reloads old) serves.
+    /// failure counter did not grow, and a fresh worker (0 reloads old) serves. (HAProxy 2.6
+    /// resets the failure counter to 0 on a successful reload, so "did not grow" it is.)
     pub fn reload_succeeded_since(&self, before: &MasterProcs) -> Option<bool> {
         if self.master_pid != before.master_pid {
             // A restarted master: the counters started over; a fresh worker means it serves.
@@ -109,7 +113,7 @@ impl MasterProcs {
             return None; // not yet
         }
         Some(
-            self.failed_reloads == before.failed_reloads
+            self.failed_reloads <= before.failed_reloads
                 && self.workers.iter().any(|(_, r)| *r == 0),
         )
     }
@@ -137,6 +141,19 @@ mod tests {
                 .unwrap();
         let after = MasterProcs::parse("e", REAL_2_6_OK).unwrap();
         assert_eq!(after.reload_succeeded_since(&before), Some(true));
+    }
+
+    #[test]
+    fn a_good_reload_after_a_failed_one_resets_the_failure_count() {
+        let failed = MasterProcs::parse("e", REAL_2_6_FAILED).unwrap();
+        let after = MasterProcs::parse(
+            "e",
+            &REAL_2_6_OK
+                .replace("1 [failed: 0]", "3 [failed: 0]")
+                .replace("5444", "5450"),
+        )
+        .unwrap();
+        assert_eq!(after.reload_succeeded_since(&failed), Some(true));
     }
 
     #[test]
