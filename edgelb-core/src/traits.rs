@@ -37,6 +37,16 @@ pub trait Deployer: Send + Sync {
 
     /// The digest of the config live on `node`, `None` when it has none from edgelb.
     async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError>;
+
+    /// The whole config file live on `node` (`None` when there is none), for `edgelb plan`'s
+    /// diffs. Deployers that cannot read it keep this default, which says so.
+    async fn live_config(&self, node: &EdgeNode) -> Result<Option<String>, DeployError> {
+        Err(DeployError::Step {
+            node: node.name.clone(),
+            step: "reading the live config".into(),
+            message: "this deployer cannot read live configs".into(),
+        })
+    }
 }
 
 /// A stream of snapshots is a source too: `source.snapshots()` boxes any source, so a program

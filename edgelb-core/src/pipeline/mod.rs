@@ -264,6 +264,10 @@ impl Run {
         let snapshot = held.effective;
         if self.desired.as_ref() == Some(&snapshot) {
             tracing::debug!("snapshot equals the current desired state; dropped");
+            // A good snapshot after an error says the source has recovered.
+            self.pipeline
+                .status
+                .send_if_modified(|s| s.source_error.take().is_some());
             return;
         }
         let shared = Arc::new(snapshot.clone());

@@ -198,6 +198,19 @@ async fn equal_snapshots_are_dropped() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(h.deployer.calls().len(), 2, "one call per node, once");
     assert_eq!(h.status.borrow().generation, 1);
+
+    // A source error, then the same snapshot again: the source has recovered.
+    h.tx.send_error(Error::Source {
+        source_name: "test".into(),
+        message: "watch failed".into(),
+    })
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(h.status.borrow().source_error.is_some());
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.status.borrow().source_error, None);
+    assert_eq!(h.deployer.calls().len(), 2);
     h.finish().await;
 }
 
