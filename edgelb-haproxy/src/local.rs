@@ -241,8 +241,12 @@ impl Deployer for LocalDeployer {
         outcomes
     }
 
-    async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
-        let _ = node;
+    async fn live_digest(&self, _node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
         live_digest(&self.host, &self.layout).await
+    }
+
+    async fn live_config(&self, _node: &EdgeNode) -> Result<Option<String>, DeployError> {
+        let bytes = self.host.read_file(&self.layout.config_path).await?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 }
