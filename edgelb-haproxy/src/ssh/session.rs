@@ -441,18 +441,13 @@ impl Session {
                         ),
                     };
                     let hint = match (kind, &e) {
-                        (
-                            ChannelKind::StreamLocal(_),
-                            russh::Error::ChannelOpenFailure(
-                                russh::ChannelOpenFailure::ConnectFailed,
-                            ),
-                        ) => "; sshd could not connect to it: is the process behind it running?",
-                        (
-                            ChannelKind::StreamLocal(_),
-                            russh::Error::ChannelOpenFailure(
-                                russh::ChannelOpenFailure::AdministrativelyProhibited,
-                            ),
-                        ) => "; sshd refused: set AllowStreamLocalForwarding yes in sshd_config",
+                        (ChannelKind::StreamLocal(_), russh::Error::ChannelOpenFailure(_)) => {
+                            "; either nothing listens there (is haproxy running with that socket?) \
+                             or sshd forbids forwarding to it: OpenSSH needs \
+                             AllowStreamLocalForwarding yes|local AND AllowTcpForwarding yes|local \
+                             (it applies the TCP setting to UNIX sockets too), and no \
+                             DisableForwarding; sshd's log says which"
+                        }
                         _ => "",
                     };
                     return Err(DeployError::Step {
@@ -549,6 +544,9 @@ impl Session {
         let (conn, mut channel) = self.open_channel(&ChannelKind::StreamLocal(path)).await?;
         let io = async {
             channel.data(request).await?;
+            // EOF after the request: HAProxy's master CLI answers a non-interactive
+            // connection only once the client's side is closed (the stats socket either way).
+            channel.eof().await?;
             let mut answer = Vec::new();
             while let Some(msg) = channel.wait().await {
                 match msg {
