@@ -41,6 +41,9 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, env = "EDGELB_CONFIG")]
         config: PathBuf,
+        /// Serve /healthz, /readyz and /metrics here (overrides http.listen).
+        #[arg(long, env = "EDGELB_HTTP_LISTEN")]
+        http_listen: Option<SocketAddr>,
     },
     /// Print the HAProxy config each edge would get, without touching any edge.
     Render {

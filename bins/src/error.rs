@@ -22,6 +22,18 @@ pub enum Error {
     #[error(transparent)]
     Haproxy(#[from] edgelb_haproxy::Error),
 
+    /// From the Kubernetes crate (client, sources, status, leader election).
+    #[error(transparent)]
+    Kube(#[from] edgelb_kube::Error),
+
+    /// From the Ansible deployer.
+    #[error(transparent)]
+    Ansible(#[from] edgelb_ansible::Error),
+
+    /// The process cannot start or go on as configured.
+    #[error("{0}")]
+    Setup(String),
+
     /// `edgelb check` found problems (each already printed).
     #[error("{0}")]
     CheckFailed(String),

@@ -50,7 +50,12 @@ async fn dispatch(command: Command) -> error::Result<ExitCode> {
         Command::Check { config, haproxy } => {
             commands::check::run(&LoadedConfig::load(&config)?, &haproxy).await?;
         }
-        Command::Run { config } => commands::run::run(LoadedConfig::load(&config)?).await?,
+        Command::Run {
+            config,
+            http_listen,
+        } => {
+            commands::run::run(LoadedConfig::load(&config)?, http_listen).await?;
+        }
         Command::DemoBackend { listen, name } => {
             commands::demo_backend::run(&listen, &name).await?
         }

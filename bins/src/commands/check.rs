@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 pub async fn run(loaded: &LoadedConfig, haproxy_bin: &str) -> Result<()> {
     let config = &loaded.config;
     println!("ok    config {}", loaded.path.display());
-    let snapshot = config.source.load_once().await?;
+    let snapshot = super::snapshot_once(loaded).await?;
     println!(
         "ok    source: {} services, {} endpoints",
         snapshot.services.len(),

@@ -7,9 +7,12 @@ pub mod render;
 pub mod run;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use edgelb_ansible::AnsibleDeployer;
 use edgelb_core::{Deployer, EdgeNode, RenderedConfig, Renderer, Snapshot};
 use edgelb_haproxy::{HaproxyRenderer, LocalDeployer};
+use edgelb_kube::{EventConfig, EventPublisher};
 
 use crate::config::{DeployerConfig, LoadedConfig};
 use crate::error::Result;
@@ -29,7 +32,56 @@ pub fn deployer(loaded: &LoadedConfig) -> Result<Arc<dyn Deployer>> {
             LocalDeployer::new(config.edges[0].name.clone(), local.layout())?
                 .start_if_missing(local.start_haproxy),
         ),
+        DeployerConfig::Ssh(ssh) => Arc::new(ssh.deployer()?),
+        DeployerConfig::Ansible(ansible) => Arc::new(AnsibleDeployer::new((**ansible).clone())?),
     })
+}
+
+/// A cluster connection and the Events publisher, when the config needs a cluster.
+#[derive(Clone)]
+pub struct KubeContext {
+    /// The client.
+    pub client: edgelb_kube::Client,
+    /// Rate-limited Events, shared by the source and the status writer.
+    pub events: EventPublisher,
+}
+
+impl KubeContext {
+    /// Connects when the source or leader election needs the cluster.
+    pub async fn connect_if_needed(loaded: &LoadedConfig) -> Result<Option<Self>> {
+        let config = &loaded.config;
+        if !config.source.is_kubernetes() && config.leader_election.is_none() {
+            return Ok(None);
+        }
+        let client = edgelb_kube::connect().await?;
+        let instance = std::env::var("POD_NAME").unwrap_or_else(|_| "edgelb".into());
+        let events = EventPublisher::new(
+            client.clone(),
+            EventConfig {
+                instance,
+                ..EventConfig::default()
+            },
+        );
+        Ok(Some(Self { client, events }))
+    }
+
+    /// The pair the source constructors take.
+    pub fn parts(&self) -> (&edgelb_kube::Client, &EventPublisher) {
+        (&self.client, &self.events)
+    }
+}
+
+/// The current desired state, read once (for `render`, `check` and `plan`).
+pub async fn snapshot_once(loaded: &LoadedConfig) -> Result<Snapshot> {
+    let kube = KubeContext::connect_if_needed(loaded).await?;
+    loaded
+        .config
+        .source
+        .load_once(
+            kube.as_ref().map(KubeContext::parts),
+            Duration::from_secs(30),
+        )
+        .await
 }
 
 /// Renders `snapshot` for every edge, in config order.

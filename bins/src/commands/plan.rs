@@ -18,7 +18,7 @@ pub const CHANGES: u8 = 2;
 /// Prints one section per edge and returns [`IN_SYNC`], [`CHANGES`] or [`FAILED`].
 pub async fn run(loaded: &LoadedConfig) -> Result<ExitCode> {
     let config = &loaded.config;
-    let snapshot = config.source.load_once().await?;
+    let snapshot = super::snapshot_once(loaded).await?;
     let renderer = super::renderer(loaded)?;
     let deployer = super::deployer(loaded)?;
     let mut code = IN_SYNC;

@@ -22,7 +22,7 @@ pub async fn run(loaded: &LoadedConfig, node: Option<&str>) -> Result<()> {
         ],
         None => config.edges.clone(),
     };
-    let snapshot = config.source.load_once().await?;
+    let snapshot = super::snapshot_once(loaded).await?;
     let renderer = super::renderer(loaded)?;
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::Io {

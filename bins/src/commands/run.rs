@@ -1,58 +1,61 @@
-//! `edgelb run`: the controller loop: source → pipeline → deployer, until SIGTERM/Ctrl-C.
+//! `edgelb run`: the controller: source → pipeline → deployer, with health and metrics,
+//! Service status and Events (LoadBalancer mode) and leader election, until SIGTERM/Ctrl-C.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use edgelb_core::{CancellationToken, Pipeline};
+use edgelb_core::{CancellationToken, Pipeline, PipelineStatus};
+use edgelb_kube::{LeaderElector, StatusWriter};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use super::KubeContext;
 use crate::config::LoadedConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::observe::metrics::Metrics;
 use crate::observe::server::{Observed, serve, track};
 
-/// Runs until a shutdown signal; the deploy in flight then finishes before exit.
-pub async fn run(loaded: LoadedConfig) -> Result<()> {
+/// Runs until a shutdown signal; the deploy in flight then finishes, the Lease is released,
+/// and the process exits 0. Losing the Lease stops deploying at once and exits non-zero, so
+/// the restarted process waits as a standby.
+pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Result<()> {
     let config = loaded.config.clone();
-    let renderer = super::renderer(&loaded)?;
-    let deployer = super::deployer(&loaded)?;
+    let kube = KubeContext::connect_if_needed(&loaded).await?;
     let pipeline = Pipeline::new(
-        renderer,
-        deployer,
+        super::renderer(&loaded)?,
+        super::deployer(&loaded)?,
         config.edges.clone(),
         config
             .pipeline
             .to_pipeline_config(config.deployer.batch_size()),
     )?;
     let status = pipeline.status();
-    let stop = CancellationToken::new();
-    let source = config.source.into_source()?;
-    let mut run = tokio::spawn(pipeline.run(source, stop.clone()));
     tokio::spawn(report_progress(status.clone()));
 
-    // Without leader election this replica always leads.
-    let (_leader_tx, leader) = tokio::sync::watch::channel(true);
-    let observed = Observed {
-        status,
-        leader,
-        metrics: Arc::new(Mutex::new(Metrics::new())),
-        ready_quorum: config.http.ready_quorum,
-    };
-    tokio::spawn(track(observed.clone()));
-    let http_stop = CancellationToken::new();
-    let http = match config.http.listen {
-        Some(listen) => {
-            let listener = bind(listen).await?;
-            Some(tokio::spawn(serve(listener, observed, http_stop.clone())))
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            crate::shutdown_signal().await;
+            shutdown.cancel();
         }
-        None => None,
-    };
+    });
+
+    let election = Election::start(&loaded, kube.as_ref())?;
+    let http_stop = CancellationToken::new();
+    let http = start_http(
+        &loaded,
+        http_listen,
+        &status,
+        election.leader.clone(),
+        &http_stop,
+    )
+    .await?;
     tracing::info!(config = %loaded.path.display(), edges = config.edges.len(), "edgelb running");
-    tokio::select! {
-        done = &mut run => return flatten(done),
-        () = crate::shutdown_signal() => {}
-    }
-    tracing::info!("shutting down; letting the deploy in flight finish");
-    stop.cancel();
-    let result = flatten(run.await);
+
+    let result = lead(loaded, pipeline, kube, &election, &shutdown).await;
+
+    election.stop().await;
     http_stop.cancel();
     if let Some(http) = http {
         let _ = http.await;
@@ -60,29 +63,170 @@ pub async fn run(loaded: LoadedConfig) -> Result<()> {
     result
 }
 
-async fn bind(listen: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(listen)
+/// Waits for leadership, then runs the pipeline until shutdown or lost leadership.
+async fn lead(
+    loaded: LoadedConfig,
+    pipeline: Pipeline,
+    kube: Option<KubeContext>,
+    election: &Election,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let config = loaded.config;
+    let term = tokio::select! {
+        term = election.acquired() => term,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let Some(term) = term else {
+        return Err(Error::Setup(
+            "leader election stopped before this replica led".into(),
+        ));
+    };
+    // Stops when leadership ends or on shutdown; either way the deploy in flight finishes.
+    let stop = term.child_token();
+    let writer = match (&kube, config.source.is_load_balancer()) {
+        (Some(k), true) => {
+            let writer = StatusWriter::new(k.client.clone(), config.edges.clone())
+                .with_events(k.events.clone());
+            Some(tokio::spawn(writer.run(pipeline.status(), stop.clone())))
+        }
+        _ => None,
+    };
+    let source = config
+        .source
+        .into_source(kube.as_ref().map(KubeContext::parts))?;
+    let mut run = tokio::spawn(pipeline.run(source, stop.clone()));
+    let signalled = tokio::select! {
+        done = &mut run => { stop.cancel(); finish_writer(writer).await; return flatten(done); }
+        () = shutdown.cancelled() => true,
+        () = term.cancelled() => false,
+    };
+    if signalled {
+        tracing::info!("shutting down; letting the deploy in flight finish");
+    } else {
+        tracing::error!("lost the leader lease; stopped deploying");
+    }
+    stop.cancel();
+    let result = flatten(run.await);
+    finish_writer(writer).await;
+    result?;
+    if signalled {
+        Ok(())
+    } else {
+        Err(Error::Setup(
+            "lost the leader lease; exiting so that the restarted process waits as a standby"
+                .into(),
+        ))
+    }
+}
+
+async fn finish_writer(writer: Option<JoinHandle<edgelb_kube::Result<()>>>) {
+    if let Some(Ok(Err(e))) = match writer {
+        Some(w) => Some(w.await),
+        None => None,
+    } {
+        tracing::warn!(error = %e, "the Service status writer stopped with an error");
+    }
+}
+
+/// Leader election, or a replica that always leads.
+struct Election {
+    leader: watch::Receiver<bool>,
+    elector: Option<(
+        edgelb_kube::Leadership,
+        CancellationToken,
+        JoinHandle<edgelb_kube::Result<()>>,
+    )>,
+    /// Held so the always-leader channel stays open.
+    _always: Option<watch::Sender<bool>>,
+}
+
+impl Election {
+    fn start(loaded: &LoadedConfig, kube: Option<&KubeContext>) -> Result<Self> {
+        let (settings, kube) = match (&loaded.config.leader_election, kube) {
+            (Some(settings), Some(kube)) => (settings, kube),
+            _ => {
+                let (tx, rx) = watch::channel(true);
+                return Ok(Self {
+                    leader: rx,
+                    elector: None,
+                    _always: Some(tx),
+                });
+            }
+        };
+        let config = settings.to_config().map_err(|e| Error::Config {
+            path: loaded.path.clone(),
+            message: e,
+        })?;
+        tracing::info!(lease = %config.lease_name, namespace = %config.namespace, identity = %config.identity, "leader election on");
+        let elector = LeaderElector::new(kube.client.clone(), config)?;
+        let leadership = elector.leadership();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(elector.run(stop.clone()));
+        Ok(Self {
+            leader: leadership.receiver(),
+            elector: Some((leadership, stop, task)),
+            _always: None,
+        })
+    }
+
+    /// A token cancelled when leadership ends; `None` if election stopped first.
+    async fn acquired(&self) -> Option<CancellationToken> {
+        match &self.elector {
+            Some((leadership, ..)) => leadership.clone().acquired().await,
+            None => Some(CancellationToken::new()),
+        }
+    }
+
+    /// Releases the Lease (after the pipeline has stopped).
+    async fn stop(self) {
+        if let Some((_, stop, task)) = self.elector {
+            stop.cancel();
+            match task.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader lease failed"),
+                Err(e) => tracing::warn!(error = %e, "the leader election task failed"),
+                Ok(Ok(())) => tracing::info!("leader lease released"),
+            }
+        }
+    }
+}
+
+async fn start_http(
+    loaded: &LoadedConfig,
+    listen_override: Option<SocketAddr>,
+    status: &watch::Receiver<PipelineStatus>,
+    leader: watch::Receiver<bool>,
+    stop: &CancellationToken,
+) -> Result<Option<JoinHandle<std::io::Result<()>>>> {
+    let observed = Observed {
+        status: status.clone(),
+        leader,
+        metrics: Arc::new(Mutex::new(Metrics::new())),
+        ready_quorum: loaded.config.http.ready_quorum,
+    };
+    tokio::spawn(track(observed.clone()));
+    let Some(listen) = listen_override.or(loaded.config.http.listen) else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| crate::error::Error::Io {
+        .map_err(|e| Error::Io {
             context: format!(
                 "listening on {listen} for /healthz, /readyz and /metrics (http.listen)"
             ),
             source: e,
-        })
+        })?;
+    Ok(Some(tokio::spawn(serve(listener, observed, stop.clone()))))
 }
 
 fn flatten(joined: Result<edgelb_core::Result<()>, tokio::task::JoinError>) -> Result<()> {
     match joined {
         Ok(result) => Ok(result?),
-        Err(e) => Err(crate::error::Error::Io {
-            context: "the pipeline task".into(),
-            source: std::io::Error::other(e.to_string()),
-        }),
+        Err(e) => Err(Error::Setup(format!("the pipeline task failed: {e}"))),
     }
 }
 
 /// Logs one line whenever the number of edges in sync changes.
-async fn report_progress(mut status: tokio::sync::watch::Receiver<edgelb_core::PipelineStatus>) {
+async fn report_progress(mut status: watch::Receiver<PipelineStatus>) {
     let mut last = (0, 0);
     while status.changed().await.is_ok() {
         let (generation, in_sync, total) = {

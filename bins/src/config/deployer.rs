@@ -1,8 +1,12 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use edgelb_ansible::AnsibleDeployerConfig;
 use edgelb_core::EdgeNode;
 use edgelb_haproxy::HaproxyLayout;
+use edgelb_haproxy::ssh::{
+    ClientKey, KnownHosts, SshCredentials, SshDeployer, SshDeployerConfig, SshOptions,
+};
 use serde::Deserialize;
 
 /// `deployer:` — how configs reach the edges. Exactly one key.
@@ -11,6 +15,90 @@ use serde::Deserialize;
 pub enum DeployerConfig {
     /// `local: {...}` — HAProxy on the machine edgelb runs on (one edge).
     Local(LocalDeployerConfig),
+    /// `ssh: {...}` — the native SSH deployer: one persistent session per edge.
+    Ssh(SshDeployerSettings),
+    /// `ansible: {...}` — one `ansible-playbook` run per change, for every edge at once.
+    Ansible(Box<AnsibleDeployerConfig>),
+}
+
+/// `deployer.ssh`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshDeployerSettings {
+    /// The deploy key (ed25519 or RSA, unencrypted; e.g. a mounted Secret).
+    pub key: PathBuf,
+    /// The edges' pinned host keys, known_hosts format. An edge whose key is not here is
+    /// refused; there is no trust on first use.
+    pub known_hosts: PathBuf,
+    /// The live haproxy.cfg on the edges (default `/etc/haproxy/haproxy.cfg`).
+    #[serde(default = "default_config_path")]
+    pub config_path: String,
+    /// HAProxy's master socket on the edges (default `/run/haproxy/master.sock`).
+    #[serde(default = "default_master_socket")]
+    pub master_socket: String,
+    /// The haproxy binary on the edges (default `haproxy`).
+    #[serde(default = "default_haproxy_bin")]
+    pub haproxy_bin: String,
+    /// Reload with this command instead of the master socket, e.g. `[systemctl, reload, haproxy]`.
+    #[serde(default)]
+    pub reload_command: Option<Vec<String>>,
+    /// How long a reload may take to show in `show proc` (default 10s).
+    #[serde(default = "default_reload_timeout", with = "edgelb_core::duration")]
+    pub reload_timeout: Duration,
+    /// Connect, handshake and login (default 10s).
+    #[serde(default = "default_connect_timeout", with = "edgelb_core::duration")]
+    pub connect_timeout: Duration,
+    /// Each remote step (default 30s).
+    #[serde(default = "default_step_timeout", with = "edgelb_core::duration")]
+    pub step_timeout: Duration,
+}
+
+fn default_config_path() -> String {
+    HaproxyLayout::default().config_path
+}
+fn default_master_socket() -> String {
+    HaproxyLayout::default().master_socket
+}
+fn default_haproxy_bin() -> String {
+    HaproxyLayout::default().haproxy_bin
+}
+fn default_reload_timeout() -> Duration {
+    HaproxyLayout::default().reload_timeout
+}
+fn default_connect_timeout() -> Duration {
+    SshOptions::default().connect_timeout
+}
+fn default_step_timeout() -> Duration {
+    SshOptions::default().step_timeout
+}
+
+impl SshDeployerSettings {
+    /// The HAProxy layout on the edges.
+    pub fn layout(&self) -> HaproxyLayout {
+        HaproxyLayout {
+            config_path: self.config_path.clone(),
+            haproxy_bin: self.haproxy_bin.clone(),
+            master_socket: self.master_socket.clone(),
+            reload_command: self.reload_command.clone(),
+            reload_timeout: self.reload_timeout,
+        }
+    }
+
+    /// Loads the key and pinned host keys and builds the deployer.
+    pub fn deployer(&self) -> edgelb_haproxy::Result<SshDeployer> {
+        let key = ClientKey::from_file(&self.key, None)?;
+        let known_hosts = KnownHosts::from_file(&self.known_hosts)?;
+        SshDeployer::new(SshDeployerConfig {
+            default_credentials: Some(SshCredentials::new(key, known_hosts)),
+            layout: self.layout(),
+            options: SshOptions {
+                connect_timeout: self.connect_timeout,
+                step_timeout: self.step_timeout,
+                ..SshOptions::default()
+            },
+            ..SshDeployerConfig::default()
+        })
+    }
 }
 
 /// `deployer.local`.
@@ -70,10 +158,29 @@ impl DeployerConfig {
                     }
                 }
             }
+            Self::Ssh(ssh) => {
+                ssh.key = base.join(&ssh.key);
+                ssh.known_hosts = base.join(&ssh.known_hosts);
+            }
+            Self::Ansible(ansible) => {
+                for path in [&mut ansible.private_key_file, &mut ansible.known_hosts_file]
+                    .into_iter()
+                    .flatten()
+                {
+                    *path = base.join(&*path);
+                }
+            }
         }
     }
 
     pub(super) fn validate(&self, edges: &[EdgeNode]) -> Result<(), String> {
+        let need_ssh = |kind: &str| match edges.iter().find(|e| e.ssh.is_none()) {
+            Some(edge) => Err(format!(
+                "{kind}: edge {:?} has no ssh: {{host, port, user}}; the {kind} deployer reaches every edge over SSH",
+                edge.name
+            )),
+            None => Ok(()),
+        };
         match self {
             Self::Local(local) => {
                 if edges.len() != 1 {
@@ -84,11 +191,19 @@ impl DeployerConfig {
                 }
                 local.layout().validate().map_err(|e| format!("local: {e}"))
             }
+            Self::Ssh(ssh) => {
+                need_ssh("ssh")?;
+                ssh.layout().validate().map_err(|e| format!("ssh: {e}"))
+            }
+            Self::Ansible(_) => need_ssh("ansible"),
         }
     }
 
-    /// Nodes per deploy call.
+    /// Nodes per deploy call: Ansible runs every edge in one playbook; the others fan out.
     pub fn batch_size(&self) -> usize {
-        1
+        match self {
+            Self::Ansible(_) => usize::MAX,
+            Self::Local(_) | Self::Ssh(_) => 1,
+        }
     }
 }

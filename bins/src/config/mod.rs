@@ -5,6 +5,7 @@
 
 mod deployer;
 mod http;
+mod leader;
 mod pipeline;
 mod source;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 pub use deployer::DeployerConfig;
 pub use http::HttpSettings;
+pub use leader::LeaderElectionSettings;
 pub use pipeline::PipelineSettings;
 pub use source::SourceConfig;
 
@@ -42,6 +44,9 @@ pub struct Config {
     /// Health and metrics endpoint.
     #[serde(default)]
     pub http: HttpSettings,
+    /// One active replica at a time (Kubernetes Lease); absent: this replica always leads.
+    #[serde(default)]
+    pub leader_election: Option<LeaderElectionSettings>,
 }
 
 /// A loaded config and where it came from.
@@ -115,6 +120,7 @@ impl Config {
 
     /// Checks what serde cannot: names, cross-references, deployer constraints.
     fn validate(&self) -> std::result::Result<(), String> {
+        self.source.validate().map_err(|e| format!("source.{e}"))?;
         if self.edges.is_empty() {
             return Err("edges: list at least one edge node".into());
         }

@@ -1,9 +1,16 @@
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use edgelb_core::source::{ServiceEntry, SnapshotDocument};
 use edgelb_core::{EndpointSource, FileSource, Snapshot, StaticSource};
+use edgelb_kube::{
+    EventPublisher, LoadBalancerConfig, LoadBalancerSource, NamedService, NamedServicesSource,
+};
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::Deserialize;
+
+use crate::error::{Error, Result};
 
 /// `source:` — where the desired state comes from. Exactly one key.
 #[derive(Debug, Clone, Deserialize)]
@@ -13,7 +20,23 @@ pub enum SourceConfig {
     File(PathBuf),
     /// `services: [...]` — a fixed list, in the endpoints file's format.
     Services(Vec<ServiceEntry>),
+    /// `kubernetes: {...}` — Services and their EndpointSlices from the cluster.
+    Kubernetes(KubernetesSource),
 }
+
+/// `source.kubernetes` — exactly one of `load_balancer` and `services`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSource {
+    /// Every `type: LoadBalancer` Service of this `loadBalancerClass`
+    /// (`{class: edgelb.io/haproxy, default_proxy_protocol: v2}`).
+    pub load_balancer: Option<LoadBalancerConfig>,
+    /// Named Services: `[{service: kube-system/traefik, ports: [{port: websecure, listen_port: 443}]}]`.
+    pub services: Option<Vec<NamedService>>,
+}
+
+/// A source built from the config, boxed so the kind is chosen at run time.
+pub type BoxedSource = BoxStream<'static, edgelb_core::Result<Snapshot>>;
 
 impl SourceConfig {
     pub(super) fn resolve_paths(&mut self, base: &Path) {
@@ -22,27 +45,101 @@ impl SourceConfig {
         }
     }
 
-    /// Reads the current desired state once (for `render` and `check`).
-    pub async fn load_once(&self) -> edgelb_core::Result<Snapshot> {
+    pub(super) fn validate(&self) -> std::result::Result<(), String> {
         match self {
-            Self::File(path) => FileSource::new(path).load().await,
-            Self::Services(services) => SnapshotDocument {
-                services: services.clone(),
-            }
-            .into_snapshot("source.services"),
+            Self::Kubernetes(k) => match (&k.load_balancer, &k.services) {
+                (Some(_), None) => Ok(()),
+                (None, Some(services)) if !services.is_empty() => Ok(()),
+                (None, Some(_)) => Err("kubernetes.services: list at least one Service".into()),
+                _ => Err("kubernetes: give exactly one of load_balancer and services".into()),
+            },
+            _ => Ok(()),
         }
     }
 
-    /// The source to run the pipeline on.
+    /// Whether this source needs a Kubernetes client.
+    pub fn is_kubernetes(&self) -> bool {
+        matches!(self, Self::Kubernetes(_))
+    }
+
+    /// Whether this is the LoadBalancer-class source (whose Services get status written).
+    pub fn is_load_balancer(&self) -> bool {
+        matches!(
+            self,
+            Self::Kubernetes(KubernetesSource {
+                load_balancer: Some(_),
+                ..
+            })
+        )
+    }
+
+    /// The source to run the pipeline on. `kube` is required for the Kubernetes source.
     pub fn into_source(
         self,
-    ) -> edgelb_core::Result<BoxStream<'static, edgelb_core::Result<Snapshot>>> {
+        kube: Option<(&edgelb_kube::Client, &EventPublisher)>,
+    ) -> Result<BoxedSource> {
         Ok(match self {
             Self::File(path) => FileSource::new(path).snapshots(),
             Self::Services(services) => {
                 StaticSource::new(SnapshotDocument { services }.into_snapshot("source.services")?)
                     .snapshots()
             }
+            Self::Kubernetes(k) => {
+                let (client, events) = kube.ok_or_else(|| {
+                    Error::Setup("the kubernetes source needs a cluster connection".into())
+                })?;
+                match (k.load_balancer, k.services) {
+                    (Some(lb), _) => LoadBalancerSource::new(client.clone(), lb)?
+                        .with_events(events.clone())
+                        .snapshots(),
+                    (None, Some(services)) => NamedServicesSource::new(client.clone(), services)?
+                        .with_events(events.clone())
+                        .snapshots(),
+                    (None, None) => {
+                        return Err(Error::Setup("source.kubernetes: nothing to watch".into()));
+                    }
+                }
+            }
         })
+    }
+
+    /// Reads the current desired state once (for `render`, `check` and `plan`); from a
+    /// cluster, the first full snapshot, waiting at most `timeout`.
+    pub async fn load_once(
+        &self,
+        kube: Option<(&edgelb_kube::Client, &EventPublisher)>,
+        timeout: Duration,
+    ) -> Result<Snapshot> {
+        match self {
+            Self::File(path) => Ok(FileSource::new(path).load().await?),
+            Self::Services(services) => Ok(SnapshotDocument {
+                services: services.clone(),
+            }
+            .into_snapshot("source.services")?),
+            Self::Kubernetes(_) => {
+                let mut stream = self.clone().into_source(kube)?;
+                let first = tokio::time::timeout(timeout, async {
+                    loop {
+                        match stream.next().await {
+                            Some(Ok(snapshot)) => return Ok(snapshot),
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "waiting for the cluster's endpoints")
+                            }
+                            None => {
+                                return Err(Error::Setup(
+                                    "the kubernetes source ended before its first snapshot".into(),
+                                ));
+                            }
+                        }
+                    }
+                })
+                .await;
+                first.unwrap_or_else(|_| {
+                    Err(Error::Setup(format!(
+                        "no snapshot from the cluster within {timeout:?}; check the connection and RBAC"
+                    )))
+                })
+            }
+        }
     }
 }

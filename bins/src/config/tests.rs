@@ -20,7 +20,9 @@ fn minimal_config_resolves_relative_paths() {
         SourceConfig::File(p) => assert_eq!(p, Path::new("/etc/edgelb/eps.yaml")),
         other => panic!("{other:?}"),
     }
-    let DeployerConfig::Local(local) = &loaded.config.deployer;
+    let DeployerConfig::Local(local) = &loaded.config.deployer else {
+        panic!("{:?}", loaded.config.deployer)
+    };
     assert_eq!(local.config_path, "/etc/haproxy/haproxy.cfg");
 }
 
@@ -79,4 +81,74 @@ fn the_shipped_examples_load() {
         }
     }
     assert!(seen >= 1);
+}
+
+#[test]
+fn ssh_and_ansible_deployers_need_ssh_targets_and_resolve_paths() {
+    let ssh = "source:\n  file: eps.yaml\nedges:\n  - name: e1\n    ssh: {host: 10.0.0.1}\ndeployer:\n  ssh: {key: keys/id_ed25519, known_hosts: keys/known_hosts}\n";
+    let loaded = parse(ssh).unwrap();
+    let DeployerConfig::Ssh(settings) = &loaded.config.deployer else {
+        panic!("{:?}", loaded.config.deployer)
+    };
+    assert_eq!(settings.key, Path::new("/etc/edgelb/keys/id_ed25519"));
+    assert_eq!(settings.layout().master_socket, "/run/haproxy/master.sock");
+    assert_eq!(loaded.config.deployer.batch_size(), 1);
+
+    let msg = err(&ssh.replace("    ssh: {host: 10.0.0.1}\n", ""));
+    assert!(
+        msg.contains("deployer: ssh: edge \"e1\" has no ssh"),
+        "{msg}"
+    );
+
+    let ansible = ssh.replace(
+        "ssh: {key: keys/id_ed25519, known_hosts: keys/known_hosts}",
+        "ansible: {private_key_file: k, known_hosts_file: kh}",
+    );
+    let loaded = parse(&ansible).unwrap();
+    assert_eq!(loaded.config.deployer.batch_size(), usize::MAX);
+    let msg = err(&ansible.replace("private_key_file", "private_key_fiel"));
+    assert!(
+        msg.contains("deployer.ansible") && msg.contains("private_key_fiel"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn kubernetes_sources_take_exactly_one_mode() {
+    let base =
+        "edges: [{name: e1, ssh: {host: 10.0.0.1}}]\ndeployer: {ssh: {key: k, known_hosts: kh}}\n";
+    let lb =
+        format!("source:\n  kubernetes:\n    load_balancer: {{class: example.com/lb}}\n{base}");
+    let loaded = parse(&lb).unwrap();
+    assert!(loaded.config.source.is_load_balancer());
+    let named =
+        format!("source:\n  kubernetes:\n    services: [{{service: kube-system/traefik}}]\n{base}");
+    assert!(!parse(&named).unwrap().config.source.is_load_balancer());
+    let both = format!("source:\n  kubernetes: {{}}\n{base}");
+    assert!(err(&both).contains("exactly one of load_balancer and services"));
+    let bad = format!(
+        "source:\n  kubernetes:\n    services: [{{service: \"kube system/traefik\"}}]\n{base}"
+    );
+    let msg = err(&bad);
+    assert!(
+        msg.contains("source.kubernetes.services[0].service") && msg.contains("line 3"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn leader_election_settings() {
+    let text = format!(
+        "{MINIMAL}leader_election: {{lease: my-lease, namespace: edgelb, identity: pod-1}}\n"
+    );
+    let loaded = parse(&text).unwrap();
+    let config = loaded.config.leader_election.unwrap().to_config().unwrap();
+    assert_eq!(
+        (
+            config.lease_name.as_str(),
+            config.namespace.as_str(),
+            config.identity.as_str()
+        ),
+        ("my-lease", "edgelb", "pod-1")
+    );
 }
