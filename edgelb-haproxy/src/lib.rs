@@ -32,3 +32,8 @@ pub use render::{
 pub use runtime_api::RuntimeApi;
 #[cfg(feature = "ssh")]
 pub use ssh::{SshDeployer, SshDeployerConfig, SshHost};
+
+/// The README's Rust examples, run as doctests so the embedding example stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
