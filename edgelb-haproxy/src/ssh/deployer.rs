@@ -14,6 +14,7 @@ use super::host::SshHost;
 use super::options::SshOptions;
 use crate::apply::{apply_config, live_digest};
 use crate::error::{Error, Result};
+use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
 
 /// Settings of an [`SshDeployer`]: credentials per node, HAProxy's layout on the edges, and
@@ -207,6 +208,12 @@ impl Deployer for SshDeployer {
     async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
         let host = self.host(node)?;
         live_digest(&host, self.layout_for(&node.name)).await
+    }
+
+    async fn live_config(&self, node: &EdgeNode) -> Result<Option<String>, DeployError> {
+        let host = self.host(node)?;
+        let bytes = host.read_file(&self.layout_for(&node.name).config_path).await?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 }
 
