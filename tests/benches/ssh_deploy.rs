@@ -6,27 +6,30 @@
 //! EDGELB_BENCH_RUNS=15 cargo bench -p edgelb-tests --bench ssh_deploy
 //! ```
 //!
-//! Every measured deploy is a real change (two snapshots alternate), so each one uploads,
-//! validates (`haproxy -c`), swaps, reloads and waits for the master's `show proc` to show the
-//! new worker. Rows:
-//! * local: the same transaction (`apply_config` with `LocalHost`) run inside an edge;
+//! Every measured deploy is a real change (two snapshots alternate per edge), so each one
+//! uploads, validates (`haproxy -c`), swaps, reloads and waits for the master's `show proc`
+//! to show the new worker. The paths are measured round-robin (one of each per round), so
+//! load from other processes on the machine spreads evenly over them. Rows:
+//! * local: the same transaction (`apply_config` with `LocalHost`) run inside the edges;
 //! * native cold: a new `SshDeployer` per deploy (TCP, handshake, login, SFTP start included);
-//! * native warm: one deployer whose sessions stay open across deploys (SFTP and exec file
-//!   transfer);
+//! * native warm: one deployer whose sessions stay open across deploys (SFTP, and `cat` over
+//!   exec for comparison);
 //! * OpenSSH one-shot: one `ssh` per edge running a script that does the same steps
 //!   (config on stdin, `haproxy -c`, cp, mv, `reload` and `show proc` through socat);
 //! * OpenSSH multiplexed: the same script over an already-open ControlMaster connection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgelb_core::{Applied, Deployer, NodeConfig, RenderedConfig, Renderer, Snapshot};
-use edgelb_haproxy::SshDeployer;
+use edgelb_haproxy::apply::apply_config;
 use edgelb_haproxy::ssh::FileTransfer;
+use edgelb_haproxy::{HaproxyLayout, SshDeployer};
 use edgelb_tests::testbed::scenario::{renderer, web_snapshot};
-use edgelb_tests::testbed::{Testbed, TestbedConfig, prereq};
+use edgelb_tests::testbed::{Testbed, TestbedConfig, TimedHost, prereq};
 use edgelb_tests::testbed_tools;
 
 /// The steps one-shot OpenSSH runs on an edge: the config arrives on stdin.
@@ -46,8 +49,17 @@ while now=$(master); [ -z "$now" ] || [ "$now" = "$before" ]; do
   i=$((i + 1)); [ "$i" -gt 500 ] && { echo 'reload not seen' >&2; exit 9; }
   sleep 0.02
 done
-[ "${now#* }" = "${before#* }" ] || { echo "reload failed: $now" >&2; exit 8; }
+# HAProxy 2.6 counts failed reloads since the last good one: 0 means this one took.
+[ "${now#* }" = "0]" ] || { echo "reload failed: $now" >&2; exit 8; }
 "#;
+
+/// Row names, in print order.
+const LOCAL: &str = "local on the edge(s) (same steps, LocalHost)";
+const COLD: &str = "native SSH, cold (new sessions)";
+const WARM: &str = "native SSH, warm (open sessions, SFTP)";
+const WARM_EXEC: &str = "native SSH, warm (open sessions, cat over exec)";
+const ONESHOT: &str = "OpenSSH one-shot (one ssh per edge)";
+const MUX: &str = "OpenSSH multiplexed (open ControlMaster)";
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -80,210 +92,183 @@ fn main() {
         web_snapshot(&[&tb.cluster.backends[1]]),
     ];
     let mut flip = Flip::new(&tb, &snapshots);
-    let mut table: Vec<(String, Option<f64>, Option<f64>)> = Vec::new();
 
-    // Local: the same transaction inside edge1, LocalHost, no SSH.
-    let local = median(
-        (0..runs)
-            .map(|_| {
-                let cfg = flip.next_for(0);
-                let file = tb.dir.join("bench-local.cfg");
-                std::fs::write(&file, &cfg.text).unwrap();
-                let out = tb.edges[0]
-                    .command(&tb.tools.tb_client)
-                    .args(["local-apply", &file.to_string_lossy(), "edge1"])
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout);
-                assert!(text.contains("outcome=reloaded"), "local apply: {text}");
-                text.split_whitespace()
-                    .find_map(|f| f.strip_prefix("ms="))
-                    .unwrap()
-                    .parse::<f64>()
-                    .unwrap()
-            })
-            .collect(),
-    );
-    table.push((
-        "local on an edge (same steps, LocalHost)".into(),
-        Some(local),
-        None,
-    ));
-
-    // Native, cold: a fresh deployer (new sessions) for every deploy.
-    let cold = |edges: usize, flip: &mut Flip<'_>| {
-        median(
-            (0..runs)
-                .map(|_| {
-                    let deployer = SshDeployer::new(tb.deployer_config()).unwrap();
-                    let batch = flip.batch(edges);
-                    let ms = rt.block_on(timed_deploy(&deployer, &batch));
-                    rt.block_on(deployer.disconnect_all());
-                    ms
-                })
-                .collect(),
-        )
-    };
-    let cold1 = cold(1, &mut flip);
-    let cold3 = cold(3, &mut flip);
-    table.push((
-        "native SSH, cold (new sessions)".into(),
-        Some(cold1),
-        Some(cold3),
-    ));
-
-    // Native, warm: sessions (and the SFTP channel) stay open between deploys.
-    let warm = |transfer: FileTransfer, flip: &mut Flip<'_>| {
+    let warm_sftp = SshDeployer::new(tb.deployer_config()).unwrap();
+    let warm_exec = {
         let mut cfg = tb.deployer_config();
-        cfg.options.file_transfer = transfer;
-        let deployer = SshDeployer::new(cfg).unwrap();
-        rt.block_on(timed_deploy(&deployer, &flip.batch(3))); // opens the sessions
-        let one = median(
-            (0..runs)
-                .map(|_| rt.block_on(timed_deploy(&deployer, &flip.batch(1))))
-                .collect(),
-        );
-        let three = median(
-            (0..runs)
-                .map(|_| rt.block_on(timed_deploy(&deployer, &flip.batch(3))))
-                .collect(),
-        );
-        rt.block_on(deployer.disconnect_all());
-        (one, three)
+        cfg.options.file_transfer = FileTransfer::Exec;
+        SshDeployer::new(cfg).unwrap()
     };
-    let (warm1, warm3) = warm(FileTransfer::Sftp, &mut flip);
-    table.push((
-        "native SSH, warm (open sessions, SFTP)".into(),
-        Some(warm1),
-        Some(warm3),
-    ));
-    let (exec1, exec3) = warm(FileTransfer::Exec, &mut flip);
-    table.push((
-        "native SSH, warm (open sessions, cat over exec)".into(),
-        Some(exec1),
-        Some(exec3),
-    ));
+    // Open the warm sessions (and SFTP channels) before measuring.
+    rt.block_on(timed_deploy(&warm_sftp, &flip.batch(3)));
+    rt.block_on(timed_deploy(&warm_exec, &flip.batch(3)));
+    let timed_host = TimedHost::new(warm_sftp.host(&tb.edges[0].node()).unwrap());
 
-    // OpenSSH.
-    let known_hosts = tb.dir.join("bench_known_hosts");
-    let lines: String = tb
-        .edges
-        .iter()
-        .map(|e| format!("{}\n", e.known_hosts_line()))
-        .collect();
-    std::fs::write(&known_hosts, lines).unwrap();
-    let ssh = OpenSsh {
-        key: tb.key.private.to_string_lossy().into_owned(),
-        known_hosts: known_hosts.to_string_lossy().into_owned(),
-        control_dir: tb.dir.clone(),
-    };
+    let ssh = OpenSsh::new(&tb);
     let has_socat = Command::new("sh")
         .args(["-c", "command -v socat"])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let (mut oneshot1, mut oneshot3, mut mux1, mut mux3) = (None, None, None, None);
     if has_socat {
-        let oneshot = |edges: usize, flip: &mut Flip<'_>, control: bool| {
-            median(
-                (0..runs)
-                    .map(|_| {
-                        let batch = flip.batch(edges);
-                        let started = Instant::now();
-                        let children: Vec<_> = batch
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| {
-                                ssh.spawn(&tb.edges[i].ip.to_string(), control, &c.config.text)
-                            })
-                            .collect();
-                        for (i, child) in children.into_iter().enumerate() {
-                            let out = child.wait_with_output().unwrap();
-                            assert!(
-                                out.status.success(),
-                                "ssh to edge{}: {}",
-                                i + 1,
-                                String::from_utf8_lossy(&out.stderr)
-                            );
-                        }
-                        started.elapsed().as_secs_f64() * 1000.0
-                    })
-                    .collect(),
-            )
-        };
-        oneshot1 = Some(oneshot(1, &mut flip, false));
-        oneshot3 = Some(oneshot(3, &mut flip, false));
         for edge in &tb.edges {
             ssh.start_master(&edge.ip.to_string());
-        }
-        mux1 = Some(oneshot(1, &mut flip, true));
-        mux3 = Some(oneshot(3, &mut flip, true));
-        for edge in &tb.edges {
-            ssh.stop_master(&edge.ip.to_string());
         }
     } else {
         println!("socat is not installed: the OpenSSH rows are skipped (apt-get install -y socat)");
     }
-    table.push((
-        "OpenSSH one-shot (one ssh per edge)".into(),
-        oneshot1,
-        oneshot3,
-    ));
-    table.push((
-        "OpenSSH multiplexed (open ControlMaster)".into(),
-        mux1,
-        mux3,
-    ));
 
+    // (row, edges) → samples in ms.
+    let mut samples: BTreeMap<(&str, usize), Vec<f64>> = BTreeMap::new();
+    let (mut local_steps, mut ssh_steps) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for edges in [1, 3] {
+            let (ms, steps) = local_apply(&tb, &mut flip, edges);
+            samples.entry((LOCAL, edges)).or_default().push(ms);
+            if edges == 1 {
+                local_steps.push(steps);
+            }
+
+            let cold = SshDeployer::new(tb.deployer_config()).unwrap();
+            let ms = rt.block_on(timed_deploy(&cold, &flip.batch(edges)));
+            rt.block_on(cold.disconnect_all());
+            samples.entry((COLD, edges)).or_default().push(ms);
+
+            let ms = rt.block_on(timed_deploy(&warm_sftp, &flip.batch(edges)));
+            samples.entry((WARM, edges)).or_default().push(ms);
+            let ms = rt.block_on(timed_deploy(&warm_exec, &flip.batch(edges)));
+            samples.entry((WARM_EXEC, edges)).or_default().push(ms);
+
+            if has_socat {
+                let ms = ssh.deploy(&tb, &flip.batch(edges), false);
+                samples.entry((ONESHOT, edges)).or_default().push(ms);
+                let ms = ssh.deploy(&tb, &flip.batch(edges), true);
+                samples.entry((MUX, edges)).or_default().push(ms);
+            }
+        }
+        // Where the time goes: each host call of one warm deploy to edge1.
+        let cfg = flip.next_for(0);
+        let applied = rt
+            .block_on(apply_config(&timed_host, &HaproxyLayout::default(), &cfg))
+            .unwrap();
+        assert_eq!(applied, Applied::Reloaded);
+        ssh_steps.push(timed_host.take());
+    }
+    if has_socat {
+        for edge in &tb.edges {
+            ssh.stop_master(&edge.ip.to_string());
+        }
+    }
+    rt.block_on(warm_sftp.disconnect_all());
+    rt.block_on(warm_exec.disconnect_all());
+
+    let m = |row: &str, edges: usize| samples.get(&(row, edges)).map(|v| median(v.clone()));
     println!();
     println!(
-        "deploy() → confirmed live, median of {runs} runs, ms (testbed {}, HAProxy in master-worker mode)",
+        "deploy() → confirmed live, median of {runs} rounds, ms (testbed {}; each path once per round)",
         tb.id()
     );
     println!("{:<50} {:>10} {:>10}", "path", "1 edge", "3 edges");
-    for (name, one, three) in &table {
-        let cell = |v: &Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
-        println!("{name:<50} {:>10} {:>10}", cell(one), cell(three));
+    for row in [LOCAL, COLD, WARM, WARM_EXEC, ONESHOT, MUX] {
+        let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        println!("{row:<50} {:>10} {:>10}", cell(m(row, 1)), cell(m(row, 3)));
     }
     println!();
     println!("ratios:");
-    println!(
-        "  native warm, 3 edges / local on one edge   = {:.2}",
-        warm3 / local
+    let ratio = |label: &str, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!("  {label:<48} = {:.2}", a / b);
+        }
+    };
+    ratio(
+        "native warm, 3 edges / local, 1 edge",
+        m(WARM, 3),
+        m(LOCAL, 1),
     );
-    println!(
-        "  native warm, 1 edge  / local on one edge   = {:.2}",
-        warm1 / local
+    ratio(
+        "native warm, 3 edges / local, 3 edges at once",
+        m(WARM, 3),
+        m(LOCAL, 3),
     );
-    if let (Some(o1), Some(o3)) = (oneshot1, oneshot3) {
-        println!(
-            "  OpenSSH one-shot / native warm, 1 edge     = {:.2}",
-            o1 / warm1
-        );
-        println!(
-            "  OpenSSH one-shot / native warm, 3 edges    = {:.2}",
-            o3 / warm3
-        );
-        println!(
-            "  OpenSSH one-shot / native cold, 3 edges    = {:.2}",
-            o3 / cold3
-        );
+    ratio(
+        "native warm, 1 edge / local, 1 edge",
+        m(WARM, 1),
+        m(LOCAL, 1),
+    );
+    ratio(
+        "OpenSSH one-shot / native warm, 1 edge",
+        m(ONESHOT, 1),
+        m(WARM, 1),
+    );
+    ratio(
+        "OpenSSH one-shot / native warm, 3 edges",
+        m(ONESHOT, 3),
+        m(WARM, 3),
+    );
+    ratio(
+        "OpenSSH one-shot / native cold, 3 edges",
+        m(ONESHOT, 3),
+        m(COLD, 3),
+    );
+    ratio(
+        "OpenSSH multiplexed / native warm, 3 edges",
+        m(MUX, 3),
+        m(WARM, 3),
+    );
+    ratio(
+        "cat over exec / SFTP, warm, 3 edges",
+        m(WARM_EXEC, 3),
+        m(WARM, 3),
+    );
+    println!();
+    println!("where a warm 1-edge deploy spends its time (median ms per round; calls per round):");
+    println!("{:<28} {:>14} {:>14}", "host call", "local", "over SSH");
+    for (step, local_ms, local_n, ssh_ms, ssh_n) in breakdown(&local_steps, &ssh_steps) {
+        println!("{step:<28} {local_ms:>9.1} ({local_n}) {ssh_ms:>9.1} ({ssh_n})");
     }
-    if let (Some(m1), Some(m3)) = (mux1, mux3) {
-        println!(
-            "  OpenSSH multiplexed / native warm, 1 edge  = {:.2}",
-            m1 / warm1
-        );
-        println!(
-            "  OpenSSH multiplexed / native warm, 3 edges = {:.2}",
-            m3 / warm3
-        );
-    }
-    println!(
-        "  cat-over-exec / SFTP, warm 3 edges         = {:.2}",
-        exec3 / warm3
-    );
     drop(tb);
+}
+
+/// The same transaction run locally inside edges `0..edges` at once (`tb-client
+/// local-apply` through nsenter); returns the slowest edge's time and edge1's host calls.
+fn local_apply(tb: &Testbed, flip: &mut Flip<'_>, edges: usize) -> (f64, Vec<(String, f64)>) {
+    let children: Vec<_> = (0..edges)
+        .map(|i| {
+            let cfg = flip.next_for(i);
+            let file = tb.dir.join(format!("bench-local-{i}.cfg"));
+            std::fs::write(&file, &cfg.text).unwrap();
+            tb.edges[i]
+                .command(&tb.tools.tb_client)
+                .args(["local-apply", &file.to_string_lossy(), &tb.edges[i].name])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut slowest: f64 = 0.0;
+    let mut steps = Vec::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("outcome=reloaded"), "local apply: {text}");
+        let ms: f64 = text
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("ms="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        slowest = slowest.max(ms);
+        if i == 0 {
+            steps = text
+                .lines()
+                .filter_map(|l| {
+                    let (ms, step) = l.strip_prefix("step ")?.split_once(' ')?;
+                    Some((step.to_owned(), ms.parse().ok()?))
+                })
+                .collect();
+        }
+    }
+    (slowest, steps)
 }
 
 /// Alternates each edge between two snapshots so every deploy changes its config.
@@ -332,6 +317,41 @@ async fn timed_deploy(deployer: &SshDeployer, batch: &[NodeConfig]) -> f64 {
     ms
 }
 
+/// Per call label: median total ms per run and calls per run, local and SSH.
+fn breakdown(
+    local: &[Vec<(String, f64)>],
+    ssh: &[Vec<(String, f64)>],
+) -> Vec<(String, f64, usize, f64, usize)> {
+    let mut labels: Vec<String> = Vec::new();
+    for (label, _) in local.iter().chain(ssh).flatten() {
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
+    }
+    let per_run = |runs: &[Vec<(String, f64)>], label: &str| -> (f64, usize) {
+        if runs.is_empty() {
+            return (0.0, 0);
+        }
+        let totals: Vec<f64> = runs
+            .iter()
+            .map(|r| r.iter().filter(|(l, _)| l == label).map(|(_, ms)| ms).sum())
+            .collect();
+        let counts: Vec<f64> = runs
+            .iter()
+            .map(|r| r.iter().filter(|(l, _)| l == label).count() as f64)
+            .collect();
+        (median(totals), median(counts) as usize)
+    };
+    labels
+        .into_iter()
+        .map(|label| {
+            let (lm, ln) = per_run(local, &label);
+            let (sm, sn) = per_run(ssh, &label);
+            (label, lm, ln, sm, sn)
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -344,6 +364,41 @@ struct OpenSsh {
 }
 
 impl OpenSsh {
+    fn new(tb: &Testbed) -> Self {
+        let known_hosts = tb.dir.join("bench_known_hosts");
+        let lines: String = tb
+            .edges
+            .iter()
+            .map(|e| format!("{}\n", e.known_hosts_line()))
+            .collect();
+        std::fs::write(&known_hosts, lines).unwrap();
+        Self {
+            key: tb.key.private.to_string_lossy().into_owned(),
+            known_hosts: known_hosts.to_string_lossy().into_owned(),
+            control_dir: tb.dir.clone(),
+        }
+    }
+
+    /// One `ssh` per edge of the batch, in parallel; the time until the last one is done.
+    fn deploy(&self, tb: &Testbed, batch: &[NodeConfig], multiplexed: bool) -> f64 {
+        let started = Instant::now();
+        let children: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.spawn(&tb.edges[i].ip.to_string(), multiplexed, &c.config.text))
+            .collect();
+        for (i, child) in children.into_iter().enumerate() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "ssh to edge{}: {}",
+                i + 1,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        started.elapsed().as_secs_f64() * 1000.0
+    }
+
     fn base(&self) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.args([

@@ -551,3 +551,50 @@ async fn edge_with_sshd_down_converges_after_it_returns() {
     assert_eq!(probe.backend(), Some("b2"), "{probe:?}");
     pipeline.shutdown().await;
 }
+
+/// A session that died under the deployer (its sshd process killed) is replaced
+/// transparently: the next deploy succeeds without an error, over a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_session_is_replaced_transparently() {
+    init_logs();
+    let Some(tb) = Testbed::start_or_skip(
+        "dead_session_is_replaced_transparently",
+        TestbedConfig {
+            edges: 1,
+            backends: 2,
+        },
+        testbed_tools!(),
+    ) else {
+        return;
+    };
+    let edge = &tb.edges[0];
+    let deployer = SshDeployer::new(tb.deployer_config()).unwrap();
+    let render = |b: usize| {
+        renderer()
+            .render(&web_snapshot(&[&tb.cluster.backends[b]]), &edge.node())
+            .unwrap()
+    };
+    assert_eq!(
+        deploy(&deployer, edge.node(), render(0)).await,
+        Ok(edgelb_core::Applied::Reloaded)
+    );
+    let host = deployer.host(&edge.node()).unwrap();
+    assert!(host.is_connected().await);
+
+    edge.kill_sessions();
+    // Right away, before the client may have noticed, and again once it surely has.
+    assert_eq!(
+        deploy(&deployer, edge.node(), render(1)).await,
+        Ok(edgelb_core::Applied::Reloaded)
+    );
+    edge.kill_sessions();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!host.is_connected().await, "the dead session is noticed");
+    assert_eq!(
+        deploy(&deployer, edge.node(), render(0)).await,
+        Ok(edgelb_core::Applied::Reloaded)
+    );
+    assert!(host.is_connected().await);
+    let probe = tb.client.probe(tb.edge_addr(0, LISTEN_PORT)).await;
+    assert_eq!(probe.backend(), Some("b1"), "{probe:?}");
+}

@@ -212,7 +212,9 @@ impl Deployer for SshDeployer {
 
     async fn live_config(&self, node: &EdgeNode) -> Result<Option<String>, DeployError> {
         let host = self.host(node)?;
-        let bytes = host.read_file(&self.layout_for(&node.name).config_path).await?;
+        let bytes = host
+            .read_file(&self.layout_for(&node.name).config_path)
+            .await?;
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 }

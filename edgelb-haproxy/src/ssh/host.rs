@@ -9,6 +9,7 @@ use super::credentials::SshCredentials;
 use super::options::SshOptions;
 use super::quote::command_line;
 use super::session::{Endpoint, Session};
+use super::sftp::Sftp;
 use crate::error::{Error, Result};
 use crate::host::{EdgeHost, ExecOutput};
 
@@ -156,8 +157,9 @@ impl EdgeHost for SshHost {
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, DeployError> {
         let step = format!("reading {path}");
-        if let Some((conn, sftp)) = self.session.sftp().await? {
-            return self.session.sftp_op(&step, &conn, sftp.read(path)).await;
+        let read = |sftp: Arc<Sftp>| async move { sftp.read(path).await };
+        if let Some(bytes) = self.session.with_sftp(&step, true, read).await? {
+            return Ok(bytes);
         }
         let line = self.quoted(&step, &["sh", "-c", READ_SCRIPT, "sh", path])?;
         let out = self.session.exec(&step, &line, None).await?;
@@ -174,11 +176,9 @@ impl EdgeHost for SshHost {
 
     async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), DeployError> {
         let step = format!("writing {path}");
-        if let Some((conn, sftp)) = self.session.sftp().await? {
-            return self
-                .session
-                .sftp_op(&step, &conn, sftp.write(path, contents))
-                .await;
+        let write = |sftp: Arc<Sftp>| async move { sftp.write(path, contents).await };
+        if let Some(()) = self.session.with_sftp(&step, true, write).await? {
+            return Ok(());
         }
         self.run_ok(
             &step,
@@ -190,13 +190,15 @@ impl EdgeHost for SshHost {
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), DeployError> {
         let step = format!("renaming {from} to {to}");
-        if let Some((conn, sftp)) = self.session.sftp().await?
-            && sftp.can_rename()
-        {
-            return self
-                .session
-                .sftp_op(&step, &conn, sftp.rename(from, to))
-                .await;
+        // Not repeatable: a rename that went through before the channel failed would fail.
+        let rename = |sftp: Arc<Sftp>| async move {
+            if !sftp.can_rename() {
+                return Ok(false); // no atomic rename over SFTP: mv does it
+            }
+            sftp.rename(from, to).await.map(|()| true)
+        };
+        if let Some(true) = self.session.with_sftp(&step, false, rename).await? {
+            return Ok(());
         }
         self.run_ok(&step, &["mv", "-f", "--", from, to], None)
             .await
@@ -204,28 +206,28 @@ impl EdgeHost for SshHost {
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), DeployError> {
         let step = format!("copying {from} to {to}");
-        if let Some((conn, sftp)) = self.session.sftp().await? {
-            let bytes = self
-                .session
-                .sftp_op(&step, &conn, sftp.read(from))
-                .await?
-                .ok_or_else(|| DeployError::Step {
-                    node: self.node().to_owned(),
-                    step: step.clone(),
-                    message: format!("{from} does not exist"),
-                })?;
-            return self
-                .session
-                .sftp_op(&step, &conn, sftp.write(to, &bytes))
-                .await;
+        let copy = |sftp: Arc<Sftp>| async move {
+            match sftp.read(from).await? {
+                Some(bytes) => sftp.write(to, &bytes).await.map(|()| true),
+                None => Ok(false),
+            }
+        };
+        match self.session.with_sftp(&step, true, copy).await? {
+            Some(true) => Ok(()),
+            Some(false) => Err(DeployError::Step {
+                node: self.node().to_owned(),
+                step,
+                message: format!("{from} does not exist"),
+            }),
+            None => self.run_ok(&step, &["cp", "--", from, to], None).await,
         }
-        self.run_ok(&step, &["cp", "--", from, to], None).await
     }
 
     async fn remove_file(&self, path: &str) -> Result<(), DeployError> {
         let step = format!("removing {path}");
-        if let Some((conn, sftp)) = self.session.sftp().await? {
-            return self.session.sftp_op(&step, &conn, sftp.remove(path)).await;
+        let remove = |sftp: Arc<Sftp>| async move { sftp.remove(path).await };
+        if let Some(()) = self.session.with_sftp(&step, true, remove).await? {
+            return Ok(());
         }
         self.run_ok(&step, &["rm", "-f", "--", path], None).await
     }

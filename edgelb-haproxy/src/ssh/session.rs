@@ -381,27 +381,49 @@ impl Session {
         }
     }
 
-    /// Runs an SFTP operation under the step timeout. A transport failure drops the SFTP
-    /// channel (reopened on next use) and, when the session is dead too, the session.
-    pub(crate) async fn sftp_op<T>(
+    /// Runs `op` on the SFTP channel under the step timeout; `Ok(None)` when files go through
+    /// exec instead (by option, or the server has no SFTP). A transport failure drops the
+    /// channel (and the session, when that died too); an operation that may safely run
+    /// twice (`repeatable`) is then retried once on a fresh channel and session.
+    pub(crate) async fn with_sftp<T, F, Fut>(
         &self,
         step: &str,
-        conn: &Arc<Connection>,
-        op: impl Future<Output = Result<T, SftpError>>,
-    ) -> Result<T, DeployError> {
-        let result = self.timed(step, conn, async { Ok(op.await) }).await?;
-        result.map_err(|e| {
-            if is_transport_error(&e)
-                && let Ok(mut slot) = conn.sftp.try_lock()
-            {
-                *slot = SftpSlot::NotOpened;
+        repeatable: bool,
+        op: F,
+    ) -> Result<Option<T>, DeployError>
+    where
+        F: Fn(Arc<Sftp>) -> Fut,
+        Fut: Future<Output = Result<T, SftpError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some((conn, sftp)) = self.sftp().await? else {
+                return Ok(None);
+            };
+            let result = self
+                .timed(step, &conn, async { Ok(op(sftp).await) })
+                .await?;
+            let e = match result {
+                Ok(value) => return Ok(Some(value)),
+                Err(e) => e,
+            };
+            if is_transport_error(&e) {
+                *conn.sftp.lock().await = SftpSlot::NotOpened;
+                if conn.is_closed() {
+                    self.discard(&conn).await;
+                }
+                if repeatable && attempt == 1 {
+                    tracing::info!(node = %self.endpoint.node, step, error = %e, "SFTP channel failed; retrying on a fresh one");
+                    continue;
+                }
             }
-            DeployError::Step {
+            return Err(DeployError::Step {
                 node: self.endpoint.node.clone(),
                 step: step.to_owned(),
                 message: format!("SFTP: {e}"),
-            }
-        })
+            });
+        }
     }
 
     /// Opens a channel, reconnecting once when the session turns out to be dead.

@@ -9,7 +9,8 @@
 //!   the answer.
 //! * `tb-client local-apply CONFIG_FILE NODE` — runs the deploy transaction with
 //!   `LocalHost` on the machine it runs on (an edge's namespaces) and prints `ms=<t>
-//!   outcome=<…>`: the benchmark's "same steps, run locally" baseline.
+//!   outcome=<…>`, then `step <ms> <call>` per host call: the benchmark's "same steps, run
+//!   locally" baseline.
 //!
 //! Result lines: `ok local=<ip:port> backend=<name> client=<ip:port> proxy=<v> ms=<t>` or
 //! `fail local=<ip:port|-> error=<text> ms=<t>`.
@@ -177,7 +178,7 @@ async fn local_apply(file: &str, node: &str) -> i32 {
         return 1;
     };
     let config = edgelb_core::RenderedConfig::from_body(body);
-    let host = edgelb_haproxy::LocalHost::new(node);
+    let host = edgelb_tests::testbed::TimedHost::new(edgelb_haproxy::LocalHost::new(node));
     let layout = edgelb_haproxy::HaproxyLayout::default();
     let started = Instant::now();
     let outcome = edgelb_haproxy::apply::apply_config(&host, &layout, &config).await;
@@ -185,6 +186,9 @@ async fn local_apply(file: &str, node: &str) -> i32 {
     match outcome {
         Ok(applied) => {
             println!("ms={ms:.1} outcome={applied}");
+            for (step, ms) in host.take() {
+                println!("step {ms:.2} {step}");
+            }
             0
         }
         Err(e) => {

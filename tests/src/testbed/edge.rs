@@ -259,6 +259,18 @@ Subsystem sftp {sftp}
             .collect()
     }
 
+    /// Kills the sshd processes serving open SSH connections (not the listener): clients see
+    /// their sessions die while new connections are still accepted.
+    pub fn kill_sessions(&self) {
+        let sshd = self.sshd_pids();
+        let sessions: Vec<u32> = sshd
+            .iter()
+            .copied()
+            .filter(|p| super::sys::ppid(*p).is_some_and(|parent| sshd.contains(&parent)))
+            .collect();
+        stop_pids(&sessions, Duration::from_secs(2));
+    }
+
     /// Stops sshd on the edge, open sessions included; HAProxy keeps running.
     pub fn stop_sshd(&mut self) {
         stop_pids(&self.sshd_pids(), Duration::from_secs(2));

@@ -26,6 +26,7 @@ mod net;
 pub mod prereq;
 pub mod scenario;
 mod sys;
+mod timed;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub use cluster::{BACKEND_PORT, Backend, Cluster};
 pub use edge::{Edge, INITIAL_CONFIG};
 pub use keys::KeyPair;
 pub use net::{Net, STATE_DIR};
+pub use timed::TimedHost;
 
 use edgelb_core::EdgeNode;
 use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials, SshOptions};
