@@ -7,6 +7,14 @@
 //! * [`SshDeployer`] runs [`apply_config`](crate::apply::apply_config) on each node's host,
 //!   with credentials per node ([`SshDeployerConfig`]).
 //!
+//! What an edge needs: sshd with public-key login for the deploy user, the `sftp` subsystem
+//! (optional: files then go through `cat` over exec), and forwarding to UNIX sockets, which
+//! OpenSSH allows only with both `AllowStreamLocalForwarding` and `AllowTcpForwarding` set to
+//! `yes` or `local` (the TCP setting governs socket forwarding too; `local` is enough). The
+//! login shell must be a POSIX shell (sh, bash, dash, zsh): commands reach it shell-quoted.
+//! The user needs write access to HAProxy's config directory and its sockets (root, or a
+//! group with those rights).
+//!
 //! Errors are typed per node ([`edgelb_core::DeployError`]): `Connect` (refused,
 //! unreachable, handshake failed), `HostKeyMismatch` (with the SHA-256 fingerprint seen),
 //! `Auth`, `Timeout`, and the deploy transaction's own. Key material is never logged.

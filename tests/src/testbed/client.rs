@@ -158,3 +158,27 @@ impl LoadRun {
         self.results()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tb_client_lines() {
+        let ok =
+            Probe::parse("ok local=10.1.2.3:40000 backend=b2 client=10.1.2.3:40000 proxy=v2 ms=3");
+        assert_eq!(
+            ok,
+            Probe::Ok {
+                local: "10.1.2.3:40000".parse().unwrap(),
+                backend: "b2".into(),
+                client: "10.1.2.3:40000".parse().unwrap(),
+                proxy: "v2".into(),
+            }
+        );
+        assert_eq!(ok.backend(), Some("b2"));
+        let failed = Probe::parse("fail local=- error=Connection_refused ms=1");
+        assert!(matches!(failed, Probe::Failed(ref l) if l.contains("refused")));
+        assert!(matches!(Probe::parse("ok local=garbage"), Probe::Failed(_)));
+    }
+}
