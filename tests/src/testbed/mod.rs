@@ -5,7 +5,8 @@
 //! testbed; everything is torn down on drop (also when a test panics), and leftovers of a
 //! killed run are removed by the next one.
 //!
-//! ```no_run
+//! ```ignore
+//! // In an integration test of this package (testbed_tools! needs CARGO_BIN_EXE_*):
 //! # async fn demo() {
 //! use edgelb_tests::{testbed::{Testbed, TestbedConfig}, testbed_tools};
 //! let Some(tb) = Testbed::start_or_skip("my_test", TestbedConfig::default(), testbed_tools!()) else {
