@@ -598,3 +598,66 @@ async fn dead_session_is_replaced_transparently() {
     let probe = tb.client.probe(tb.edge_addr(0, LISTEN_PORT)).await;
     assert_eq!(probe.backend(), Some("b1"), "{probe:?}");
 }
+
+/// A hung edge (sshd frozen) fails with a timeout naming the step, within the configured
+/// time, and works again once it thaws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_edge_times_out() {
+    init_logs();
+    let Some(tb) = Testbed::start_or_skip(
+        "hung_edge_times_out",
+        TestbedConfig {
+            edges: 1,
+            backends: 2,
+        },
+        testbed_tools!(),
+    ) else {
+        return;
+    };
+    let edge = &tb.edges[0];
+    let mut cfg = tb.deployer_config();
+    cfg.options.connect_timeout = Duration::from_secs(1);
+    cfg.options.step_timeout = Duration::from_secs(1);
+    let deployer = SshDeployer::new(cfg).unwrap();
+    let render = |b: usize| {
+        renderer()
+            .render(&web_snapshot(&[&tb.cluster.backends[b]]), &edge.node())
+            .unwrap()
+    };
+    assert_eq!(
+        deploy(&deployer, edge.node(), render(0)).await,
+        Ok(edgelb_core::Applied::Reloaded)
+    );
+
+    // The open session hangs: the first step times out.
+    edge.freeze_sshd(false, true);
+    let started = std::time::Instant::now();
+    let err = deploy(&deployer, edge.node(), render(1)).await.unwrap_err();
+    edge.freeze_sshd(false, false);
+    let edgelb_core::DeployError::Timeout { step, seconds, .. } = &err else {
+        panic!("expected a timeout, got {err:?}");
+    };
+    assert_eq!(*seconds, 1);
+    assert!(step.contains("/etc/haproxy/haproxy.cfg"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // sshd itself hangs: connecting times out (the timed-out session was dropped).
+    edge.freeze_sshd(true, true);
+    let err = deploy(&deployer, edge.node(), render(1)).await.unwrap_err();
+    edge.freeze_sshd(true, false);
+    let edgelb_core::DeployError::Timeout { step, .. } = &err else {
+        panic!("expected a timeout, got {err:?}");
+    };
+    assert!(step.contains("connecting"), "{err}");
+    assert!(err.to_string().contains("timed out after 1s"), "{err}");
+
+    // Thawed: the next deploy reconnects and goes through.
+    assert_eq!(
+        deploy(&deployer, edge.node(), render(1)).await,
+        Ok(edgelb_core::Applied::Reloaded)
+    );
+}

@@ -271,6 +271,19 @@ Subsystem sftp {sftp}
         stop_pids(&sessions, Duration::from_secs(2));
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the edge's sshd: the listener (`listener`)
+    /// or the processes serving open connections. A frozen listener still completes TCP
+    /// handshakes in the kernel but never answers: a hung host.
+    pub fn freeze_sshd(&self, listener: bool, frozen: bool) {
+        let sshd = self.sshd_pids();
+        for pid in &sshd {
+            let is_session = super::sys::ppid(*pid).is_some_and(|p| sshd.contains(&p));
+            if is_session != listener {
+                super::sys::signal(*pid, if frozen { "STOP" } else { "CONT" });
+            }
+        }
+    }
+
     /// Stops sshd on the edge, open sessions included; HAProxy keeps running.
     pub fn stop_sshd(&mut self) {
         stop_pids(&self.sshd_pids(), Duration::from_secs(2));
