@@ -22,9 +22,13 @@ impl ClientKey {
     /// Reads a key file (e.g. `/etc/edgelb/id_ed25519`).
     pub fn from_file(path: impl AsRef<Path>, passphrase: Option<&str>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
+        let mut bytes = std::fs::read(path)
             .map_err(|e| Error::io(format!("reading SSH private key {}", path.display()), e))?;
-        Self::from_bytes(&bytes, passphrase).map_err(|e| match e {
+        let parsed = Self::from_bytes(&bytes, passphrase);
+        // Do not leave the key file's text in freed memory (black_box keeps the writes).
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+        parsed.map_err(|e| match e {
             Error::InvalidInput { what, reason, .. } => Error::InvalidInput {
                 what,
                 value: path.display().to_string(),
