@@ -1,8 +1,10 @@
 //! Test support shared by edgelb's cross-crate tests (see `tests/tests/`).
 //!
 //! * [`testbed`]: real edge hosts (sshd + HAProxy) in network namespaces on this machine.
+//! * [`controller`]: the `edgelb` binary as a process under test.
 #![forbid(unsafe_code)]
 // A test harness: a broken invariant should stop the test with a message, not be handled.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod controller;
 pub mod testbed;

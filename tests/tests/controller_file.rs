@@ -1,0 +1,217 @@
+//! The `edgelb run` process, started from its config file with the file source and the SSH
+//! deployer, driving 3 edges of the network-namespace testbed: traffic with the real client
+//! IP, an endpoint change, an edge down and back, `plan` before and after a hand edit, the
+//! health and metrics endpoints, and a clean exit on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgelb_tests::controller::{Controller, edgelb_binary, free_port};
+use edgelb_tests::testbed::scenario::LISTEN_PORT;
+use edgelb_tests::testbed::{Backend, Probe, Testbed, TestbedConfig};
+use edgelb_tests::testbed_tools;
+
+fn write_endpoints(path: &Path, backends: &[&Backend]) {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
+    let text = format!(
+        "services:\n  - namespace: default\n    name: web\n    ports:\n      - name: http\n        listen: {LISTEN_PORT}\n        endpoints: [{}]\n",
+        list.join(", ")
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+/// Probes every edge until each answers from one of `backends` with the client's own address.
+async fn wait_for_backends(
+    tb: &Testbed,
+    edges: &[usize],
+    backends: &[&str],
+    controller: &Controller,
+) {
+    let start = Instant::now();
+    for &i in edges {
+        loop {
+            let probe = tb.client.probe(tb.edge_addr(i, LISTEN_PORT)).await;
+            if let Probe::Ok {
+                local,
+                backend,
+                client,
+                proxy,
+            } = &probe
+                && backends.contains(&backend.as_str())
+            {
+                assert_eq!(
+                    client, local,
+                    "edge {i}: the backend saw another address than the client's"
+                );
+                assert_eq!(proxy, "v2");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "edge {i} never answered from {backends:?}; last probe {probe:?}\nlog:\n{}",
+                controller.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn plan(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(edgelb_binary())
+        .args(["plan", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_keeps_three_edges_in_sync_with_an_endpoints_file() {
+    let Some(mut tb) = Testbed::start_or_skip(
+        "the_controller_keeps_three_edges_in_sync_with_an_endpoints_file",
+        TestbedConfig {
+            edges: 3,
+            backends: 3,
+        },
+        testbed_tools!(),
+    ) else {
+        return;
+    };
+    let dir = tb.dir.join("controller");
+    std::fs::create_dir_all(&dir).unwrap();
+    let known_hosts: Vec<String> = tb.edges.iter().map(|e| e.known_hosts_line()).collect();
+    std::fs::write(dir.join("known_hosts"), known_hosts.join("\n") + "\n").unwrap();
+    let b: Vec<&Backend> = tb.cluster.backends.iter().collect();
+    let endpoints = dir.join("endpoints.yaml");
+    write_endpoints(&endpoints, &b[..2]);
+
+    let edges = serde_yaml_ng::to_string(&tb.nodes()).unwrap();
+    let config = dir.join("edgelb.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source: {{file: endpoints.yaml}}\n\
+             edges:\n{}\n\
+             deployer:\n  ssh: {{key: {}, known_hosts: known_hosts, connect_timeout: 2s, step_timeout: 10s}}\n\
+             haproxy: {{hard_stop_after: 10s}}\n\
+             pipeline: {{debounce: 50ms, resync: 3s, backoff_initial: 300ms, backoff_max: 2s}}\n\
+             http: {{ready_quorum: 3}}\n",
+            edges.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
+            tb.key.private.display()
+        ),
+    )
+    .unwrap();
+
+    let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let mut controller = Controller::start(&config, http, &dir.join("edgelb.log"), &[]);
+
+    // All three edges serve the first two backends, with the real client address.
+    wait_for_backends(&tb, &[0, 1, 2], &["b1", "b2"], &controller).await;
+    let body = controller.wait_ready(Duration::from_secs(10)).await;
+    assert!(body.contains("3/3 edges"), "{body}");
+    assert_eq!(controller.get("/healthz").await.0, 200);
+    let node_names: Vec<String> = tb.edges.iter().map(|e| e.name.clone()).collect();
+    let in_sync: Vec<String> = node_names
+        .iter()
+        .map(|n| format!("edgelb_node_in_sync{{node=\"{n}\"}} 1"))
+        .collect();
+    let mut series: Vec<&str> = in_sync.iter().map(String::as_str).collect();
+    series.extend([
+        "edgelb_endpoints{service=\"default/web\",port=\"http\"} 2",
+        "edgelb_leader 1",
+    ]);
+    let metrics = controller
+        .wait_for_metrics(&series, Duration::from_secs(10))
+        .await;
+    for name in &node_names {
+        assert!(
+            metrics.contains(&format!(
+                "edgelb_deploys_total{{node=\"{name}\",result=\"reloaded\"}}"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "edgelb_convergence_seconds_count{{node=\"{name}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
+
+    // An endpoint change converges everywhere.
+    write_endpoints(&endpoints, &b[2..]);
+    wait_for_backends(&tb, &[0, 1, 2], &["b3"], &controller).await;
+
+    // An edge goes down: the others converge, it is reported, and it converges once back.
+    tb.edges[2].stop_sshd();
+    tb.edges[2].kill_sessions();
+    write_endpoints(&endpoints, &b[..1]);
+    wait_for_backends(&tb, &[0, 1], &["b1"], &controller).await;
+    let down = format!("edgelb_node_in_sync{{node=\"{}\"}} 0", node_names[2]);
+    controller
+        .wait_for_metrics(&[&down], Duration::from_secs(10))
+        .await;
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "edgelb_deploys_total{{node=\"{}\",result=\"connect\"}}",
+            node_names[2]
+        )) || metrics.contains(&format!(
+            "edgelb_deploys_total{{node=\"{}\",result=\"timeout\"}}",
+            node_names[2]
+        )),
+        "{metrics}"
+    );
+    tb.edges[2].start_sshd().unwrap();
+    wait_for_backends(&tb, &[2], &["b1"], &controller).await;
+    let back = format!("edgelb_node_in_sync{{node=\"{}\"}} 1", node_names[2]);
+    controller
+        .wait_for_metrics(&[&back], Duration::from_secs(10))
+        .await;
+
+    // `plan` says in sync; a hand edit on edge 1 shows as a diff until the resync repairs it.
+    let (code, text) = plan(&config);
+    assert_eq!(code, Some(0), "{text}");
+    let live = tb.edges[0].haproxy_file("haproxy.cfg");
+    let edited = std::fs::read_to_string(&live)
+        .unwrap()
+        .replace("balance roundrobin", "balance leastconn");
+    std::fs::write(&live, edited).unwrap();
+    let (code, text) = plan(&config);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!("=== {}: would change", node_names[0]))
+            && text.contains("-    balance leastconn"),
+        "{text}"
+    );
+    let start = Instant::now();
+    loop {
+        let (code, text) = plan(&config);
+        if code == Some(0) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the resync never repaired the hand edit: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // SIGTERM: a clean exit.
+    let status = controller.terminate(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "edgelb exited with {status}\nlog:\n{}",
+        controller.log()
+    );
+}
