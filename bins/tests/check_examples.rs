@@ -108,3 +108,28 @@ fn a_bad_endpoint_address_fails_check_and_renders_nothing() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("bind :22"));
     }
 }
+
+#[test]
+fn check_covers_the_deployment_configmap_offline() {
+    let with_haproxy = haproxy_or_skip("check_covers_the_deployment_configmap_offline");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/configmap.yaml");
+    let out = edgelb()
+        .arg("check")
+        .arg("--config")
+        .arg(&manifest)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("skip  source: no cluster"), "{stdout}");
+    if with_haproxy {
+        assert!(stdout.contains("ok    haproxy -c edge-1"), "{stdout}");
+    }
+}

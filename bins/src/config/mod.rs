@@ -60,12 +60,24 @@ pub struct LoadedConfig {
 
 impl LoadedConfig {
     /// Reads, parses and validates `path`.
+    ///
+    /// A Kubernetes ConfigMap manifest holding the config under `data."config.yaml"` (as
+    /// `deploy/configmap.yaml` does) is read too, so `edgelb check` covers the manifest.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_owned(),
             message: format!("cannot read it: {e}"),
         })?;
-        Self::parse(path, &text)
+        match config_map_payload(&text) {
+            Some(embedded) => Self::parse(path, &embedded).map_err(|e| match e {
+                Error::Config { path, message } => Error::Config {
+                    path,
+                    message: format!("data.\"config.yaml\" (lines counted inside it): {message}"),
+                },
+                other => other,
+            }),
+            None => Self::parse(path, &text),
+        }
     }
 
     /// Parses and validates `text` as if read from `path`.
@@ -87,6 +99,15 @@ impl LoadedConfig {
             path: path.to_owned(),
         })
     }
+}
+
+/// The `config.yaml` of a ConfigMap manifest, if `text` is one.
+fn config_map_payload(text: &str) -> Option<String> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
+    if doc.get("kind")?.as_str()? != "ConfigMap" {
+        return None;
+    }
+    Some(doc.get("data")?.get("config.yaml")?.as_str()?.to_owned())
 }
 
 /// Parses YAML, naming the full key path and the line of any error:

@@ -156,11 +156,8 @@ fn leader_election_settings() {
 #[test]
 fn the_deployment_configmap_holds_a_valid_config() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/configmap.yaml");
-    let manifest: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let text = manifest["data"]["config.yaml"].as_str().unwrap();
-    let loaded = LoadedConfig::parse(Path::new("/etc/edgelb/config.yaml"), text)
-        .unwrap_or_else(|e| panic!("{e}"));
+    // `load` reads a ConfigMap manifest's config.yaml, as `edgelb check` does.
+    let loaded = LoadedConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.config.source.is_load_balancer());
     assert!(loaded.config.leader_election.is_some());
     assert!(matches!(loaded.config.deployer, DeployerConfig::Ssh(_)));
