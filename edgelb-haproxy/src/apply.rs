@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::master_cli::MasterProcs;
+use crate::runtime_update;
 
 /// Puts `config` live on `host`. Nothing is swapped unless `haproxy -c` accepts the new file;
 /// a reload that does not take is rolled back to the previous file.
@@ -22,6 +23,11 @@ pub async fn apply_config(
     let live = host.read_file(live_path).await?;
     if live.as_deref().and_then(live_digest_of) == Some(config.digest) {
         return Ok(Applied::Unchanged);
+    }
+    if let Some(live) = live.as_deref()
+        && let Some(applied) = try_runtime_update(host, layout, live, config).await?
+    {
+        return Ok(applied);
     }
 
     let new_path = layout.new_path();
@@ -38,6 +44,85 @@ pub async fn apply_config(
     match reload_and_confirm(host, layout, &before).await {
         Ok(()) => Ok(Applied::Reloaded),
         Err(message) => Err(roll_back(host, layout, live.is_some(), message).await),
+    }
+}
+
+/// The runtime-API path (see [`crate::runtime_update`]): `Ok(None)` when the change is not
+/// endpoint-only (nothing was touched: go on with the reload), else how it was applied.
+/// While the new file is written and validated, the runtime API brings the running servers to
+/// it; the file is then swapped in (the previous one kept) without a reload and `show servers
+/// state` is checked against it. A failed command or a mismatch ends in a validated reload of
+/// the new file (rolled back like any reload); a rejected file reloads the live one, to undo
+/// the runtime changes, and reports the rejection.
+async fn try_runtime_update(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    live: &[u8],
+    config: &RenderedConfig,
+) -> Result<Option<Applied>, DeployError> {
+    let node = host.node();
+    let Ok(live_text) = std::str::from_utf8(live) else {
+        return Ok(None);
+    };
+    // Only a file edgelb wrote and nobody edited is known to describe the running process.
+    if Digest::from_config_text(live_text).is_none()
+        || live_digest_of(live) != Digest::from_config_text(live_text)
+    {
+        tracing::debug!(node, "live config is not edgelb's own; reloading");
+        return Ok(None);
+    }
+    let split = match runtime_update::runtime_servers(live_text, &config.text) {
+        Ok(split) => split,
+        Err(why) => {
+            tracing::debug!(node, reason = %why, "not a runtime API change; reloading");
+            return Ok(None);
+        }
+    };
+    let Some(socket) = split.stats_socket.as_deref() else {
+        return Ok(None);
+    };
+    let new_path = layout.new_path();
+    let (validated, pushed) = futures::join!(
+        async {
+            host.write_file(&new_path, config.text.as_bytes()).await?;
+            validate_file(host, layout, &new_path).await
+        },
+        runtime_update::push(host, socket, &split.servers)
+    );
+    if let Err(rejected) = validated {
+        if !matches!(pushed, Ok(0)) {
+            tracing::error!(node, error = %rejected, "new config rejected after runtime API changes; reloading the live config to undo them");
+            let before = show_proc(host, layout).await?;
+            if let Err(e) = reload_and_confirm(host, layout, &before).await {
+                tracing::error!(node, error = %e, "reloading the live config failed");
+            }
+        }
+        return Err(rejected);
+    }
+    host.copy(&layout.config_path, &layout.prev_path()).await?;
+    host.rename(&new_path, &layout.config_path).await?;
+    let checked = match pushed {
+        Ok(commands) => {
+            let api = crate::RuntimeApi::new(host, socket)?;
+            runtime_update::verify(&api, &split.servers)
+                .await
+                .map(|()| commands)
+        }
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(commands) => {
+            tracing::info!(node, digest = %config.digest.short(), commands, "applied through the runtime API, no reload");
+            Ok(Some(Applied::RuntimeUpdated))
+        }
+        Err(why) => {
+            tracing::warn!(node, reason = %why, "runtime API update did not take; reloading the new config");
+            let before = show_proc(host, layout).await?;
+            match reload_and_confirm(host, layout, &before).await {
+                Ok(()) => Ok(Some(Applied::Reloaded)),
+                Err(message) => Err(roll_back(host, layout, true, message).await),
+            }
+        }
     }
 }
 

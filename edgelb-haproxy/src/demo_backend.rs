@@ -5,6 +5,8 @@
 //! The answer is one line, `edgelb-demo backend=<name> client=<ip:port> proxy=<v2|v1|none>`,
 //! wrapped in an HTTP/1.1 response when the request looks like HTTP (so `curl` works).
 //! Health checks (PROXY `LOCAL`, or a connect-then-close) are answered with nothing.
+//! A client that sends `HOLD` first gets the line and then an echo of everything it sends
+//! until it closes: a long-lived connection for tests.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -95,6 +97,13 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, name: &str) -> std::io:
         }
     }
     let line = answer_line(name, client, &proxy);
+    if rest.starts_with(b"HOLD") {
+        // A long-lived connection: answer, then echo everything until the client closes.
+        stream.write_all(format!("{line}\n").as_bytes()).await?;
+        let (mut reader, mut writer) = stream.split();
+        tokio::io::copy(&mut reader, &mut writer).await?;
+        return writer.shutdown().await;
+    }
     let is_http = [&b"GET "[..], b"HEAD ", b"POST ", b"PUT "]
         .iter()
         .any(|m| rest.starts_with(m));

@@ -16,6 +16,7 @@ mod master_cli;
 pub mod proxy_header;
 mod render;
 pub mod runtime_api;
+pub mod runtime_update;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 

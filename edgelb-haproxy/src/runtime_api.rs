@@ -82,6 +82,8 @@ pub struct ServerState {
     pub oper_state: ServerOperState,
     /// Raw admin state flags (`srv_admin_state`).
     pub admin_flags: u32,
+    /// The user weight (`srv_uweight`; `None` when HAProxy prints no such column).
+    pub weight: Option<u32>,
 }
 
 impl ServerState {
@@ -120,6 +122,15 @@ pub enum RuntimeCommand {
         /// New state.
         state: ServerAdminState,
     },
+    /// `set server <backend>/<server> weight <weight>`.
+    SetServerWeight {
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+        /// New weight (0 to 256).
+        weight: u32,
+    },
 }
 
 impl RuntimeCommand {
@@ -150,6 +161,20 @@ impl RuntimeCommand {
                 validate_identifier("server", server)?;
                 Ok(format!("set server {backend}/{server} state {state}"))
             }
+            Self::SetServerWeight {
+                backend,
+                server,
+                weight,
+            } => {
+                validate_identifier("backend", backend)?;
+                validate_identifier("server", server)?;
+                if *weight > 256 {
+                    return Err(format!(
+                        "weight {weight} for server {backend}/{server} is above 256"
+                    ));
+                }
+                Ok(format!("set server {backend}/{server} weight {weight}"))
+            }
         }
     }
 
@@ -163,7 +188,7 @@ impl RuntimeCommand {
                     || answer.starts_with("no need to change")
                     || answer.starts_with("port changed")
             }
-            Self::SetServerState { .. } => answer.is_empty(),
+            Self::SetServerState { .. } | Self::SetServerWeight { .. } => answer.is_empty(),
         }
     }
 }
@@ -402,6 +427,7 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
         col("srv_admin_state")?,
     );
     let port = col("srv_port").ok();
+    let weight = col("srv_uweight").ok();
     let mut servers = Vec::new();
     for line in lines {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -425,6 +451,9 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
                 .and_then(|p| p.parse().ok()),
             oper_state: ServerOperState::from(u8::try_from(number(op)?).unwrap_or(u8::MAX)),
             admin_flags: number(admin)?,
+            weight: weight
+                .and_then(|i| fields.get(i))
+                .and_then(|w| w.parse().ok()),
         });
     }
     Ok(servers)
@@ -451,6 +480,7 @@ mod tests {
         assert_eq!(servers[0].port, Some(18083));
         assert_eq!(servers[0].oper_state, ServerOperState::Running);
         assert_eq!(servers[0].admin_state(), ServerAdminState::Drain);
+        assert_eq!(servers[0].weight, Some(1));
         assert_eq!(servers[1].oper_state, ServerOperState::Stopped);
         assert_eq!(servers[1].admin_state(), ServerAdminState::Maint);
         assert!(parse_servers_state("Unknown command\n").is_err());
