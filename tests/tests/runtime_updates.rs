@@ -1,0 +1,243 @@
+//! Hitless endpoint changes on a real testbed edge: endpoint-only changes go through the
+//! runtime API with no reload, long-lived connections held open through 50 changes survive,
+//! short connections during the changes all succeed, and a change that needs more slots
+//! reloads without dropping short connections. Needs root and the testbed packages.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use edgelb_core::{
+    Applied, Deployer, EdgeNode, Endpoint, NodeConfig, PortSpec, ProxyProtocol, Renderer,
+    ServiceKey, Snapshot,
+};
+use edgelb_haproxy::runtime_update::{split_config, verify};
+use edgelb_haproxy::{HaproxyRenderer, RuntimeApi, SshDeployer};
+use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
+use edgelb_tests::testbed::{Backend, Probe, Testbed, TestbedConfig};
+use edgelb_tests::testbed_tools;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// `default/web` port `http` with `ready` and `draining` endpoints.
+fn snapshot(ready: &[&Backend], draining: &[&Backend]) -> Snapshot {
+    let mut port = PortSpec::new(LISTEN_PORT, ProxyProtocol::V2);
+    for b in ready {
+        port.add_endpoint(Endpoint::ready(b.addr.ip(), b.addr.port()));
+    }
+    for b in draining {
+        port.add_endpoint(Endpoint::draining(b.addr.ip(), b.addr.port()));
+    }
+    let mut snapshot = Snapshot::default();
+    snapshot
+        .insert_port(ServiceKey::new("default", "web").unwrap(), "http", port)
+        .unwrap();
+    snapshot
+}
+
+async fn deploy(
+    deployer: &SshDeployer,
+    renderer: &HaproxyRenderer,
+    node: &EdgeNode,
+    snapshot: &Snapshot,
+) -> Applied {
+    let config = renderer.render(snapshot, node).unwrap();
+    let outcome = deployer
+        .deploy(&[NodeConfig {
+            node: node.clone(),
+            config,
+        }])
+        .await;
+    outcome[0].result.clone().unwrap()
+}
+
+/// A long-lived connection through the edge: `HOLD`, then an echo.
+struct Held {
+    reader: BufReader<TcpStream>,
+    backend: String,
+}
+
+impl Held {
+    async fn open(target: SocketAddr) -> Self {
+        let mut stream = TcpStream::connect(target).await.unwrap();
+        stream.write_all(b"HOLD\n").await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+            .await
+            .expect("the backend answers a held connection")
+            .unwrap();
+        let (backend, _, proxy) = edgelb_haproxy::demo_backend::parse_answer_line(&line)
+            .unwrap_or_else(|| panic!("unexpected answer {line:?}"));
+        assert_eq!(proxy, "v2");
+        Self { reader, backend }
+    }
+
+    /// Sends a line and reads its echo; `Err` when the connection was cut.
+    async fn ping(&mut self, n: usize) -> Result<(), String> {
+        let msg = format!("ping {n}\n");
+        self.reader
+            .get_mut()
+            .write_all(msg.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(3), self.reader.read_line(&mut line)).await {
+            Ok(Ok(_)) if line == msg => Ok(()),
+            Ok(Ok(_)) => Err(format!("echo {line:?} instead of {msg:?}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no echo within 3 s".into()),
+        }
+    }
+}
+
+fn failures(results: &[Probe]) -> Vec<&Probe> {
+    results
+        .iter()
+        .filter(|p| !matches!(p, Probe::Ok { .. }))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
+    let started = Instant::now();
+    let Some(tb) = Testbed::start_or_skip(
+        "endpoint_changes_are_hitless_and_new_slots_reload_safely",
+        TestbedConfig {
+            edges: 1,
+            backends: 5,
+        },
+        testbed_tools!(),
+    ) else {
+        return;
+    };
+    let edge = &tb.edges[0];
+    let node = edge.node();
+    let b: Vec<&Backend> = tb.cluster.backends.iter().collect();
+    let deployer = SshDeployer::new(tb.deployer_config()).unwrap();
+    let renderer = renderer();
+    let target = tb.edge_addr(0, LISTEN_PORT);
+    let tool = &tb.tools.tb_client;
+
+    // b1 alone; it keeps its slot for the whole test and carries the held connections.
+    assert_eq!(
+        deploy(&deployer, &renderer, &node, &snapshot(&[b[0]], &[])).await,
+        Applied::Reloaded
+    );
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held.len() < 20 {
+        assert!(Instant::now() < deadline, "held connections never opened");
+        match TcpStream::connect(target).await {
+            Ok(_) if held.is_empty() => {
+                // The first real connection proves the worker listens; open them all now.
+                for _ in 0..20 {
+                    held.push(Held::open(target).await);
+                }
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(held.iter().all(|h| h.backend == b[0].name));
+
+    let before = edge.show_proc(tool);
+    let load = tb.client.start_load(target, 100_000, 10);
+
+    // 50 endpoint-only changes: b2..b4 come and go, sometimes draining; b1 stays.
+    let others = [b[1], b[2], b[3]];
+    let mut runtime_ms = Vec::new();
+    for i in 0..50 {
+        let mask = i % 7 + 1;
+        let chosen: Vec<&Backend> = (0..3)
+            .filter(|k| mask & (1 << k) != 0)
+            .map(|k| others[k])
+            .collect();
+        let (draining, ready): (Vec<&Backend>, Vec<&Backend>) = if i % 3 == 0 {
+            (chosen[..1].to_vec(), chosen[1..].to_vec())
+        } else {
+            (Vec::new(), chosen)
+        };
+        let mut ready = ready;
+        ready.push(b[0]);
+        let t = Instant::now();
+        let applied = deploy(&deployer, &renderer, &node, &snapshot(&ready, &draining)).await;
+        runtime_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(applied, Applied::RuntimeUpdated, "change {i}");
+        if i % 10 == 9 {
+            for (n, h) in held.iter_mut().enumerate() {
+                h.ping(i * 100 + n)
+                    .await
+                    .unwrap_or_else(|e| panic!("held connection {n} cut by change {i}: {e}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let results = load.stop().await;
+    let after = edge.show_proc(tool);
+    assert!(results.len() > 100, "too little load: {}", results.len());
+    assert!(
+        failures(&results).is_empty(),
+        "{} of {} short connections failed, e.g. {:?}",
+        failures(&results).len(),
+        results.len(),
+        failures(&results).first()
+    );
+    assert_eq!(
+        after.reloads, before.reloads,
+        "no reload: {before:?} {after:?}"
+    );
+    assert_eq!(after.workers, before.workers, "same worker");
+    assert!(after.old_workers.is_empty(), "no old worker: {after:?}");
+    for (n, h) in held.iter_mut().enumerate() {
+        h.ping(9_000 + n)
+            .await
+            .unwrap_or_else(|e| panic!("held connection {n} did not survive: {e}"));
+    }
+    runtime_ms.sort_by(f64::total_cmp);
+    eprintln!(
+        "50 runtime API changes: median {:.1} ms, max {:.1} ms",
+        runtime_ms[25], runtime_ms[49]
+    );
+
+    // The running servers are what the file says (a reload would give the same state).
+    let host = deployer.host(&node).unwrap();
+    let api = RuntimeApi::new(&host, "/run/haproxy/admin.sock").unwrap();
+    verify(&api, &split_config(&edge.live_config()).servers)
+        .await
+        .unwrap();
+    drop(held);
+
+    // Five endpoints need 5 + 4 spare slots: the table grows to 16, a reload.
+    let load = tb.client.start_load(target, 100_000, 10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = edge.show_proc(tool);
+    assert_eq!(
+        deploy(&deployer, &renderer, &node, &snapshot(&b, &[])).await,
+        Applied::Reloaded
+    );
+    assert!(edge.live_config().contains("server s016 "));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let results = load.stop().await;
+    let after = edge.show_proc(tool);
+    assert_eq!(after.reloads, before.reloads + 1);
+    assert!(
+        failures(&results).is_empty(),
+        "{} of {} short connections failed across the growing reload, e.g. {:?}",
+        failures(&results).len(),
+        results.len(),
+        failures(&results).first()
+    );
+    verify(&api, &split_config(&edge.live_config()).servers)
+        .await
+        .unwrap();
+    // And the next endpoint-only change goes through the runtime API again.
+    assert_eq!(
+        deploy(&deployer, &renderer, &node, &snapshot(&b[..4], &[b[4]])).await,
+        Applied::RuntimeUpdated
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
