@@ -112,10 +112,12 @@ fn endpoints_keep_their_slots_across_renders() {
         live_slots(&texts[2]),
         pairs(&[
             ("s001", "10.0.0.1:80"),
-            ("s002", "10.0.0.9:80"),
             ("s003", "10.0.0.3:80"),
             ("s004", "10.0.0.4:80"),
             ("s005", "10.0.0.5:80"),
+            // Not s002: 10.0.0.2 left it one change ago, so it is still reserved (disabled
+            // at 10.0.0.2) while a truly free slot exists.
+            ("s006", "10.0.0.9:80"),
         ])
     );
     // The slot count stayed put the whole time.

@@ -14,7 +14,7 @@ use minijinja::value::Object;
 
 use super::ident::{backend_name, bind_address, frontend_name, server_address};
 use super::options::RenderOptions;
-use super::slots::{SlotMemory, slot_name};
+use super::slots::{SlotMemory, SlotView, slot_name};
 use crate::error::Result;
 
 /// Where spare slots point until the runtime API gives them an endpoint. Port 1 on the
@@ -46,6 +46,8 @@ struct ServerView {
 enum ServerState {
     Ready,
     Draining,
+    /// A removed endpoint's reserved slot: maintenance at its old address.
+    Leaving,
     Spare,
 }
 
@@ -54,6 +56,7 @@ impl ServerState {
         match self {
             Self::Ready => "ready",
             Self::Draining => "draining",
+            Self::Leaving => "leaving",
             Self::Spare => "spare",
         }
     }
@@ -67,7 +70,11 @@ impl Object for ServerView {
             "name" => Value::from(self.name.as_str()),
             "address" => Value::from(self.address.as_str()),
             "state" => Value::from(self.state.as_str()),
-            "spare" => Value::from(self.state == ServerState::Spare),
+            // A leaving slot is disabled like a spare one; it only keeps its old address.
+            "spare" => Value::from(matches!(
+                self.state,
+                ServerState::Spare | ServerState::Leaving
+            )),
             "draining" => Value::from(self.state == ServerState::Draining),
             _ => return None,
         })
@@ -157,14 +164,19 @@ pub(crate) fn build(
         let mut servers = Vec::with_capacity(slots.len());
         for (index, occupant) in slots.iter().enumerate() {
             let (address, state) = match occupant {
-                Some(addr) => {
+                SlotView::Endpoint(addr) => {
                     let state = match input.endpoints.get(addr) {
                         Some(EndpointState::Draining) => ServerState::Draining,
                         _ => ServerState::Ready,
                     };
                     (server_address(addr, &owner)?, state)
                 }
-                None => (SPARE_ADDRESS.to_owned(), ServerState::Spare),
+                SlotView::Leaving(addr) => match server_address(addr, &owner) {
+                    Ok(address) => (address, ServerState::Leaving),
+                    // An address a failed render refused was never live: nothing to drain.
+                    Err(_) => (SPARE_ADDRESS.to_owned(), ServerState::Spare),
+                },
+                SlotView::Spare => (SPARE_ADDRESS.to_owned(), ServerState::Spare),
             };
             servers.push(Value::from_object(ServerView {
                 name: slot_name(index),

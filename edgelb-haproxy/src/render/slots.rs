@@ -9,14 +9,20 @@
 //! * an endpoint that is still there keeps its slot;
 //! * a removed endpoint frees its slot; if it comes back while that slot is still free, it
 //!   gets the same slot again (a pod flapping between ready and not ready);
-//! * any other new endpoint takes the lowest free slot, new endpoints in address order;
+//! * a removed endpoint's slot is *reserved* for the next [`RESERVED_CHANGES`] changes of the
+//!   backend's endpoint set: it is rendered in maintenance (`disabled`) at the endpoint's old
+//!   address, so the connections it still carries drain on their own and nothing new
+//!   reaches it, and it is not handed to a new endpoint while a truly free slot exists;
+//! * any other new endpoint takes the lowest truly free slot (never used, or its reservation
+//!   is over), else the slot reserved the longest, new endpoints in address order;
 //! * the slot count is a multiple of `block` with at least `min_spare` free slots; it grows
 //!   when that is not met and shrinks only when more than a block would be left over, and
 //!   never below the highest occupied slot.
 //!
 //! A fresh table assigns endpoints in address order to the first slots, so the same snapshot
 //! renders byte-identically from any fresh renderer; assigning the same endpoint set twice in
-//! a row changes nothing.
+//! a row changes nothing (reservations count changes of the endpoint set, not renders or
+//! time, so equal input sequences give equal output and every node renders the same).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -36,6 +42,31 @@ pub fn slot_name(index: usize) -> String {
     format!("s{:03}", index.saturating_add(1))
 }
 
+/// How many changes of a backend's endpoint set a removed endpoint's slot stays reserved.
+pub(crate) const RESERVED_CHANGES: u64 = 3;
+
+/// What a slot holds in one render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotView {
+    /// An endpoint.
+    Endpoint(SocketAddr),
+    /// Reserved for an endpoint that was removed: maintenance at its old address.
+    Leaving(SocketAddr),
+    /// A spare slot.
+    Spare,
+}
+
+impl SlotView {
+    /// The endpoint in the slot, if any.
+    #[cfg(test)]
+    pub(crate) fn endpoint(self) -> Option<SocketAddr> {
+        match self {
+            Self::Endpoint(addr) => Some(addr),
+            _ => None,
+        }
+    }
+}
+
 /// One server slot.
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
@@ -43,6 +74,8 @@ struct Slot {
     occupant: Option<SocketAddr>,
     /// The last endpoint that left it, while the slot is free.
     previous: Option<SocketAddr>,
+    /// The table's change count when `previous` left.
+    left_at: u64,
 }
 
 /// The slots of one backend.
@@ -54,17 +87,24 @@ pub(crate) struct SlotTable {
     by_addr: HashMap<SocketAddr, usize>,
     /// The slot each former occupant left, while it is still free.
     previous: HashMap<SocketAddr, usize>,
+    /// How many times the endpoint set changed.
+    changes: u64,
 }
 
 impl SlotTable {
-    /// Updates the table for `endpoints` (all of them, in address order) and returns the
-    /// occupant of every slot, in slot order.
+    /// Updates the table for `endpoints` (all of them, in address order) and returns what
+    /// every slot holds, in slot order.
     pub(crate) fn assign<'a>(
         &mut self,
         endpoints: impl Iterator<Item = &'a SocketAddr> + Clone,
         opts: &SlotOptions,
-    ) -> Vec<Option<SocketAddr>> {
+    ) -> Vec<SlotView> {
         let wanted: HashSet<SocketAddr> = endpoints.clone().copied().collect();
+        let changed = wanted.len() != self.by_addr.len()
+            || wanted.iter().any(|a| !self.by_addr.contains_key(a));
+        if changed {
+            self.changes += 1;
+        }
 
         // Free the slots of endpoints that are gone, remembering who sat there.
         let gone: Vec<(SocketAddr, usize)> = self
@@ -79,6 +119,7 @@ impl SlotTable {
             self.slots[slot] = Slot {
                 occupant: None,
                 previous: Some(addr),
+                left_at: self.changes,
             };
             self.previous.insert(addr, slot);
         }
@@ -113,18 +154,48 @@ impl SlotTable {
                 None => newcomers.push(*addr),
             }
         }
-        let mut free = 0;
+        let mut cursor = 0;
         for addr in newcomers {
-            while self.slots.get(free).is_some_and(|s| s.occupant.is_some()) {
-                free += 1;
-            }
-            if free == self.slots.len() {
-                // Cannot happen (the table was sized for every endpoint); stay correct anyway.
-                self.slots.push(Slot::default());
-            }
-            self.place(addr, free);
+            let slot = match self.free_slot(&mut cursor) {
+                Some(slot) => slot,
+                None => {
+                    // Cannot happen (the table was sized for every endpoint); stay correct.
+                    self.slots.push(Slot::default());
+                    self.slots.len() - 1
+                }
+            };
+            self.place(addr, slot);
         }
-        self.slots.iter().map(|s| s.occupant).collect()
+        self.slots
+            .iter()
+            .map(|s| match (s.occupant, s.previous) {
+                (Some(addr), _) => SlotView::Endpoint(addr),
+                (None, Some(addr)) if self.reserved(s) => SlotView::Leaving(addr),
+                (None, _) => SlotView::Spare,
+            })
+            .collect()
+    }
+
+    /// Whether a free slot is still reserved for the endpoint that left it.
+    fn reserved(&self, slot: &Slot) -> bool {
+        slot.previous.is_some() && self.changes.saturating_sub(slot.left_at) < RESERVED_CHANGES
+    }
+
+    /// The lowest truly free slot at or after `cursor` (no lower one exists: slots only fill
+    /// up while newcomers are placed), else the free slot reserved the longest.
+    fn free_slot(&self, cursor: &mut usize) -> Option<usize> {
+        while let Some(slot) = self.slots.get(*cursor) {
+            if slot.occupant.is_none() && !self.reserved(slot) {
+                return Some(*cursor);
+            }
+            *cursor += 1;
+        }
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.occupant.is_none())
+            .min_by_key(|(i, s)| (s.left_at, *i))
+            .map(|(i, _)| i)
     }
 
     /// Puts `addr` in the free slot `slot`; whoever left it has lost the claim to it.
@@ -178,7 +249,7 @@ mod tests {
         table
             .assign(a.iter(), o)
             .into_iter()
-            .map(|s| s.map(|a| a.to_string()))
+            .map(|s| s.endpoint().map(|a| a.to_string()))
             .collect()
     }
 
@@ -217,26 +288,97 @@ mod tests {
         assert!(run(&mut t, &[], &opts(0, 8)).is_empty());
     }
 
+    fn views(table: &mut SlotTable, list: &[&str], o: &SlotOptions) -> Vec<String> {
+        let a = addrs(list);
+        table
+            .assign(a.iter(), o)
+            .into_iter()
+            .map(|s| match s {
+                SlotView::Endpoint(a) => a.to_string(),
+                SlotView::Leaving(a) => format!("leaving {a}"),
+                SlotView::Spare => "-".to_owned(),
+            })
+            .collect()
+    }
+
     #[test]
-    fn removed_endpoint_frees_its_slot_and_others_stay() {
+    fn removed_endpoint_is_reserved_and_others_stay() {
         let o = opts(4, 8);
         let mut t = SlotTable::default();
         run(&mut t, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"], &o);
-        let slots = run(&mut t, &["10.0.0.1:80", "10.0.0.3:80"], &o);
+        let slots = views(&mut t, &["10.0.0.1:80", "10.0.0.3:80"], &o);
         assert_eq!(
-            occupied(&slots),
-            vec![(0, "10.0.0.1:80".into()), (2, "10.0.0.3:80".into())]
+            slots[..4],
+            ["10.0.0.1:80", "leaving 10.0.0.2:80", "10.0.0.3:80", "-"]
         );
-        // A new endpoint takes the lowest free slot, not the end.
-        let slots = run(&mut t, &["10.0.0.1:80", "10.0.0.3:80", "10.0.0.9:80"], &o);
+        // A new endpoint in the very next render takes a truly free slot, not the one the
+        // removed endpoint may still have connections on.
+        let slots = views(&mut t, &["10.0.0.1:80", "10.0.0.3:80", "10.0.0.9:80"], &o);
         assert_eq!(
-            occupied(&slots),
-            vec![
-                (0, "10.0.0.1:80".into()),
-                (1, "10.0.0.9:80".into()),
-                (2, "10.0.0.3:80".into())
+            slots[..4],
+            [
+                "10.0.0.1:80",
+                "leaving 10.0.0.2:80",
+                "10.0.0.3:80",
+                "10.0.0.9:80"
             ]
         );
+        // Rendering the same set again changes nothing: reservations count changes.
+        for _ in 0..5 {
+            assert_eq!(
+                views(&mut t, &["10.0.0.1:80", "10.0.0.3:80", "10.0.0.9:80"], &o)[1],
+                "leaving 10.0.0.2:80"
+            );
+        }
+        // Two more changes end the reservation; then the slot is an ordinary spare again.
+        views(&mut t, &["10.0.0.1:80", "10.0.0.3:80"], &o);
+        let slots = views(&mut t, &["10.0.0.1:80", "10.0.0.3:80", "10.0.0.9:80"], &o);
+        assert_eq!(slots[1], "-");
+        assert_eq!(slots[3], "10.0.0.9:80", "9 came back to its own slot");
+        let slots = views(
+            &mut t,
+            &["10.0.0.1:80", "10.0.0.3:80", "10.0.0.9:80", "10.0.0.7:80"],
+            &o,
+        );
+        assert_eq!(slots[1], "10.0.0.7:80", "the lowest truly free slot");
+    }
+
+    #[test]
+    fn reserved_slots_are_reused_oldest_first_only_when_nothing_else_is_free() {
+        let o = opts(0, 4);
+        let mut t = SlotTable::default();
+        run(&mut t, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"], &o);
+        views(&mut t, &["10.0.0.2:80", "10.0.0.3:80"], &o); // 1 leaves first
+        views(&mut t, &["10.0.0.3:80"], &o); // then 2
+        // Slot 3 is truly free; then the oldest reservation (1's slot) goes first.
+        let slots = views(
+            &mut t,
+            &["10.0.0.3:80", "10.0.0.7:80", "10.0.0.8:80", "10.0.0.9:80"],
+            &o,
+        );
+        assert_eq!(
+            slots[..4],
+            ["10.0.0.8:80", "10.0.0.9:80", "10.0.0.3:80", "10.0.0.7:80"]
+        );
+    }
+
+    #[test]
+    fn equal_input_sequences_give_equal_output() {
+        let o = opts(2, 4);
+        let steps: [&[&str]; 6] = [
+            &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"],
+            &["10.0.0.1:80", "10.0.0.3:80"],
+            &["10.0.0.1:80", "10.0.0.3:80", "10.0.0.5:80"],
+            &["10.0.0.5:80"],
+            &["10.0.0.2:80", "10.0.0.5:80", "10.0.0.6:80"],
+            &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"],
+        ];
+        let (mut a, mut b) = (SlotTable::default(), SlotTable::default());
+        for step in steps {
+            assert_eq!(views(&mut a, step, &o), views(&mut b, step, &o));
+            // A second node's render of the same snapshot sees the same slots.
+            assert_eq!(views(&mut a, step, &o), views(&mut b, step, &o));
+        }
     }
 
     #[test]
@@ -260,26 +402,16 @@ mod tests {
                 (3, "10.0.0.0:80".into())
             ]
         );
-        // Once someone else took the slot, the claim is gone.
-        run(&mut t, &["10.0.0.0:80", "10.0.0.1:80", "10.0.0.3:80"], &o);
-        run(
-            &mut t,
-            &["10.0.0.0:80", "10.0.0.1:80", "10.0.0.3:80", "10.0.0.7:80"],
-            &o,
-        );
-        let slots = run(
-            &mut t,
-            &[
-                "10.0.0.0:80",
-                "10.0.0.1:80",
-                "10.0.0.3:80",
-                "10.0.0.7:80",
-                "10.0.0.2:80",
-            ],
-            &o,
-        );
+        // Once someone else took the slot, the claim is gone: with no truly free slot left,
+        // the reserved one is reused.
+        let o = opts(0, 1);
+        let mut t = SlotTable::default();
+        run(&mut t, &["10.0.0.1:80", "10.0.0.2:80"], &o);
+        run(&mut t, &["10.0.0.1:80"], &o);
+        let slots = run(&mut t, &["10.0.0.1:80", "10.0.0.7:80"], &o);
         assert_eq!(occupied(&slots)[1], (1, "10.0.0.7:80".into()));
-        assert_eq!(occupied(&slots)[4], (4, "10.0.0.2:80".into()));
+        let slots = run(&mut t, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.7:80"], &o);
+        assert_eq!(occupied(&slots)[2], (2, "10.0.0.2:80".into()));
     }
 
     #[test]
