@@ -339,8 +339,17 @@ struct WatchState {
     initial: Option<String>,
     changed: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
+    /// Changes when the test ends every open watch.
+    ended: watch::Receiver<u64>,
+    /// The answer was a 410 Gone: end after sending it.
+    finished: bool,
     deadline: tokio::time::Instant,
     _open: OpenWatch,
+}
+
+/// The ERROR watch event carrying `err` as a `Status`.
+fn gone_event(err: &ApiError) -> Value {
+    json!({"type": "ERROR", "object": err.to_status()})
 }
 
 fn lines(events: &[Value]) -> String {
@@ -354,10 +363,20 @@ fn stream_watch(shared: Arc<Shared>, spec: WatchSpec) -> Response {
     let mut changed = shared.changed.subscribe();
     changed.borrow_and_update();
     let shutdown = shared.shutdown.subscribe();
+    let mut ended = shared.end_watches.subscribe();
+    ended.borrow_and_update();
+    let mut finished = false;
     let (initial, cursor) = {
         let store = shared.lock_store();
         match spec.since {
-            Some(rv) => (Vec::new(), rv),
+            Some(rv) => match store.gone(rv) {
+                // A real API server answers 200 with an ERROR event, then closes the stream.
+                Some(gone) => {
+                    finished = true;
+                    (vec![gone_event(&gone)], rv)
+                }
+                None => (Vec::new(), rv),
+            },
             None => {
                 let mut events =
                     store.current_as_added(spec.res, spec.namespace.as_deref(), &spec.selector);
@@ -387,24 +406,42 @@ fn stream_watch(shared: Arc<Shared>, spec: WatchSpec) -> Response {
         initial: (!initial.is_empty()).then(|| lines(&initial)),
         changed,
         shutdown,
+        ended,
+        finished,
         _open: OpenWatch(shared),
     };
     let stream = futures::stream::unfold(state, |mut st| async move {
         if let Some(initial) = st.initial.take() {
             return Some((Ok::<_, Infallible>(initial), st));
         }
+        if st.finished {
+            return None;
+        }
         loop {
             st.changed.borrow_and_update();
-            let events = {
+            let batch = {
                 let store = st.shared.lock_store();
-                let events = store.events_since(
-                    st.cursor,
-                    st.spec.res,
-                    st.spec.namespace.as_deref(),
-                    &st.spec.selector,
-                );
-                st.cursor = st.cursor.max(store.resource_version());
-                events
+                match store.gone(st.cursor) {
+                    Some(gone) => Err(gone),
+                    None => {
+                        let events = store.events_since(
+                            st.cursor,
+                            st.spec.res,
+                            st.spec.namespace.as_deref(),
+                            &st.spec.selector,
+                        );
+                        st.cursor = st.cursor.max(store.resource_version());
+                        Ok(events)
+                    }
+                }
+            };
+            let events = match batch {
+                Ok(events) => events,
+                // Changes this watch had not sent yet were compacted away.
+                Err(gone) => {
+                    st.finished = true;
+                    return Some((Ok(lines(&[gone_event(&gone)])), st));
+                }
             };
             if !events.is_empty() {
                 return Some((Ok(lines(&events)), st));
@@ -413,6 +450,7 @@ fn stream_watch(shared: Arc<Shared>, spec: WatchSpec) -> Response {
                 changed = st.changed.changed() => if changed.is_err() { return None },
                 () = tokio::time::sleep_until(st.deadline) => return None,
                 _ = st.shutdown.wait_for(|stop| *stop) => return None,
+                _ = st.ended.changed() => return None,
             }
         }
     });

@@ -11,9 +11,10 @@
 //! * WATCH (`?watch=true&resourceVersion=N`): newline-delimited `ADDED` / `MODIFIED` /
 //!   `DELETED` events for every change after `N`, as the selectors see them (an object that
 //!   stops matching is `DELETED`); from resourceVersion `0` or unset, the current objects
-//!   first. The stream ends after `timeoutSeconds` or when the server stops. No `BOOKMARK`s,
-//!   except the `k8s.io/initial-events-end` one of `sendInitialEvents=true`; history is never
-//!   compacted, so there is no 410 Gone;
+//!   first. The stream ends after `timeoutSeconds`, on [`FakeApiServer::end_watches`] or when
+//!   the server stops. No `BOOKMARK`s, except the `k8s.io/initial-events-end` one of
+//!   `sendInitialEvents=true`. History is kept until [`FakeApiServer::expire_watches`]; a watch
+//!   from before that gets an `ERROR` event with a 410 Gone `Status`, as from a real API server;
 //! * GET, POST (`generateName` supported; 409 AlreadyExists), PUT (409 Conflict on a stale
 //!   `metadata.resourceVersion`), JSON merge PATCH (of the object or of `…/status`, which alone
 //!   changes a Service's status) and DELETE of one object.
@@ -169,6 +170,8 @@ struct Shared {
     changed: watch::Sender<u64>,
     /// `true` once the server stops.
     shutdown: watch::Sender<bool>,
+    /// Bumped to end every open watch.
+    end_watches: watch::Sender<u64>,
     open_watches: AtomicUsize,
 }
 
@@ -216,6 +219,7 @@ impl FakeApiServer {
             log: Mutex::new(Log::default()),
             changed: watch::channel(0).0,
             shutdown: watch::channel(false).0,
+            end_watches: watch::channel(0).0,
             open_watches: AtomicUsize::new(0),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -396,6 +400,19 @@ current-context: fake
     /// Requests the server does not serve (another path, method or patch type).
     pub fn unhandled(&self) -> Vec<RecordedRequest> {
         self.shared.lock_log().unhandled.clone()
+    }
+
+    /// Ends every open watch, as an API server does when a watch times out or the server
+    /// restarts: clients watch again from the last resourceVersion they saw.
+    pub fn end_watches(&self) {
+        self.shared.end_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Expires every watch: the history is compacted (as etcd does) after a write elsewhere in
+    /// the cluster, so every watch, open or resumed from a resourceVersion seen so far, gets an
+    /// `ERROR` event with a 410 Gone `Status` and its client must list again.
+    pub fn expire_watches(&self) {
+        self.shared.write(Store::expire);
     }
 
     /// Watches open right now.

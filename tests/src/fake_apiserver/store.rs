@@ -265,6 +265,8 @@ pub(crate) struct Store {
     rv: u64,
     objects: BTreeMap<Key, Value>,
     history: Vec<Change>,
+    /// History up to this resourceVersion is gone: watches from before it get 410 Gone.
+    compacted: u64,
     counter: u64,
 }
 
@@ -286,6 +288,26 @@ impl Store {
     /// The current resourceVersion (of the last change).
     pub(crate) fn resource_version(&self) -> u64 {
         self.rv
+    }
+
+    /// Forgets the history so far, as etcd compaction does, after one more write elsewhere in
+    /// the cluster (the resourceVersion moves on, no object of ours changes): every watch,
+    /// open or new, from before now is answered 410 Gone and its client must list again.
+    pub(crate) fn expire(&mut self) {
+        self.rv += 1;
+        self.history.clear();
+        self.compacted = self.rv;
+    }
+
+    /// The 410 Gone a watch from `since` gets, if its history is compacted away.
+    pub(crate) fn gone(&self, since: u64) -> Option<ApiError> {
+        (since < self.compacted).then(|| {
+            ApiError::new(
+                410,
+                "Expired",
+                format!("too old resource version: {since} ({})", self.compacted),
+            )
+        })
     }
 
     fn key(res: Resource, namespace: &str, name: &str) -> Key {
@@ -758,5 +780,8 @@ mod tests {
             .collect();
         assert_eq!(all, vec!["MODIFIED", "MODIFIED", "DELETED"]);
         assert_eq!(store.resource_version(), 4);
+        store.expire();
+        assert_eq!(store.gone(4).map(|e| e.code), Some(410));
+        assert!(store.gone(5).is_none());
     }
 }

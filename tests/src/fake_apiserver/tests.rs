@@ -216,3 +216,53 @@ async fn leases_conflict_and_events_get_names() {
     assert_eq!(api.events().len(), 2);
     assert!(api.unhandled().is_empty(), "{:?}", api.unhandled());
 }
+
+#[tokio::test]
+async fn ended_watches_resume_and_expired_ones_are_gone() {
+    use kube::api::{WatchEvent, WatchParams};
+    let api = FakeApiServer::start().unwrap();
+    let client = client(&api).await;
+    api.apply_slice(slice("web-1", "web", "10.42.0.1")).unwrap();
+    let slices: Api<EndpointSlice> = Api::namespaced(client, "shop");
+    let wp = WatchParams::default();
+    let rv = api.resource_version().to_string();
+    let ip = |e: WatchEvent<EndpointSlice>| match e {
+        WatchEvent::Modified(s) => s.endpoints.unwrap_or_default()[0].addresses[0].clone(),
+        other => panic!("{other:?}"),
+    };
+    let code = |e: WatchEvent<EndpointSlice>| match e {
+        WatchEvent::Error(s) => s.code,
+        other => panic!("{other:?}"),
+    };
+
+    // An ended watch resumed from the version it saw misses nothing.
+    let mut stream = within(slices.watch(&wp, &rv)).await.unwrap().boxed();
+    assert_eq!(api.open_watches(), 1);
+    api.end_watches();
+    assert!(within(stream.next()).await.is_none());
+    api.apply_slice(slice("web-1", "web", "10.42.0.2")).unwrap();
+    let mut stream = within(slices.watch(&wp, &rv)).await.unwrap().boxed();
+    assert_eq!(
+        ip(within(stream.next()).await.unwrap().unwrap()),
+        "10.42.0.2"
+    );
+
+    // Expired: the open watch gets a 410 and ends; so does a new one from an old version.
+    api.expire_watches();
+    assert_eq!(code(within(stream.next()).await.unwrap().unwrap()), 410);
+    assert!(within(stream.next()).await.is_none());
+    let mut stream = within(slices.watch(&wp, &rv)).await.unwrap().boxed();
+    assert_eq!(code(within(stream.next()).await.unwrap().unwrap()), 410);
+
+    // A fresh list gives a version to watch from again.
+    let list = within(slices.list(&ListParams::default())).await.unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+    let mut stream = within(slices.watch(&wp, &rv)).await.unwrap().boxed();
+    api.apply_slice(slice("web-1", "web", "10.42.0.3")).unwrap();
+    assert_eq!(
+        ip(within(stream.next()).await.unwrap().unwrap()),
+        "10.42.0.3"
+    );
+    drop(stream);
+    assert!(api.unhandled().is_empty(), "{:?}", api.unhandled());
+}
