@@ -138,7 +138,10 @@ fn write_config(
             "step_timeout": "10s",
         }},
         "haproxy": {"hard_stop_after": "10s"},
-        "pipeline": {"debounce": "50ms", "resync": "3s", "backoff_initial": "300ms", "backoff_max": "2s"},
+        "pipeline": {
+            "debounce": "50ms", "resync": "3s", "backoff_initial": "300ms", "backoff_max": "2s",
+            "empty_backend_hold": "1s",
+        },
         "http": {"ready_quorum": 3},
     });
     if let Some(le) = leader_election {
@@ -168,8 +171,9 @@ fn start_controller(dir: &Path, config: &Path) -> Controller {
     )
 }
 
-/// Probes edges `edges` on `port` until each answers from one of `backends`, with the client's
-/// own address and port in a PROXY header of `proxy`.
+/// Probes edges `edges` on `port` until each answers from one of `backends` with PROXY
+/// version `proxy`; the backend must have been told the client's own address and port (with
+/// PROXY `none` it sees the edge's address instead).
 async fn wait_for_backends(
     tb: &Testbed,
     controller: &Controller,
@@ -189,17 +193,25 @@ async fn wait_for_backends(
                 proxy: seen,
             } = &probe
                 && backends.contains(&backend.as_str())
+                && seen == proxy
             {
-                assert_eq!(
-                    client, local,
-                    "edge {i} port {port}: the backend saw another address than the client's"
-                );
-                assert_eq!(seen, proxy, "edge {i} port {port}: PROXY version");
+                if proxy == "none" {
+                    assert_eq!(
+                        client.ip(),
+                        std::net::IpAddr::V4(tb.edges[i].ip),
+                        "edge {i} port {port}: without PROXY the backend sees the edge"
+                    );
+                } else {
+                    assert_eq!(
+                        client, local,
+                        "edge {i} port {port}: the backend saw another address than the client's"
+                    );
+                }
                 break;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "edge {i} port {port} never answered from {backends:?}; last probe {probe:?}\nhaproxy log:\n{}\nedgelb log:\n{}",
+                "edge {i} port {port} never answered from {backends:?} with PROXY {proxy}; last probe {probe:?}\nhaproxy log:\n{}\nedgelb log:\n{}",
                 tb.edges[i].haproxy_log(),
                 controller.log()
             );
@@ -310,15 +322,16 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
     let api = FakeApiServer::start().unwrap();
     // Ours, with a UDP port edgelb must skip (with a Warning Event); one of another class;
     // their slices.
+    let web_ports = json!([
+        {"name": "http", "protocol": "TCP", "port": LISTEN_PORT, "targetPort": "http", "nodePort": 30080},
+        {"name": "quic", "protocol": "UDP", "port": 8443, "targetPort": 8443, "nodePort": 30443},
+    ]);
     api.apply_service(service(
         "shop",
         "web",
         "LoadBalancer",
         Some(CLASS),
-        json!([
-            {"name": "http", "protocol": "TCP", "port": LISTEN_PORT, "targetPort": "http", "nodePort": 30080},
-            {"name": "quic", "protocol": "UDP", "port": 8443, "targetPort": 8443, "nodePort": 30443},
-        ]),
+        web_ports.clone(),
         json!({"edgelb.io/proxy-protocol": "v2"}),
     ))
     .unwrap();
@@ -650,6 +663,99 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
                 ) == Some(0.0)
                 && metric(m, "edgelb_endpoints{service=\"shop/web\",port=\"http\"}") == Some(3.0)
         },
+    )
+    .await;
+
+    // PROXY turned off by the annotation: the backends see the edges' addresses, and the
+    // status says ipMode VIP (kube-proxy may short-circuit in-cluster clients again).
+    api.apply_service(service(
+        "shop",
+        "web",
+        "LoadBalancer",
+        Some(CLASS),
+        web_ports.clone(),
+        json!({"edgelb.io/proxy-protocol": "none"}),
+    ))
+    .unwrap();
+    wait_for_backends(
+        &tb,
+        &controller,
+        &[0, 1, 2],
+        LISTEN_PORT,
+        &["b3", "b4"],
+        "none",
+    )
+    .await;
+    let vip: Vec<Value> = tb
+        .edges
+        .iter()
+        .map(|e| json!({"ip": e.ip.to_string(), "ipMode": "VIP"}))
+        .collect();
+    let vip = Value::Array(vip);
+    eventually(
+        "status ingress with ipMode VIP",
+        Duration::from_secs(15),
+        &controller,
+        || {
+            let svc = api.service("shop", "web").unwrap();
+            let ingress = &svc["status"]["loadBalancer"]["ingress"];
+            (*ingress == vip)
+                .then_some(())
+                .ok_or_else(|| ingress.to_string())
+        },
+    )
+    .await;
+
+    // The Service stops being a LoadBalancer: after the empty-backend hold the edges stop
+    // serving it, and its ingress is cleared.
+    api.apply_service(service(
+        "shop",
+        "web",
+        "ClusterIP",
+        None,
+        json!([{"name": "http", "protocol": "TCP", "port": LISTEN_PORT, "targetPort": "http"}]),
+        json!({}),
+    ))
+    .unwrap();
+    for i in 0..3 {
+        let start = Instant::now();
+        loop {
+            let probe = tb.client.probe(tb.edge_addr(i, LISTEN_PORT)).await;
+            if matches!(probe, Probe::Failed(_)) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "edge {i} still serves the Service: {probe:?}\nedgelb log:\n{}",
+                controller.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eventually(
+        "the ingress cleared",
+        Duration::from_secs(10),
+        &controller,
+        || {
+            let svc = api.service("shop", "web").unwrap();
+            let lb = &svc["status"]["loadBalancer"];
+            (*lb == json!({}))
+                .then_some(())
+                .ok_or_else(|| lb.to_string())
+        },
+    )
+    .await;
+    let last = api.status_patches().pop().unwrap();
+    assert_eq!(
+        last.patch,
+        json!({"status": {"loadBalancer": {"ingress": null}}}),
+        "{last:?}"
+    );
+    wait_metrics(
+        &controller,
+        "no endpoints series for shop/web",
+        Duration::from_secs(10),
+        |m| !m.contains("service=\"shop/web\""),
     )
     .await;
 
