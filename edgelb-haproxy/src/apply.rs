@@ -117,10 +117,22 @@ async fn try_runtime_update(
         }
         Err(why) => {
             tracing::warn!(node, reason = %why, "runtime API update did not take; reloading the new config");
-            let before = show_proc(host, layout).await?;
-            match reload_and_confirm(host, layout, &before).await {
+            // The new file is in place: a reload that cannot even start must still put the
+            // previous file back, or the next attempt would find the digest live and stop.
+            let reloaded = async {
+                let before = show_proc(host, layout).await.map_err(|e| step_detail(&e))?;
+                reload_and_confirm(host, layout, &before).await
+            }
+            .await;
+            match reloaded {
                 Ok(()) => Ok(Some(Applied::Reloaded)),
-                Err(message) => Err(roll_back(host, layout, true, message).await),
+                Err(message) => Err(roll_back(
+                    host,
+                    layout,
+                    true,
+                    format!("the runtime API update did not take ({why}) and the reload failed: {message}"),
+                )
+                .await),
             }
         }
     }

@@ -556,4 +556,297 @@ mod tests {
         // HAProxy's `disabled` from the file shows as flags 0x5: maintenance.
         assert!(matches(&split.servers[2], &state("s003", "127.0.0.1", 1, 5, 1)).is_ok());
     }
+
+    type SimServers = HashMap<(String, String), (String, u16, u32, u32)>;
+
+    /// A host running a simulated HAProxy: files, `haproxy -c`, the master CLI (`show proc`,
+    /// `reload`, which loads the live file) and the runtime API on the servers.
+    #[derive(Default)]
+    struct SimEdge {
+        files: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+        /// (backend, server) → (address, port, admin flags, weight).
+        servers: std::sync::Mutex<SimServers>,
+        log: std::sync::Mutex<Vec<String>>,
+        reloads: std::sync::Mutex<u32>,
+        /// Takes `set server … weight` without doing it (a mismatch to detect).
+        ignores_weight: bool,
+        /// `haproxy -c` rejects every file.
+        rejects: bool,
+    }
+
+    const LIVE_PATH: &str = "/etc/haproxy/haproxy.cfg";
+
+    impl SimEdge {
+        fn load(&self, text: &str) {
+            let mut servers = self.servers.lock().unwrap();
+            servers.clear();
+            for s in split_config(text).servers {
+                servers.insert(
+                    (s.backend, s.server),
+                    (
+                        s.addr.ip().to_string(),
+                        s.addr.port(),
+                        if s.maint { 5 } else { 0 },
+                        s.weight,
+                    ),
+                );
+            }
+        }
+
+        fn start(text: &str, ignores_weight: bool, rejects: bool) -> Self {
+            let sim = Self {
+                ignores_weight,
+                rejects,
+                ..Self::default()
+            };
+            sim.files
+                .lock()
+                .unwrap()
+                .insert(LIVE_PATH.into(), text.as_bytes().to_vec());
+            sim.load(text);
+            sim
+        }
+
+        fn live(&self) -> String {
+            String::from_utf8(self.files.lock().unwrap()[LIVE_PATH].clone()).unwrap()
+        }
+
+        fn reloaded(&self) -> bool {
+            self.log.lock().unwrap().iter().any(|l| l == "reload")
+        }
+
+        fn runtime_command(&self, cmd: &str) -> String {
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            let Some((be, srv)) = words.get(2).and_then(|n| n.split_once('/')) else {
+                return "Unknown command.\n".into();
+            };
+            let mut servers = self.servers.lock().unwrap();
+            let Some(server) = servers.get_mut(&(be.to_owned(), srv.to_owned())) else {
+                return "No such server.\n".into();
+            };
+            match words.get(3..) {
+                Some(["addr", ip, "port", port]) => {
+                    server.0 = (*ip).to_owned();
+                    server.1 = port.parse().unwrap();
+                    "IP changed from 'x' to 'y' by 'stats socket command'\n".into()
+                }
+                Some(["state", "maint"]) => {
+                    server.2 |= 1;
+                    String::new()
+                }
+                Some(["state", "ready"]) => {
+                    server.2 = 0;
+                    String::new()
+                }
+                Some(["weight", w]) => {
+                    if !self.ignores_weight {
+                        server.3 = w.parse().unwrap();
+                    }
+                    String::new()
+                }
+                _ => "Unknown command.\n".into(),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl EdgeHost for SimEdge {
+        fn node(&self) -> &str {
+            "sim"
+        }
+        async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, DeployError> {
+            Ok(self.files.lock().unwrap().get(path).cloned())
+        }
+        async fn write_file(&self, path: &str, contents: &[u8]) -> Result<(), DeployError> {
+            self.files
+                .lock()
+                .unwrap()
+                .insert(path.into(), contents.to_vec());
+            Ok(())
+        }
+        async fn rename(&self, from: &str, to: &str) -> Result<(), DeployError> {
+            let mut files = self.files.lock().unwrap();
+            let data = files.remove(from).unwrap();
+            files.insert(to.into(), data);
+            Ok(())
+        }
+        async fn copy(&self, from: &str, to: &str) -> Result<(), DeployError> {
+            let mut files = self.files.lock().unwrap();
+            let data = files[from].clone();
+            files.insert(to.into(), data);
+            Ok(())
+        }
+        async fn remove_file(&self, path: &str) -> Result<(), DeployError> {
+            self.files.lock().unwrap().remove(path);
+            Ok(())
+        }
+        async fn exec(&self, argv: &[String]) -> Result<crate::ExecOutput, DeployError> {
+            self.log.lock().unwrap().push(argv.join(" "));
+            Ok(crate::ExecOutput {
+                status: Some(if self.rejects { 1 } else { 0 }),
+                stdout: String::new(),
+                stderr: if self.rejects {
+                    "[ALERT] bad".into()
+                } else {
+                    String::new()
+                },
+            })
+        }
+        async fn socket_command(&self, socket: &str, command: &str) -> Result<String, DeployError> {
+            self.log.lock().unwrap().push(command.to_owned());
+            if socket.ends_with("master.sock") {
+                let mut reloads = self.reloads.lock().unwrap();
+                if command == "reload" {
+                    *reloads += 1;
+                    self.load(&self.live());
+                    return Ok(String::new());
+                }
+                let r = *reloads;
+                return Ok(format!(
+                    "#<PID> <type> <reloads> <uptime> <version>\n1 master {r} [failed: 0] 0d 2.6\n# workers\n{} worker 0 0d 2.6\n",
+                    100 + r
+                ));
+            }
+            if command == "show servers state" {
+                let mut out = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_port\n".to_owned();
+                for ((be, srv), (addr, port, admin, weight)) in self.servers.lock().unwrap().iter()
+                {
+                    out.push_str(&format!(
+                        "1 {be} 1 {srv} {addr} 2 {admin} {weight} {port}\n"
+                    ));
+                }
+                return Ok(out + "\n");
+            }
+            Ok(command
+                .split("; ")
+                .map(|c| format!("{}\n", self.runtime_command(c)))
+                .collect())
+        }
+    }
+
+    fn rendered(body: &str) -> edgelb_core::RenderedConfig {
+        edgelb_core::RenderedConfig::from_body(body.to_owned())
+    }
+
+    /// The endpoint change of the other tests: s001 out, s002 drain ends, s003 in.
+    fn changed_body() -> String {
+        LIVE.split_once('\n')
+            .unwrap()
+            .1
+            .replace(
+                "127.0.0.1:1 check send-proxy-v2 disabled",
+                "10.0.0.3:81 check send-proxy-v2",
+            )
+            .replace(
+                "10.0.0.1:80 check send-proxy-v2\n",
+                "127.0.0.1:1 check send-proxy-v2 disabled\n",
+            )
+            .replace(
+                "10.0.0.2:80 check send-proxy-v2 weight 0",
+                "10.0.0.2:80 check send-proxy-v2",
+            )
+    }
+
+    fn live_config() -> edgelb_core::RenderedConfig {
+        rendered(LIVE.split_once('\n').unwrap().1)
+    }
+
+    #[tokio::test]
+    async fn endpoint_change_goes_through_the_runtime_api_without_a_reload() {
+        let live = live_config();
+        let sim = SimEdge::start(&live.text, false, false);
+        let new = rendered(&changed_body());
+        let layout = crate::HaproxyLayout::default();
+        let applied = crate::apply::apply_config(&sim, &layout, &new)
+            .await
+            .unwrap();
+        assert_eq!(applied, edgelb_core::Applied::RuntimeUpdated);
+        assert!(!sim.reloaded(), "{:?}", sim.log.lock().unwrap());
+        assert_eq!(sim.live(), new.text);
+        assert_eq!(
+            sim.files.lock().unwrap()[&layout.prev_path()],
+            live.text.as_bytes()
+        );
+        let log = sim.log.lock().unwrap().clone();
+        assert!(
+            log.iter().any(|l| l.starts_with("haproxy -c -f")),
+            "validated: {log:?}"
+        );
+        assert!(
+            log.iter().any(|l| l.contains(
+                "set server be_a/s003 addr 10.0.0.3 port 81; set server be_a/s003 state ready"
+            ) || l.contains("set server be_a/s003 addr 10.0.0.3 port 81")),
+            "{log:?}"
+        );
+        // What a reload of the new file gives is what the runtime API set.
+        let after_runtime = sim.servers.lock().unwrap().clone();
+        sim.load(&sim.live());
+        let mut after_reload = sim.servers.lock().unwrap().clone();
+        // `disabled` from the file is flags 0x5, `state maint` 0x1: both maintenance.
+        for v in after_reload.values_mut() {
+            if v.2 == 5 {
+                v.2 = 1;
+            }
+        }
+        assert_eq!(after_runtime, after_reload);
+        // The same config again: unchanged.
+        assert_eq!(
+            crate::apply::apply_config(&sim, &layout, &new)
+                .await
+                .unwrap(),
+            edgelb_core::Applied::Unchanged
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mismatch_after_the_commands_falls_back_to_a_reload() {
+        let sim = SimEdge::start(&live_config().text, true, false);
+        let new = rendered(&changed_body());
+        let applied = crate::apply::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
+            .await
+            .unwrap();
+        assert_eq!(applied, edgelb_core::Applied::Reloaded);
+        assert!(sim.reloaded());
+        assert_eq!(sim.live(), new.text);
+    }
+
+    #[tokio::test]
+    async fn a_structural_change_reloads_without_runtime_commands() {
+        let sim = SimEdge::start(&live_config().text, false, false);
+        let new = rendered(&changed_body().replace("bind :80", "bind :81"));
+        let applied = crate::apply::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
+            .await
+            .unwrap();
+        assert_eq!(applied, edgelb_core::Applied::Reloaded);
+        assert!(
+            sim.log
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|l| !l.starts_with("set server")),
+            "{:?}",
+            sim.log.lock().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rejected_file_is_reported_and_the_runtime_changes_undone() {
+        let live = live_config();
+        let sim = SimEdge::start(&live.text, false, true);
+        let before = sim.servers.lock().unwrap().clone();
+        let err = crate::apply::apply_config(
+            &sim,
+            &crate::HaproxyLayout::default(),
+            &rendered(&changed_body()),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, DeployError::ConfigRejected { .. }), "{err}");
+        assert_eq!(sim.live(), live.text, "the live file stays");
+        assert!(
+            sim.reloaded(),
+            "the live file is reloaded to undo the runtime changes"
+        );
+        assert_eq!(*sim.servers.lock().unwrap(), before);
+    }
 }
