@@ -10,6 +10,7 @@ use russh::client::{self, Handle, Msg};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, Disconnect, Preferred};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::credentials::SshCredentials;
 use super::host_keys::{HostKeyCheck, fingerprint};
@@ -245,7 +246,7 @@ impl Session {
 
     async fn connect(&self) -> Result<Connection, DeployError> {
         let ep = &self.endpoint;
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let conn = tokio::time::timeout(self.options.connect_timeout, self.connect_inner())
             .await
             .map_err(|_| DeployError::Timeout {
@@ -349,15 +350,22 @@ impl Session {
             SftpSlot::Unavailable => return Ok(None),
             SftpSlot::NotOpened => {}
         }
-        let started = tokio::time::Instant::now();
-        let channel = conn
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.step_error("opening the SFTP channel", e))?;
-        let timeout = whole_seconds(self.options.step_timeout);
-        match tokio::time::timeout(self.options.step_timeout, Sftp::start(channel, timeout)).await {
-            Ok(Ok(sftp)) => {
+        let started = Instant::now();
+        // russh-sftp's own per-request timeout stays above ours, so ours (which also drops a
+        // hung session) is the one that fires.
+        let sftp_timeout = whole_seconds(self.options.step_timeout) + 2;
+        let open = async {
+            let channel = conn
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| self.step_error("opening the SFTP channel", e))?;
+            Ok(Sftp::start(channel, sftp_timeout).await)
+        };
+        let opened = self.timed("starting SFTP", &conn, open).await;
+        let opened = self.forget_if_lost(&conn, opened).await?;
+        match opened {
+            Ok(sftp) => {
                 let sftp = Arc::new(sftp);
                 tracing::debug!(
                     node = %self.endpoint.node,
@@ -368,16 +376,11 @@ impl Session {
                 *slot = SftpSlot::Open(sftp.clone());
                 Ok(Some((conn.clone(), sftp)))
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(node = %self.endpoint.node, error = %e, "SFTP is not available on the edge; files go through exec");
                 *slot = SftpSlot::Unavailable;
                 Ok(None)
             }
-            Err(_) => Err(DeployError::Timeout {
-                node: self.endpoint.node.clone(),
-                step: "starting SFTP".into(),
-                seconds: timeout,
-            }),
         }
     }
 
@@ -408,6 +411,15 @@ impl Session {
                 Ok(value) => return Ok(Some(value)),
                 Err(e) => e,
             };
+            if matches!(e, SftpError::Timeout) {
+                // A request that got no answer: the link hangs, like our own step timeout.
+                self.discard(&conn).await;
+                return Err(DeployError::Timeout {
+                    node: self.endpoint.node.clone(),
+                    step: step.to_owned(),
+                    seconds: whole_seconds(self.options.step_timeout),
+                });
+            }
             if is_transport_error(&e) {
                 *conn.sftp.lock().await = SftpSlot::NotOpened;
                 if conn.is_closed() {
@@ -417,6 +429,15 @@ impl Session {
                     tracing::info!(node = %self.endpoint.node, step, error = %e, "SFTP channel failed; retrying on a fresh one");
                     continue;
                 }
+            }
+            if is_transport_error(&e) && conn.is_closed() {
+                return Err(DeployError::Connect {
+                    node: self.endpoint.node.clone(),
+                    message: format!(
+                        "the SSH session to {} was lost while {step}: SFTP: {e}",
+                        self.endpoint.address()
+                    ),
+                });
             }
             return Err(DeployError::Step {
                 node: self.endpoint.node.clone(),
@@ -430,17 +451,25 @@ impl Session {
     async fn open_channel(
         &self,
         kind: &ChannelKind<'_>,
+        step: &str,
+        deadline: Instant,
     ) -> Result<(Arc<Connection>, Channel<Msg>), DeployError> {
         let mut retried = false;
         loop {
             let conn = self.connection().await?;
-            let opened = match kind {
-                ChannelKind::Session => conn.handle.channel_open_session().await,
-                ChannelKind::StreamLocal(path) => {
-                    conn.handle
-                        .channel_open_direct_streamlocal(path.to_string())
-                        .await
+            let opening = async {
+                match kind {
+                    ChannelKind::Session => conn.handle.channel_open_session().await,
+                    ChannelKind::StreamLocal(path) => {
+                        conn.handle
+                            .channel_open_direct_streamlocal(path.to_string())
+                            .await
+                    }
                 }
+            };
+            let Ok(opened) = tokio::time::timeout_at(deadline, opening).await else {
+                self.discard(&conn).await;
+                return Err(self.timeout_error(step));
             };
             match opened {
                 Ok(channel) => return Ok((conn, channel)),
@@ -490,16 +519,32 @@ impl Session {
         conn: &Arc<Connection>,
         fut: impl Future<Output = Result<T, DeployError>>,
     ) -> Result<T, DeployError> {
-        match tokio::time::timeout(self.options.step_timeout, fut).await {
+        let deadline = Instant::now() + self.options.step_timeout;
+        self.timed_until(step, conn, deadline, fut).await
+    }
+
+    /// [`Session::timed`] with a deadline shared by several parts of one step.
+    async fn timed_until<T>(
+        &self,
+        step: &str,
+        conn: &Arc<Connection>,
+        deadline: Instant,
+        fut: impl Future<Output = Result<T, DeployError>>,
+    ) -> Result<T, DeployError> {
+        match tokio::time::timeout_at(deadline, fut).await {
             Ok(result) => result,
             Err(_) => {
                 self.discard(conn).await;
-                Err(DeployError::Timeout {
-                    node: self.endpoint.node.clone(),
-                    step: step.to_owned(),
-                    seconds: whole_seconds(self.options.step_timeout),
-                })
+                Err(self.timeout_error(step))
             }
+        }
+    }
+
+    fn timeout_error(&self, step: &str) -> DeployError {
+        DeployError::Timeout {
+            node: self.endpoint.node.clone(),
+            step: step.to_owned(),
+            seconds: whole_seconds(self.options.step_timeout),
         }
     }
 
@@ -510,8 +555,11 @@ impl Session {
         command_line: &str,
         stdin: Option<&[u8]>,
     ) -> Result<RawOutput, DeployError> {
-        let started = tokio::time::Instant::now();
-        let (conn, mut channel) = self.open_channel(&ChannelKind::Session).await?;
+        let started = Instant::now();
+        let deadline = started + self.options.step_timeout;
+        let (conn, mut channel) = self
+            .open_channel(&ChannelKind::Session, step, deadline)
+            .await?;
         let io = async {
             channel.exec(true, command_line.as_bytes()).await?;
             if let Some(bytes) = stdin {
@@ -519,6 +567,7 @@ impl Session {
             }
             channel.eof().await?;
             let mut out = RawOutput::default();
+            let mut ended = false;
             while let Some(msg) = channel.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
@@ -526,18 +575,28 @@ impl Session {
                         out.stderr.extend_from_slice(&data)
                     }
                     ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                    ChannelMsg::ExitSignal { .. } => ended = true,
                     ChannelMsg::Failure => out.refused = true,
-                    ChannelMsg::Close => break,
+                    ChannelMsg::Close => {
+                        ended = true;
+                        break;
+                    }
                     _ => {}
                 }
+            }
+            // The channel vanished with no exit status and no close: the session is gone,
+            // and the command's fate is unknown (never report that as the command failing).
+            if !ended && out.status.is_none() {
+                return Err(russh::Error::Disconnect);
             }
             Ok::<_, russh::Error>(out)
         };
         let out = self
-            .timed(step, &conn, async {
+            .timed_until(step, &conn, deadline, async {
                 io.await.map_err(|e| self.step_error(step, e))
             })
-            .await?;
+            .await;
+        let out = self.forget_if_lost(&conn, out).await?;
         if out.refused {
             return Err(DeployError::Step {
                 node: self.endpoint.node.clone(),
@@ -563,35 +622,71 @@ impl Session {
         path: &str,
         request: &[u8],
     ) -> Result<Vec<u8>, DeployError> {
-        let (conn, mut channel) = self.open_channel(&ChannelKind::StreamLocal(path)).await?;
+        let deadline = Instant::now() + self.options.step_timeout;
+        let (conn, mut channel) = self
+            .open_channel(&ChannelKind::StreamLocal(path), step, deadline)
+            .await?;
         let io = async {
             channel.data(request).await?;
             // EOF after the request: HAProxy's master CLI answers a non-interactive
             // connection only once the client's side is closed (the stats socket either way).
             channel.eof().await?;
             let mut answer = Vec::new();
+            let mut ended = false;
             while let Some(msg) = channel.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => answer.extend_from_slice(&data),
-                    ChannelMsg::Eof | ChannelMsg::Close => break,
+                    ChannelMsg::Eof | ChannelMsg::Close => {
+                        ended = true;
+                        break;
+                    }
                     _ => {}
                 }
+            }
+            if !ended {
+                return Err(russh::Error::Disconnect); // the session went away mid-answer
             }
             // The socket closed its side; close ours so sshd frees the channel now.
             let _ = channel.close().await;
             Ok::<_, russh::Error>(answer)
         };
-        self.timed(step, &conn, async {
-            io.await.map_err(|e| self.step_error(step, e))
-        })
-        .await
+        let answer = self
+            .timed_until(step, &conn, deadline, async {
+                io.await.map_err(|e| self.step_error(step, e))
+            })
+            .await;
+        self.forget_if_lost(&conn, answer).await
     }
 
+    /// Drops `conn` when `result` says the session was lost, so the next step reconnects.
+    async fn forget_if_lost<T>(
+        &self,
+        conn: &Arc<Connection>,
+        result: Result<T, DeployError>,
+    ) -> Result<T, DeployError> {
+        if matches!(result, Err(DeployError::Connect { .. })) {
+            self.discard(conn).await;
+        }
+        result
+    }
+
+    /// A channel error: a lost session is a connection problem (and the session is
+    /// dropped so the next step reconnects); anything else is the step's own failure.
     fn step_error(&self, step: &str, e: russh::Error) -> DeployError {
-        DeployError::Step {
-            node: self.endpoint.node.clone(),
-            step: step.to_owned(),
-            message: format!("SSH channel error: {e}"),
+        if session_is_dead(&e) {
+            DeployError::Connect {
+                node: self.endpoint.node.clone(),
+                message: format!(
+                    "the SSH session to {} was lost while {step}: {e}",
+                    self.endpoint.address()
+                ),
+            }
+        } else {
+            DeployError::Step {
+                node: self.endpoint.node.clone(),
+                step: step.to_owned(),
+                message: format!("SSH channel error: {e}"),
+            }
         }
     }
 }
