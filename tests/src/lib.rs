@@ -2,11 +2,13 @@
 //!
 //! * [`testbed`]: real edge hosts (sshd + HAProxy) in network namespaces on this machine.
 //! * [`controller`]: the `edgelb` binary as a process under test.
+//! * [`conformance`]: the deployer conformance suite, run against every deployer.
 //! * [`fake_apiserver`]: a small Kubernetes API server for the controller's Kubernetes sources.
 #![forbid(unsafe_code)]
 // A test harness: a broken invariant should stop the test with a message, not be handled.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod conformance;
 pub mod controller;
 pub mod fake_apiserver;
 pub mod testbed;

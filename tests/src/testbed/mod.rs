@@ -19,6 +19,7 @@
 //! Needs root and: iproute2, haproxy, openssh-server (+ openssh-sftp-server),
 //! openssh-client, util-linux, mount.
 
+pub mod ansible;
 mod client;
 mod cluster;
 mod edge;

@@ -1,0 +1,71 @@
+//! The deployer conformance suite (`edgelb_tests::conformance`): every scenario against
+//! every deployer, on the network-namespace testbed. A new deployer gets the whole suite with
+//! one `DeployerUnderTest` factory and one `conformance!` line below.
+//!
+//! Needs root and the testbed's packages; the Ansible part also `ansible-playbook` (on `PATH`
+//! or in `target/venv`). Skipped with a message without them, failed when `CI` is set.
+//!
+//! The local deployer is not here: see `local_deployer` at the end for why, and what of the
+//! suite it runs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use edgelb_tests::conformance::{AnsibleUnderTest, DeployerUnderTest, Scenario, run};
+use edgelb_tests::testbed_tools;
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGELB_TEST_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+async fn check(dut: &dyn DeployerUnderTest, scenario: Scenario) {
+    init_logs();
+    run(dut, scenario, testbed_tools!()).await;
+}
+
+/// One module per deployer, one test per scenario (so each runs on a testbed of its own and
+/// fails on its own).
+macro_rules! conformance {
+    ($deployer:ident, $factory:expr) => {
+        mod $deployer {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn real_client_ip_through_three_edges() {
+                check(&$factory, Scenario::RealClientIp).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn endpoint_changes_under_load_drop_nothing() {
+                check(&$factory, Scenario::EndpointChangesUnderLoad).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rejected_config_changes_nothing() {
+                check(&$factory, Scenario::RejectedConfig).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn edge_with_sshd_down_converges_after_it_returns() {
+                check(&$factory, Scenario::SshdDown).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn wrong_host_key_or_client_key_is_refused() {
+                check(&$factory, Scenario::WrongKeys).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failed_reload_is_rolled_back() {
+                check(&$factory, Scenario::FailedReloadRolledBack).await;
+            }
+        }
+    };
+}
+
+conformance!(ssh, edgelb_tests::conformance::SshUnderTest);
+conformance!(ansible, AnsibleUnderTest::default());
