@@ -355,12 +355,13 @@ pub async fn push(
         .await
         .map_err(|e| e.to_string())?;
     let commands = plan(slots, &running)?;
+    send(&api, &commands).await.map_err(|e| e.to_string())?;
+    // The change is live in the running process from here on (the benchmarks time this).
     tracing::debug!(
         node = host.node(),
         commands = commands.len(),
-        "runtime API update"
+        "runtime API commands applied"
     );
-    send(&api, &commands).await.map_err(|e| e.to_string())?;
     Ok(commands.len())
 }
 
