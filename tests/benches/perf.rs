@@ -1,0 +1,766 @@
+//! edgelb's performance suite: one command, one table, every figure measured in the same run.
+//! Prints; asserts nothing about timings.
+//!
+//! ```text
+//! cargo bench -p edgelb-tests --bench perf     # root, haproxy, sshd, ssh, socat, ansible
+//! EDGELB_PERF_CHANGES=40 EDGELB_PERF_ANSIBLE_CHANGES=20 cargo bench -p edgelb-tests --bench perf
+//! ```
+//!
+//! What it measures (see docs/performance.md for the latest table):
+//! * render time of a fresh renderer and of one endpoint change after it, for 1,000
+//!   services × 10 endpoints and 1 service × 10,000 endpoints;
+//! * an endpoint change until `deploy()` confirms it live on 3 edges: the runtime-API path
+//!   (native SSH, open sessions), the reload path (the same change plus a config change that
+//!   forces a reload), the Ansible deployer, and one `ssh` per edge running the same steps
+//!   (OpenSSH one-shot);
+//! * fan-out: the runtime-API and reload paths on 1, 10 and 20 edges;
+//! * long-lived connections (held open through the edge) cut by 100 endpoint changes, on
+//!   the runtime path and on the reload path (with the test renderer's `hard-stop-after
+//!   10s`);
+//! * the peak RSS of `edgelb run` holding 10,000 endpoints across 100 LoadBalancer services,
+//!   watched from the fake Kubernetes API server and deployed to 3 edges.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgelb_ansible::{AnsibleDeployer, AnsibleDeployerConfig};
+use edgelb_core::{
+    Applied, Deployer, EdgeNode, Endpoint, NodeConfig, PortSpec, ProxyProtocol, Renderer,
+    ServiceKey, Snapshot,
+};
+use edgelb_haproxy::{ConfigDuration, HaproxyRenderer, RenderOptions, SshDeployer};
+use edgelb_tests::fake_apiserver::FakeApiServer;
+use edgelb_tests::testbed::scenario::LISTEN_PORT;
+use edgelb_tests::testbed::{BACKEND_PORT, Backend, Testbed, TestbedConfig, prereq};
+use edgelb_tests::testbed_tools;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// When each node's runtime API commands were acknowledged (the `runtime API commands
+/// applied` debug event of `edgelb_haproxy`): the moment the change is live in HAProxy, before
+/// the new file is swapped in and verified.
+static LIVE_MARKS: std::sync::Mutex<Vec<(String, Instant)>> = std::sync::Mutex::new(Vec::new());
+
+struct LiveMarks;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields {
+            applied: bool,
+            node: Option<String>,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "node" {
+                    self.node = Some(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.applied = format!("{value:?}") == "runtime API commands applied";
+                }
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.applied
+            && let Some(node) = fields.node
+        {
+            LIVE_MARKS.lock().unwrap().push((node, Instant::now()));
+        }
+    }
+}
+
+fn install_live_marks() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let subscriber = tracing_subscriber::registry()
+        .with(LiveMarks.with_filter(EnvFilter::new("edgelb_haproxy::runtime_update=debug")));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Median and 95th percentile (nearest rank) of samples in ms.
+fn stats(samples: &[f64]) -> (f64, f64) {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    let rank = ((v.len() as f64) * 0.95).ceil() as usize;
+    (median, v[rank.clamp(1, v.len()) - 1])
+}
+
+/// Rows of the final table.
+#[derive(Default)]
+struct Table {
+    rows: Vec<(String, String, String)>,
+}
+
+impl Table {
+    fn add(&mut self, what: impl Into<String>, figure: impl Into<String>, note: impl Into<String>) {
+        let (what, figure, note) = (what.into(), figure.into(), note.into());
+        println!("  {what}: {figure} {note}");
+        self.rows.push((what, figure, note));
+    }
+
+    fn timing(&mut self, what: &str, samples: &[f64], note: &str) -> f64 {
+        let (median, p95) = stats(samples);
+        self.add(
+            what,
+            format!("median {median:.1} ms, p95 {p95:.1} ms"),
+            format!("(n={}) {note}", samples.len()),
+        );
+        median
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| measurement | figure | notes |");
+        println!("|---|---|---|");
+        for (what, figure, note) in &self.rows {
+            println!("| {what} | {figure} | {note} |");
+        }
+    }
+}
+
+/// One service `default/web` port `http` on `listen_port` with `endpoints` ready.
+fn web(listen_port: u16, endpoints: &[SocketAddr]) -> Snapshot {
+    let mut port = PortSpec::new(listen_port, ProxyProtocol::V2);
+    for e in endpoints {
+        port.add_endpoint(Endpoint::ready(e.ip(), e.port()));
+    }
+    let mut snapshot = Snapshot::default();
+    snapshot
+        .insert_port(ServiceKey::new("default", "web").unwrap(), "http", port)
+        .unwrap();
+    snapshot
+}
+
+/// `services` services of `per_service` endpoints each, on ports 10000…
+fn big_snapshot(services: usize, per_service: usize) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for s in 0..services {
+        let mut port = PortSpec::new(10_000 + s as u16, ProxyProtocol::V2);
+        for e in 0..per_service {
+            let n = (s * per_service + e) as u32;
+            let ip = Ipv4Addr::from(0x0a64_0000 + n); // 10.100.0.0/16 and up
+            port.add_endpoint(Endpoint::ready(IpAddr::V4(ip), 8080));
+        }
+        snapshot
+            .insert_port(
+                ServiceKey::new("bench", &format!("svc-{s}")).unwrap(),
+                "http",
+                port,
+            )
+            .unwrap();
+    }
+    snapshot
+}
+
+fn renderer_with(hard_stop_secs: u64) -> HaproxyRenderer {
+    HaproxyRenderer::new(RenderOptions {
+        hard_stop_after: ConfigDuration::from_secs(hard_stop_secs),
+        ..RenderOptions::default()
+    })
+    .unwrap()
+}
+
+fn render_times(table: &mut Table) {
+    let node = EdgeNode::new("edge-1");
+    for (label, services, per) in [
+        ("1,000 services × 10 endpoints", 1_000, 10),
+        ("1 service × 10,000 endpoints", 1, 10_000),
+    ] {
+        let snapshot = big_snapshot(services, per);
+        // One endpoint more in the first service: the change a controller renders next.
+        let mut changed = snapshot.clone();
+        let key = ServiceKey::new("bench", "svc-0").unwrap();
+        changed
+            .services
+            .get_mut(&key)
+            .unwrap()
+            .ports
+            .get_mut("http")
+            .unwrap()
+            .add_endpoint(Endpoint::ready("10.99.0.1".parse().unwrap(), 8080));
+        let (mut fresh, mut change) = (Vec::new(), Vec::new());
+        let mut bytes = 0;
+        for _ in 0..7 {
+            let r = renderer_with(10);
+            let t = Instant::now();
+            let cfg = r.render(&snapshot, &node).unwrap();
+            fresh.push(t.elapsed().as_secs_f64() * 1000.0);
+            bytes = cfg.text.len();
+            let t = Instant::now();
+            r.render(&changed, &node).unwrap();
+            change.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        table.timing(
+            &format!("render, {label}, fresh renderer"),
+            &fresh,
+            &format!("{} KiB of config", bytes / 1024),
+        );
+        table.timing(
+            &format!("render, {label}, next render after one endpoint change"),
+            &change,
+            "",
+        );
+    }
+}
+
+/// Deploys `snapshot` (rendered by `renderer`) to edges `0..n`; the time until every edge
+/// confirmed, checking each outcome.
+async fn deploy_to(
+    tb: &Testbed,
+    deployer: &dyn Deployer,
+    renderer: &HaproxyRenderer,
+    snapshot: &Snapshot,
+    n: usize,
+    expect: Applied,
+) -> f64 {
+    let batch: Vec<NodeConfig> = tb.edges[..n]
+        .iter()
+        .map(|e| NodeConfig {
+            node: e.node(),
+            config: renderer.render(snapshot, &e.node()).unwrap(),
+        })
+        .collect();
+    let t = Instant::now();
+    let outcomes = deployer.deploy(&batch).await;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    for o in outcomes {
+        assert_eq!(o.result, Ok(expect), "{}", o.node);
+    }
+    ms
+}
+
+/// Brings edges `0..n` to `set` rendered by `renderer`, by whatever path it takes.
+async fn settle(
+    tb: &Testbed,
+    deployer: &SshDeployer,
+    renderer: &HaproxyRenderer,
+    set: &[SocketAddr],
+    n: usize,
+) {
+    let batch: Vec<NodeConfig> = tb.edges[..n]
+        .iter()
+        .map(|e| NodeConfig {
+            node: e.node(),
+            config: renderer.render(&web(LISTEN_PORT, set), &e.node()).unwrap(),
+        })
+        .collect();
+    for o in deployer.deploy(&batch).await {
+        assert!(o.result.is_ok(), "{o:?}");
+    }
+}
+
+/// Two endpoint sets to alternate between (b1 stays; b2 or b3 joins).
+fn endpoint_sets(b: &[&Backend]) -> [Vec<SocketAddr>; 2] {
+    [vec![b[0].addr, b[1].addr], vec![b[0].addr, b[2].addr]]
+}
+
+/// `changes` endpoint changes on edges `0..n` through the runtime API.
+async fn runtime_changes(
+    tb: &Testbed,
+    deployer: &SshDeployer,
+    renderer: &HaproxyRenderer,
+    sets: &[Vec<SocketAddr>; 2],
+    n: usize,
+    changes: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    settle(tb, deployer, renderer, &sets[0], n).await;
+    let mut samples = Vec::new();
+    let mut live = Vec::new();
+    for i in 0..changes {
+        let snapshot = web(LISTEN_PORT, &sets[(i + 1) % 2]);
+        LIVE_MARKS.lock().unwrap().clear();
+        let t = Instant::now();
+        samples.push(
+            deploy_to(
+                tb,
+                deployer,
+                renderer,
+                &snapshot,
+                n,
+                Applied::RuntimeUpdated,
+            )
+            .await,
+        );
+        let marks = LIVE_MARKS.lock().unwrap();
+        if marks.len() == n {
+            let last = marks.iter().map(|(_, at)| *at).max().unwrap();
+            live.push(last.duration_since(t).as_secs_f64() * 1000.0);
+        }
+    }
+    (samples, live)
+}
+
+/// `changes` endpoint changes on edges `0..n` that also change `hard-stop-after`, so each
+/// one reloads.
+async fn reload_changes(
+    tb: &Testbed,
+    native: &SshDeployer,
+    deployer: &dyn Deployer,
+    renderers: &[HaproxyRenderer; 2],
+    sets: &[Vec<SocketAddr>; 2],
+    n: usize,
+    changes: usize,
+) -> Vec<f64> {
+    settle(tb, native, &renderers[0], &sets[0], n).await;
+    let mut samples = Vec::new();
+    for i in 0..changes {
+        let k = (i + 1) % 2;
+        let snapshot = web(LISTEN_PORT, &sets[k]);
+        samples.push(deploy_to(tb, deployer, &renderers[k], &snapshot, n, Applied::Reloaded).await);
+    }
+    samples
+}
+
+/// The steps one-shot OpenSSH runs on an edge, the config on stdin: validate, keep the
+/// previous file, swap, reload through the master socket, wait for `show proc` to count it.
+const OPENSSH_SCRIPT: &str = r#"set -e
+cfg=/etc/haproxy/haproxy.cfg; sock=/run/haproxy/master.sock
+reloads() { echo 'show proc' | socat stdio "$sock" 2>/dev/null | awk '$2 == "master" { print $1, $3 }'; }
+cat > "$cfg.edgelb-new"
+haproxy -c -q -f "$cfg.edgelb-new"
+before=$(reloads)
+cp "$cfg" "$cfg.edgelb-prev"
+mv "$cfg.edgelb-new" "$cfg"
+echo reload | socat stdio "$sock" > /dev/null
+i=0
+while now=$(reloads); [ -z "$now" ] || [ "$now" = "$before" ]; do
+  i=$((i + 1)); [ "$i" -gt 500 ] && { echo 'reload not seen' >&2; exit 9; }
+  sleep 0.02
+done
+"#;
+
+/// One `ssh` per edge, in parallel, each running [`OPENSSH_SCRIPT`].
+fn openssh_changes(
+    tb: &Testbed,
+    renderers: &[HaproxyRenderer; 2],
+    sets: &[Vec<SocketAddr>; 2],
+    n: usize,
+    changes: usize,
+) -> Vec<f64> {
+    let known_hosts = tb.dir.join("perf_known_hosts");
+    let lines: String = tb
+        .edges
+        .iter()
+        .map(|e| format!("{}\n", e.known_hosts_line()))
+        .collect();
+    std::fs::write(&known_hosts, lines).unwrap();
+    let mut samples = Vec::new();
+    for i in 0..changes {
+        let k = (i + 1) % 2;
+        let snapshot = web(LISTEN_PORT, &sets[k]);
+        let configs: Vec<String> = tb.edges[..n]
+            .iter()
+            .map(|e| renderers[k].render(&snapshot, &e.node()).unwrap().text)
+            .collect();
+        let t = Instant::now();
+        let children: Vec<_> = tb.edges[..n]
+            .iter()
+            .zip(&configs)
+            .map(|(e, text)| {
+                let mut child = Command::new("ssh")
+                    .arg("-i")
+                    .arg(&tb.key.private)
+                    .arg("-o")
+                    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+                    .args([
+                        "-o",
+                        "StrictHostKeyChecking=yes",
+                        "-o",
+                        "BatchMode=yes",
+                        "-o",
+                        "ControlPath=none",
+                        "-o",
+                        "LogLevel=ERROR",
+                    ])
+                    .arg(format!("root@{}", e.ip))
+                    .arg(OPENSSH_SCRIPT)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+                child
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples
+}
+
+fn ansible_deployer(tb: &Testbed) -> Option<AnsibleDeployer> {
+    let playbook = [
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin/ansible-playbook"),
+        PathBuf::from("/work/main/target/venv/bin/ansible-playbook"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())?;
+    let config = AnsibleDeployerConfig {
+        ansible_playbook: Some(playbook),
+        private_key_file: Some(tb.key.private.clone()),
+        known_hosts: tb.edges.iter().map(|e| e.known_hosts_line()).collect(),
+        ..AnsibleDeployerConfig::default()
+    };
+    Some(AnsibleDeployer::new(config).unwrap())
+}
+
+/// Opens `count` long-lived connections to `target` (`HOLD`, then echo).
+async fn hold(target: SocketAddr, count: usize) -> Vec<BufReader<TcpStream>> {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let mut s = TcpStream::connect(target).await.unwrap();
+        s.write_all(b"HOLD\n").await.unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(line.starts_with("edgelb-demo "), "{line:?}");
+        held.push(r);
+    }
+    held
+}
+
+/// How many held connections no longer echo.
+async fn cut(held: &mut [BufReader<TcpStream>]) -> usize {
+    let mut cut = 0;
+    for (i, r) in held.iter_mut().enumerate() {
+        let msg = format!("ping {i}\n");
+        let ok = async {
+            r.get_mut().write_all(msg.as_bytes()).await.ok()?;
+            let mut line = String::new();
+            tokio::time::timeout(Duration::from_secs(2), r.read_line(&mut line))
+                .await
+                .ok()?
+                .ok()?;
+            (line == msg).then_some(())
+        }
+        .await;
+        if ok.is_none() {
+            cut += 1;
+        }
+    }
+    cut
+}
+
+/// Polls `GET path` on `addr` until `done` says so; the last body.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(out)
+}
+
+fn edgelb_binary() -> Option<PathBuf> {
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    ["release", "debug"]
+        .iter()
+        .map(|p| target.join(p).join("edgelb"))
+        .find(|p| p.exists())
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Peak RSS of `edgelb run` with 10,000 endpoints in 100 LoadBalancer services from the
+/// fake API server, deployed to edges 0..3; `None` (with why) when it cannot run.
+async fn controller_rss(tb: &Testbed) -> Result<(u64, String, f64), String> {
+    let bin = edgelb_binary().ok_or("no edgelb binary: cargo build -p edgelb first")?;
+    let api = FakeApiServer::start().map_err(|e| e.to_string())?;
+    const CLASS: &str = "edgelb.example/perf";
+    for s in 0..100u16 {
+        let name = format!("svc-{s}");
+        api.apply_service(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "perf"},
+            "spec": {
+                "type": "LoadBalancer", "loadBalancerClass": CLASS,
+                "ports": [{"name": "http", "protocol": "TCP", "port": 20_000 + s, "targetPort": BACKEND_PORT}],
+                "selector": {"app": name}, "clusterIP": "10.43.0.10",
+            },
+        }))
+        .map_err(|e| format!("{e:?}"))?;
+        let endpoints: Vec<serde_json::Value> = (0..100u32)
+            .map(|e| {
+                let ip = Ipv4Addr::from(0x0a64_0000 + u32::from(s) * 256 + e);
+                json!({"addresses": [ip.to_string()], "conditions": {"ready": true, "serving": true, "terminating": false}})
+            })
+            .collect();
+        api.apply_slice(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-abc"), "namespace": "perf",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "http", "protocol": "TCP", "port": BACKEND_PORT}],
+        }))
+        .map_err(|e| format!("{e:?}"))?;
+    }
+    let dir = tb.dir.join("perf-controller");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let known: Vec<String> = tb.edges[..3].iter().map(|e| e.known_hosts_line()).collect();
+    std::fs::write(dir.join("known_hosts"), known.join("\n") + "\n").map_err(|e| e.to_string())?;
+    api.write_kubeconfig(&dir.join("kubeconfig"))
+        .map_err(|e| e.to_string())?;
+    let edges: Vec<EdgeNode> = tb.edges[..3].iter().map(|e| e.node()).collect();
+    let config = json!({
+        "source": {"kubernetes": {"load_balancer": {"class": CLASS}}},
+        "edges": edges,
+        "deployer": {"ssh": {"key": tb.key.private, "known_hosts": "known_hosts",
+                              "connect_timeout": "2s", "step_timeout": "30s"}},
+        "haproxy": {"hard_stop_after": "10s", "health_check": {"enabled": false}},
+        "pipeline": {"debounce": "200ms"},
+    });
+    let config_path = dir.join("edgelb.yaml");
+    std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap())
+        .map_err(|e| e.to_string())?;
+    let http: SocketAddr = (
+        [127, 0, 0, 1],
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port(),
+    )
+        .into();
+    let log = std::fs::File::create(dir.join("edgelb.log")).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .arg("--http-listen")
+        .arg(http.to_string())
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("HTTPS_PROXY", "")
+        .env("https_proxy", "")
+        .env("POD_NAME", "edgelb-0")
+        .env("POD_NAMESPACE", "edgelb")
+        .env("EDGELB_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let series: Vec<String> = tb.edges[..3]
+        .iter()
+        .map(|e| format!("edgelb_node_in_sync{{node=\"{}\"}} 1", e.name))
+        .collect();
+    let mut result =
+        Err("edgelb did not bring 3 edges in sync with 10,000 endpoints within 120 s".to_owned());
+    while started.elapsed() < Duration::from_secs(120) {
+        if let Ok(Some(_)) = child.try_wait() {
+            result = Err("edgelb exited early; see its log".into());
+            break;
+        }
+        if let Some(body) = http_get(http, "/metrics").await
+            && series.iter().all(|s| body.lines().any(|l| l == s))
+            && body.contains("edgelb_endpoints{")
+        {
+            let converged = started.elapsed().as_secs_f64();
+            // Let it sit through a resync-free moment, then read the high-water mark.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let live = tb.edges[0].live_config();
+            result = vm_hwm_kib(pid)
+                .map(|kib| {
+                    (
+                        kib,
+                        format!(
+                            "{} server lines on edge 1",
+                            live.matches("    server ").count()
+                        ),
+                        converged,
+                    )
+                })
+                .ok_or_else(|| "no VmHWM".to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    result.map(|(kib, what, secs)| (kib, format!("{what}; binary {}", bin.display()), secs))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks harness-less benches to list tests
+    }
+    let suite = Instant::now();
+    install_live_marks();
+    let changes = env_usize("EDGELB_PERF_CHANGES", 30);
+    let ansible_changes = env_usize("EDGELB_PERF_ANSIBLE_CHANGES", 10);
+    let mut table = Table::default();
+
+    println!("render:");
+    render_times(&mut table);
+
+    let missing = prereq::missing();
+    if !missing.is_empty() {
+        println!("testbed parts skipped: missing {}", missing.join("; "));
+        table.print();
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let tb = Testbed::start(
+        TestbedConfig {
+            edges: 20,
+            backends: 3,
+        },
+        testbed_tools!(),
+    )
+    .unwrap();
+    println!(
+        "testbed {} with 20 edges up in {:.1}s",
+        tb.id(),
+        t.elapsed().as_secs_f64()
+    );
+    let b: Vec<&Backend> = tb.cluster.backends.iter().collect();
+    let sets = endpoint_sets(&b);
+    let deployer = SshDeployer::new(edgelb_haproxy::SshDeployerConfig {
+        max_concurrency: 32,
+        ..tb.deployer_config()
+    })
+    .unwrap();
+    let renderers = [renderer_with(10), renderer_with(11)];
+
+    rt.block_on(async {
+        // Every edge on set 0 (a reload from the testbed's initial config), sessions open.
+        settle(&tb, &deployer, &renderers[0], &sets[0], 20).await;
+
+        println!("endpoint change → live on 3 edges:");
+        let (runtime3, live3) = runtime_changes(&tb, &deployer, &renderers[0], &sets, 3, changes).await;
+        let rt3 = table.timing("endpoint change → live, 3 edges, runtime-API path (native SSH), whole transaction", &runtime3, "deploy() until verified: commands, haproxy -c, swap, show servers state; target < 20 ms median");
+        table.timing("endpoint change → live, 3 edges, runtime-API path, until HAProxy acknowledged the commands on all 3", &live3, "traffic follows the new endpoints from here; the file is swapped after");
+        let reload3 = reload_changes(&tb, &deployer, &deployer, &renderers, &sets, 3, changes).await;
+        let rl3 = table.timing("endpoint change → live, 3 edges, reload path (native SSH)", &reload3, "validate, swap, reload, confirm");
+        settle(&tb, &deployer, &renderers[0], &sets[0], 3).await;
+        let oneshot = openssh_changes(&tb, &renderers, &sets, 3, changes);
+        let os3 = table.timing("endpoint change → live, 3 edges, OpenSSH one-shot (one ssh per edge)", &oneshot, "same steps as the reload path, socat on the edge");
+        match ansible_deployer(&tb) {
+            Some(ansible) => {
+                let samples = reload_changes(&tb, &deployer, &ansible, &renderers, &sets, 3, ansible_changes).await;
+                let an3 = table.timing("endpoint change → live, 3 edges, Ansible deployer", &samples, "always reloads; fewer changes to fit the time");
+                table.add("ratio Ansible / runtime-API, 3 edges", format!("{:.0}×", an3 / rt3), "");
+            }
+            None => table.add("Ansible deployer", "skipped", "no target/venv/bin/ansible-playbook"),
+        }
+        table.add("ratio reload / runtime-API, 3 edges", format!("{:.1}×", rl3 / rt3), "");
+        table.add("ratio OpenSSH one-shot / runtime-API, 3 edges", format!("{:.1}×", os3 / rt3), "");
+
+        println!("fan-out:");
+        let (mut fan, mut fan_live) = (Vec::new(), Vec::new());
+        for n in [1, 10, 20] {
+            let (samples, live) = runtime_changes(&tb, &deployer, &renderers[0], &sets, n, changes).await;
+            fan.push(table.timing(&format!("fan-out, runtime-API path, {n} edge(s), whole transaction"), &samples, ""));
+            fan_live.push(table.timing(&format!("fan-out, runtime-API path, {n} edge(s), until the commands were acknowledged on all"), &live, ""));
+        }
+        table.add("ratio 20 edges / 1 edge, runtime-API path, whole transaction", format!("{:.2}×", fan[2] / fan[0]), "target ≤ 2×; every edge runs haproxy -c on the same 2 cores");
+        table.add("ratio 20 edges / 1 edge, runtime-API path, commands acknowledged", format!("{:.2}×", fan_live[2] / fan_live[0]), "target ≤ 2×");
+        let mut fan_reload = Vec::new();
+        for n in [1, 10, 20] {
+            let samples = reload_changes(&tb, &deployer, &deployer, &renderers, &sets, n, changes.min(20)).await;
+            fan_reload.push(table.timing(&format!("fan-out, reload path, {n} edge(s)"), &samples, ""));
+        }
+        table.add("ratio 20 edges / 1 edge, reload path", format!("{:.2}×", fan_reload[2] / fan_reload[0]), "");
+
+        println!("long-lived connections:");
+        let target = tb.edge_addr(0, LISTEN_PORT);
+        // b1 alone, so every held connection goes to the endpoint that stays.
+        settle(&tb, &deployer, &renderers[0], &[b[0].addr], 1).await;
+        let mut held = hold(target, 20).await;
+        let before = tb.edges[0].show_proc(&tb.tools.tb_client);
+        let (runtime100, _) = runtime_changes(&tb, &deployer, &renderers[0], &sets, 1, 100).await;
+        let after = tb.edges[0].show_proc(&tb.tools.tb_client);
+        let lost = cut(&mut held).await;
+        table.add(
+            "long-lived connections cut per 100 endpoint changes, runtime-API path",
+            format!("{lost} of {}", held.len()),
+            format!("reloads during the changes: {}; median change {:.1} ms", after.reloads - before.reloads, stats(&runtime100).0),
+        );
+        drop(held);
+        settle(&tb, &deployer, &renderers[0], &[b[0].addr], 1).await;
+        let mut held = hold(target, 20).await;
+        let t = Instant::now();
+        reload_changes(&tb, &deployer, &deployer, &renderers, &sets, 1, 100).await;
+        let secs = t.elapsed().as_secs_f64();
+        // Old workers live until hard-stop-after (10 s here; 15 min by default).
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let lost = cut(&mut held).await;
+        table.add(
+            "long-lived connections cut per 100 endpoint changes, reload path",
+            format!("{lost} of {}", held.len()),
+            format!("100 reloads in {secs:.0} s, checked 11 s later (hard-stop-after 10s)"),
+        );
+        drop(held);
+
+        println!("controller memory:");
+        match controller_rss(&tb).await {
+            Ok((kib, what, secs)) => table.add(
+                "edgelb run peak RSS (VmHWM), 10,000 endpoints in 100 services, fake API server, 3 edges",
+                format!("{:.1} MiB", kib as f64 / 1024.0),
+                format!("target < 64 MiB; converged in {secs:.1} s; {what}"),
+            ),
+            Err(why) => table.add("edgelb run peak RSS", "not measured", why),
+        }
+    });
+    drop(tb);
+    table.add(
+        "suite wall time",
+        format!("{:.0} s", suite.elapsed().as_secs_f64()),
+        "",
+    );
+    table.print();
+}
