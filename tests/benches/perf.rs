@@ -494,8 +494,14 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// `EDGELB_BIN`, else `edgelb` in this build's target directory (release, then debug).
 fn edgelb_binary() -> Option<PathBuf> {
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    if let Some(bin) = std::env::var_os("EDGELB_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    // This bench runs from <target>/<profile>/deps/perf-….
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent()?.parent()?.parent()?.to_owned();
     ["release", "debug"]
         .iter()
         .map(|p| target.join(p).join("edgelb"))
