@@ -6,10 +6,11 @@
 //! EDGELB_BENCH_RUNS=15 cargo bench -p edgelb-tests --bench ssh_deploy
 //! ```
 //!
-//! Every measured deploy is a real change (two snapshots alternate per edge), so each one
-//! uploads, validates (`haproxy -c`), swaps, reloads and waits for the master's `show proc`
-//! to show the new worker. The paths are measured round-robin (one of each per round), so
-//! load from other processes on the machine spreads evenly over them. Rows:
+//! The main table measures the reload path: every deploy is a structural change (the listen
+//! port alternates per edge), so each one uploads, validates (`haproxy -c`), swaps, reloads
+//! and waits for the master's `show proc` to show the new worker. The paths are measured
+//! round-robin (one of each per round), so load from other processes on the machine spreads
+//! evenly over them. Rows:
 //! * local: the same transaction (`apply_config` with `LocalHost`) run inside the edges;
 //! * native cold: a new `SshDeployer` per deploy (TCP, handshake, login, SFTP start included);
 //! * native warm: one deployer whose sessions stay open across deploys (SFTP, and `cat` over
@@ -17,6 +18,10 @@
 //! * OpenSSH one-shot: one `ssh` per edge running a script that does the same steps
 //!   (config on stdin, `haproxy -c`, cp, mv, `reload` and `show proc` through socat);
 //! * OpenSSH multiplexed: the same script over an already-open ControlMaster connection.
+//!
+//! A second table measures endpoint-only changes (the backend alternates), which
+//! `apply_config` applies through the runtime API with no reload (confirmed with `show
+//! servers state`), natively over warm sessions and locally.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -28,7 +33,7 @@ use edgelb_core::{Applied, Deployer, NodeConfig, RenderedConfig, Renderer, Snaps
 use edgelb_haproxy::apply::apply_config;
 use edgelb_haproxy::ssh::FileTransfer;
 use edgelb_haproxy::{HaproxyLayout, SshDeployer};
-use edgelb_tests::testbed::scenario::{renderer, web_snapshot};
+use edgelb_tests::testbed::scenario::{renderer, web_snapshot_on};
 use edgelb_tests::testbed::{Testbed, TestbedConfig, TimedHost, prereq};
 use edgelb_tests::testbed_tools;
 
@@ -87,10 +92,11 @@ fn main() {
         testbed_tools!(),
     )
     .unwrap();
-    let snapshots = [
-        web_snapshot(&[&tb.cluster.backends[0]]),
-        web_snapshot(&[&tb.cluster.backends[1]]),
-    ];
+    let (b1, b2) = (&tb.cluster.backends[0], &tb.cluster.backends[1]);
+    // Reload path: the listen port alternates. Runtime path: the backend alternates (from
+    // b1 on 8080, where the reload phase leaves every edge).
+    let snapshots = [web_snapshot_on(8081, &[b1]), web_snapshot_on(8080, &[b1])];
+    let endpoint_snapshots = [web_snapshot_on(8080, &[b2]), web_snapshot_on(8080, &[b1])];
     let mut flip = Flip::new(&tb, &snapshots);
 
     let warm_sftp = SshDeployer::new(tb.deployer_config()).unwrap();
@@ -100,8 +106,8 @@ fn main() {
         SshDeployer::new(cfg).unwrap()
     };
     // Open the warm sessions (and SFTP channels) before measuring.
-    rt.block_on(timed_deploy(&warm_sftp, &flip.batch(3)));
-    rt.block_on(timed_deploy(&warm_exec, &flip.batch(3)));
+    rt.block_on(timed_deploy(&warm_sftp, &flip.batch(3), Applied::Reloaded));
+    rt.block_on(timed_deploy(&warm_exec, &flip.batch(3), Applied::Reloaded));
     let timed_host = TimedHost::new(warm_sftp.host(&tb.edges[0].node()).unwrap());
 
     let ssh = OpenSsh::new(&tb);
@@ -123,20 +129,28 @@ fn main() {
     let (mut local_steps, mut ssh_steps) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         for edges in [1, 3] {
-            let (ms, steps) = local_apply(&tb, &mut flip, edges);
+            let (ms, steps) = local_apply(&tb, &mut flip, edges, "reloaded");
             samples.entry((LOCAL, edges)).or_default().push(ms);
             if edges == 1 {
                 local_steps.push(steps);
             }
 
             let cold = SshDeployer::new(tb.deployer_config()).unwrap();
-            let ms = rt.block_on(timed_deploy(&cold, &flip.batch(edges)));
+            let ms = rt.block_on(timed_deploy(&cold, &flip.batch(edges), Applied::Reloaded));
             rt.block_on(cold.disconnect_all());
             samples.entry((COLD, edges)).or_default().push(ms);
 
-            let ms = rt.block_on(timed_deploy(&warm_sftp, &flip.batch(edges)));
+            let ms = rt.block_on(timed_deploy(
+                &warm_sftp,
+                &flip.batch(edges),
+                Applied::Reloaded,
+            ));
             samples.entry((WARM, edges)).or_default().push(ms);
-            let ms = rt.block_on(timed_deploy(&warm_exec, &flip.batch(edges)));
+            let ms = rt.block_on(timed_deploy(
+                &warm_exec,
+                &flip.batch(edges),
+                Applied::Reloaded,
+            ));
             samples.entry((WARM_EXEC, edges)).or_default().push(ms);
 
             if has_socat {
@@ -157,6 +171,35 @@ fn main() {
     if has_socat {
         for edge in &tb.edges {
             ssh.stop_master(&edge.ip.to_string());
+        }
+    }
+
+    // Endpoint-only changes: the runtime API, no reload. First every edge gets b1 on 8080
+    // (unchanged or reloaded, depending on where the flip above left it).
+    let base = web_snapshot_on(8080, &[b1]);
+    let base_batch: Vec<NodeConfig> = tb
+        .edges
+        .iter()
+        .map(|e| NodeConfig {
+            node: e.node(),
+            config: renderer().render(&base, &e.node()).unwrap(),
+        })
+        .collect();
+    for o in rt.block_on(warm_sftp.deploy(&base_batch)) {
+        assert!(o.result.is_ok(), "{o:?}");
+    }
+    let mut endpoints = Flip::new(&tb, &endpoint_snapshots);
+    let mut runtime: BTreeMap<(&str, usize), Vec<f64>> = BTreeMap::new();
+    for _ in 0..runs {
+        for edges in [1, 3] {
+            let (ms, _) = local_apply(&tb, &mut endpoints, edges, "runtime-updated");
+            runtime.entry((LOCAL, edges)).or_default().push(ms);
+            let ms = rt.block_on(timed_deploy(
+                &warm_sftp,
+                &endpoints.batch(edges),
+                Applied::RuntimeUpdated,
+            ));
+            runtime.entry((WARM, edges)).or_default().push(ms);
         }
     }
     rt.block_on(warm_sftp.disconnect_all());
@@ -221,7 +264,20 @@ fn main() {
         m(WARM, 3),
     );
     println!();
-    println!("where a warm 1-edge deploy spends its time (median ms per round; calls per round):");
+    println!("endpoint-only change (runtime API, no reload), median of {runs} rounds, ms:");
+    println!("{:<50} {:>10} {:>10}", "path", "1 edge", "3 edges");
+    for row in [LOCAL, WARM] {
+        let cell = |edges: usize| {
+            runtime
+                .get(&(row, edges))
+                .map_or("-".to_owned(), |v| format!("{:.0}", median(v.clone())))
+        };
+        println!("{row:<50} {:>10} {:>10}", cell(1), cell(3));
+    }
+    println!();
+    println!(
+        "where a warm 1-edge reload deploy spends its time (median ms per round; calls per round):"
+    );
     println!("{:<28} {:>14} {:>14}", "host call", "local", "over SSH");
     for (step, local_ms, local_n, ssh_ms, ssh_n) in breakdown(&local_steps, &ssh_steps) {
         println!("{step:<28} {local_ms:>9.1} ({local_n}) {ssh_ms:>9.1} ({ssh_n})");
@@ -231,7 +287,12 @@ fn main() {
 
 /// The same transaction run locally inside edges `0..edges` at once (`tb-client
 /// local-apply` through nsenter); returns the slowest edge's time and edge1's host calls.
-fn local_apply(tb: &Testbed, flip: &mut Flip<'_>, edges: usize) -> (f64, Vec<(String, f64)>) {
+fn local_apply(
+    tb: &Testbed,
+    flip: &mut Flip<'_>,
+    edges: usize,
+    expect: &str,
+) -> (f64, Vec<(String, f64)>) {
     let children: Vec<_> = (0..edges)
         .map(|i| {
             let cfg = flip.next_for(i);
@@ -250,7 +311,10 @@ fn local_apply(tb: &Testbed, flip: &mut Flip<'_>, edges: usize) -> (f64, Vec<(St
     for (i, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("outcome=reloaded"), "local apply: {text}");
+        assert!(
+            text.contains(&format!("outcome={expect}")),
+            "local apply: {text}"
+        );
         let ms: f64 = text
             .split_whitespace()
             .find_map(|f| f.strip_prefix("ms="))
@@ -307,12 +371,12 @@ impl<'a> Flip<'a> {
     }
 }
 
-async fn timed_deploy(deployer: &SshDeployer, batch: &[NodeConfig]) -> f64 {
+async fn timed_deploy(deployer: &SshDeployer, batch: &[NodeConfig], expect: Applied) -> f64 {
     let started = Instant::now();
     let outcomes = deployer.deploy(batch).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     for o in outcomes {
-        assert_eq!(o.result, Ok(Applied::Reloaded), "{}", o.node);
+        assert_eq!(o.result, Ok(expect), "{}", o.node);
     }
     ms
 }

@@ -25,15 +25,21 @@ pub(crate) struct RawOutput {
     pub(crate) status: Option<u32>,
     pub(crate) stdout: Vec<u8>,
     pub(crate) stderr: Vec<u8>,
+    /// The signal that ended the command, when one did (`exit-signal`).
+    signal: Option<String>,
     refused: bool,
 }
 
 impl RawOutput {
     pub(crate) fn into_exec_output(self) -> ExecOutput {
+        let mut stderr = String::from_utf8_lossy(&self.stderr).into_owned();
+        if let Some(signal) = &self.signal {
+            stderr.push_str(&format!("\n(killed by signal {signal})"));
+        }
         ExecOutput {
             status: self.status,
             stdout: String::from_utf8_lossy(&self.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&self.stderr).into_owned(),
+            stderr,
         }
     }
 }
@@ -575,7 +581,10 @@ impl Session {
                         out.stderr.extend_from_slice(&data)
                     }
                     ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
-                    ChannelMsg::ExitSignal { .. } => ended = true,
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        out.signal = Some(format!("{signal_name:?}"));
+                        ended = true;
+                    }
                     ChannelMsg::Failure => out.refused = true,
                     ChannelMsg::Close => {
                         ended = true;
@@ -597,6 +606,19 @@ impl Session {
             })
             .await;
         let out = self.forget_if_lost(&conn, out).await?;
+        // No exit status and no signal: sshd closed the channel without saying how the
+        // command ended, as it does when it is being shut down. If the session is gone, that
+        // is a lost connection, not the command failing.
+        if out.status.is_none() && out.signal.is_none() && !self.still_alive(&conn).await {
+            self.discard(&conn).await;
+            return Err(DeployError::Connect {
+                node: self.endpoint.node.clone(),
+                message: format!(
+                    "the SSH session to {} was lost while {step}",
+                    self.endpoint.address()
+                ),
+            });
+        }
         if out.refused {
             return Err(DeployError::Step {
                 node: self.endpoint.node.clone(),
@@ -656,6 +678,12 @@ impl Session {
             })
             .await;
         self.forget_if_lost(&conn, answer).await
+    }
+
+    /// Whether `conn` still answers: a ping round trip within a second.
+    async fn still_alive(&self, conn: &Arc<Connection>) -> bool {
+        let pinged = tokio::time::timeout(Duration::from_secs(1), conn.handle.send_ping()).await;
+        matches!(pinged, Ok(Ok(()))) && !conn.is_closed()
     }
 
     /// Drops `conn` when `result` says the session was lost, so the next step reconnects.

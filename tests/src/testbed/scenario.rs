@@ -14,7 +14,12 @@ pub const LISTEN_PORT: u16 = 8080;
 /// One service, `default/web` port `http` on [`LISTEN_PORT`], PROXY v2, with `backends` as
 /// ready endpoints.
 pub fn web_snapshot(backends: &[&Backend]) -> Snapshot {
-    let mut port = PortSpec::new(LISTEN_PORT, ProxyProtocol::V2);
+    web_snapshot_on(LISTEN_PORT, backends)
+}
+
+/// [`web_snapshot`] listening on `listen_port` instead.
+pub fn web_snapshot_on(listen_port: u16, backends: &[&Backend]) -> Snapshot {
+    let mut port = PortSpec::new(listen_port, ProxyProtocol::V2);
     for b in backends {
         port.add_endpoint(Endpoint::ready(b.addr.ip(), b.addr.port()));
     }
