@@ -95,10 +95,14 @@ async fn lead(
         .source
         .into_source(kube.as_ref().map(KubeContext::parts))?;
     let mut run = tokio::spawn(pipeline.run(source, stop.clone()));
+    // Biased: losing the lease cancels `stop` too, so the pipeline may have finished by the
+    // time this is polled; the lost lease (or the signal) must still win over a pipeline
+    // that merely stopped, or a lost lease would exit 0 without saying so.
     let signalled = tokio::select! {
-        done = &mut run => { stop.cancel(); finish_writer(writer).await; return flatten(done); }
+        biased;
         () = shutdown.cancelled() => true,
         () = term.cancelled() => false,
+        done = &mut run => { stop.cancel(); finish_writer(writer).await; return flatten(done); }
     };
     if signalled {
         tracing::info!("shutting down; letting the deploy in flight finish");
@@ -179,12 +183,15 @@ impl Election {
 
     /// Releases the Lease (after the pipeline has stopped).
     async fn stop(self) {
-        if let Some((_, stop, task)) = self.elector {
+        if let Some((leadership, stop, task)) = self.elector {
+            // The elector releases the Lease only if it still holds it.
+            let leading = leadership.is_leader();
             stop.cancel();
             match task.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "releasing the leader lease failed"),
                 Err(e) => tracing::warn!(error = %e, "the leader election task failed"),
-                Ok(Ok(())) => tracing::info!("leader lease released"),
+                Ok(Ok(())) if leading => tracing::info!("leader lease released"),
+                Ok(Ok(())) => tracing::info!("leader election stopped"),
             }
         }
     }
