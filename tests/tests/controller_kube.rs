@@ -142,7 +142,7 @@ fn write_config(
             "debounce": "50ms", "resync": "3s", "backoff_initial": "300ms", "backoff_max": "2s",
             "empty_backend_hold": "1s",
         },
-        "http": {"ready_quorum": 3},
+        "http": {"ready_quorum": tb.edges.len()},
     });
     if let Some(le) = leader_election {
         config["leader_election"] = le;
@@ -1022,4 +1022,170 @@ async fn named_services_follow_their_slices_on_three_edges() {
         "named_services…: first convergence {converged:?}, total {:?}, SIGTERM exit {stopped_in:?}",
         started.elapsed()
     );
+}
+
+/// A Lease as another replica writes it.
+fn lease_held_by(holder: Option<&str>, renewed: &str) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "edgelb-leader", "namespace": "edgelb"},
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": 4,
+            "acquireTime": "2026-01-01T00:00:00.000000Z",
+            "renewTime": renewed,
+            "leaseTransitions": 3,
+        },
+    })
+}
+
+/// Leader election against another replica: a standby deploys nothing while the other holds
+/// the Lease, takes over the moment it is released, and exits non-zero (to come back as a
+/// standby) when another replica takes the Lease from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_a_released_lease_and_exits_when_it_loses_it() {
+    let Some(tb) = Testbed::start_or_skip(
+        "a_standby_takes_over_a_released_lease_and_exits_when_it_loses_it",
+        TestbedConfig {
+            edges: 1,
+            backends: 1,
+        },
+        testbed_tools!(),
+    ) else {
+        return;
+    };
+    let b: Vec<&Backend> = tb.cluster.backends.iter().collect();
+    let api = FakeApiServer::start().unwrap();
+    api.apply_service(service(
+        "shop",
+        "web",
+        "LoadBalancer",
+        Some(CLASS),
+        json!([{"name": "http", "protocol": "TCP", "port": LISTEN_PORT, "targetPort": "http"}]),
+        json!({}),
+    ))
+    .unwrap();
+    api.apply_slice(slice(
+        "shop",
+        "web-abcde",
+        "web",
+        &["http"],
+        &[(b[0], Cond::Ready)],
+    ))
+    .unwrap();
+    api.apply(lease_held_by(
+        Some("edgelb-1"),
+        "2026-01-01T00:00:00.000000Z",
+    ))
+    .unwrap();
+    let dir = tb.dir.join("controller-kube");
+    let config = write_config(
+        &tb,
+        &api,
+        &dir,
+        json!({"load_balancer": {}}),
+        Some(json!({"lease_duration": "4s", "renew_deadline": "3s", "retry_period": "500ms"})),
+    );
+    let mut controller = start_controller(&dir, &config);
+
+    let start = Instant::now();
+    while controller.get("/healthz").await.0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "edgelb never served /healthz\nlog:\n{}",
+            controller.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // While edgelb-1 keeps renewing, this replica is a ready standby that deploys nothing.
+    for second in 1..=3 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        api.apply(lease_held_by(
+            Some("edgelb-1"),
+            &format!("2026-01-01T00:00:0{second}.000000Z"),
+        ))
+        .unwrap();
+        let (code, body) = controller.get("/readyz").await;
+        assert!(
+            code == 200 && body.contains("standby"),
+            "{code} {body}\nlog:\n{}",
+            controller.log()
+        );
+    }
+    let (_, metrics) = controller.get("/metrics").await;
+    assert_eq!(metric(&metrics, "edgelb_leader"), Some(0.0), "{metrics}");
+    assert_eq!(
+        tb.edges[0].live_config(),
+        edgelb_tests::testbed::INITIAL_CONFIG,
+        "a standby deploys nothing"
+    );
+    assert!(api.status_patches().is_empty() && api.events().is_empty());
+    assert_eq!(
+        api.lease("edgelb", "edgelb-leader").unwrap()["spec"]["holderIdentity"],
+        "edgelb-1"
+    );
+
+    // edgelb-1 releases the Lease (as on its SIGTERM): this replica takes it and deploys.
+    let released = Instant::now();
+    let mut lease = lease_held_by(None, "2026-01-01T00:00:04.000000Z");
+    lease["spec"]["leaseDurationSeconds"] = json!(1);
+    api.apply(lease).unwrap();
+    wait_for_backends(&tb, &controller, &[0], LISTEN_PORT, &["b1"], "v2").await;
+    let took_over = released.elapsed();
+    let lease = api.lease("edgelb", "edgelb-leader").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "edgelb-0", "{lease}");
+    assert_eq!(lease["spec"]["leaseTransitions"], 3, "{lease}");
+    wait_metrics(&controller, "leader", Duration::from_secs(5), |m| {
+        metric(m, "edgelb_leader") == Some(1.0)
+    })
+    .await;
+    let body = controller.wait_ready(Duration::from_secs(10)).await;
+    assert!(body.contains("1/1 edges"), "{body}");
+
+    // edgelb-1 takes the Lease back (here by force): this replica stops deploying and exits
+    // non-zero so that, restarted, it waits as a standby. The edge keeps serving.
+    api.apply(lease_held_by(
+        Some("edgelb-1"),
+        "2026-01-01T00:01:00.000000Z",
+    ))
+    .unwrap();
+    // It exits by itself: its HTTP endpoint, closed last, refuses connections.
+    let start = Instant::now();
+    loop {
+        let (code, body) = controller.get("/healthz").await;
+        if code == 0 && body.contains("refused") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "edgelb still runs after losing the Lease: {code} {body}\nlog:\n{}",
+            controller.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = controller.terminate(Duration::from_secs(10)); // reaps it
+    let log = controller.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    assert!(
+        log.contains("lost the leader lease; stopped deploying")
+            && log.contains("restarted process waits as a standby")
+            && !log.contains("leader lease released"),
+        "{log}"
+    );
+    assert_eq!(
+        api.lease("edgelb", "edgelb-leader").unwrap()["spec"]["holderIdentity"],
+        "edgelb-1",
+        "a replica that lost the Lease does not release it"
+    );
+    assert_eq!(
+        tb.client
+            .probe(tb.edge_addr(0, LISTEN_PORT))
+            .await
+            .backend(),
+        Some("b1")
+    );
+    assert!(api.unhandled().is_empty(), "{:?}", api.unhandled());
+    eprintln!("standby…: took over {took_over:?} after the release");
 }
