@@ -5,8 +5,8 @@
 //! Needs root and the testbed's packages; the Ansible part also `ansible-playbook` (on `PATH`
 //! or in `target/venv`). Skipped with a message without them, failed when `CI` is set.
 //!
-//! The local deployer is not here: see `local_deployer` at the end for why, and what of the
-//! suite it runs.
+//! The local deployer runs the scenarios that apply to one local host (`local` at the end;
+//! see `edgelb_tests::conformance::local` for why the others do not apply).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use edgelb_tests::conformance::{AnsibleUnderTest, DeployerUnderTest, Scenario, run};
@@ -69,3 +69,21 @@ macro_rules! conformance {
 
 conformance!(ssh, edgelb_tests::conformance::SshUnderTest);
 conformance!(ansible, AnsibleUnderTest::default());
+
+/// The local deployer ([`edgelb_haproxy::LocalDeployer`]) against an HAProxy it starts in a
+/// temporary directory: the scenarios that apply to one local host.
+mod local {
+    use edgelb_tests::conformance::local;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rejected_config_changes_nothing() {
+        super::init_logs();
+        local::rejected_config("conformance::local::rejected_config_changes_nothing").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_reload_is_rolled_back() {
+        super::init_logs();
+        local::failed_reload_rolled_back("conformance::local::failed_reload_is_rolled_back").await;
+    }
+}

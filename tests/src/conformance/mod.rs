@@ -10,6 +10,7 @@
 //! return; where deployers legitimately differ (how an endpoint-only change goes live) the
 //! factory says what it does and the scenario accepts that.
 
+pub mod local;
 mod scenarios;
 
 use std::path::PathBuf;
