@@ -19,31 +19,25 @@ pub const CHANGES: u8 = 2;
 pub async fn run(loaded: &LoadedConfig) -> Result<ExitCode> {
     let config = &loaded.config;
     let snapshot = super::snapshot_once(loaded).await?;
-    let renderer = super::renderer(loaded)?;
     let deployer = super::deployer(loaded)?;
     let mut code = IN_SYNC;
-    for (node, rendered) in config
-        .edges
-        .iter()
-        .zip(super::render_all(
-            renderer.as_ref(),
-            &snapshot,
-            &config.edges,
-        ))
-        .map(|(node, (_, r))| (node, r))
-    {
-        let desired = match rendered {
-            Ok(r) => r,
-            Err(e) => {
-                println!("=== {}: cannot render: {e}", node.name);
-                code = FAILED;
-                continue;
-            }
-        };
+    for node in &config.edges {
         let live = match deployer.live_config(node).await {
             Ok(live) => live.unwrap_or_default(),
             Err(e) => {
                 println!("=== {}: cannot read the live config: {e}", node.name);
+                code = FAILED;
+                continue;
+            }
+        };
+        // A renderer that carries on from the edge's own server slots, as the running
+        // controller does: endpoints that stay keep their lines.
+        let renderer = super::renderer(loaded)?;
+        renderer.seed_slots_from_config(&live);
+        let desired = match renderer.render_config(&snapshot, node) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("=== {}: cannot render: {e}", node.name);
                 code = FAILED;
                 continue;
             }

@@ -9,6 +9,7 @@
 mod context;
 mod duration;
 mod ident;
+mod live;
 mod options;
 mod slots;
 
@@ -143,6 +144,20 @@ impl HaproxyRenderer {
         };
         let body = self.render_template(ctx)?;
         Ok(RenderedConfig::from_body(body))
+    }
+
+    /// Continues from the server slots of a config this renderer's kind wrote (the live file
+    /// of an edge), so endpoints stay where the edge has them: for a process that starts
+    /// fresh, such as `edgelb plan` or a restarted controller. Backends it cannot read are
+    /// placed afresh on the next render.
+    pub fn seed_slots_from_config(&self, config: &str) {
+        let mut memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (backend, live) in live::live_slots(config) {
+            memory.seed(&backend, slots::SlotTable::from_live(&live));
+        }
     }
 
     fn render_template(&self, ctx: minijinja::Value) -> Result<String> {

@@ -212,6 +212,46 @@ impl SlotTable {
     }
 }
 
+/// What a live config file says one slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LiveSlot {
+    /// A server at this address (ready or draining).
+    Endpoint(SocketAddr),
+    /// A `disabled` server at a real address: an endpoint that left, still reserved.
+    Leaving(SocketAddr),
+    /// A spare slot.
+    Spare,
+}
+
+impl SlotTable {
+    /// A table that carries on from the slots of a live config, so a new process (a restarted
+    /// controller, `edgelb plan`) places endpoints where the edge already has them.
+    pub(crate) fn from_live(live: &[LiveSlot]) -> Self {
+        let mut table = Self::default();
+        for (i, slot) in live.iter().enumerate() {
+            table.slots.push(match *slot {
+                LiveSlot::Endpoint(addr) => {
+                    table.by_addr.insert(addr, i);
+                    Slot {
+                        occupant: Some(addr),
+                        ..Slot::default()
+                    }
+                }
+                LiveSlot::Leaving(addr) => {
+                    table.previous.insert(addr, i);
+                    Slot {
+                        occupant: None,
+                        previous: Some(addr),
+                        left_at: 0,
+                    }
+                }
+                LiveSlot::Spare => Slot::default(),
+            });
+        }
+        table
+    }
+}
+
 /// The slot tables of every backend, by backend name.
 #[derive(Debug, Default)]
 pub(crate) struct SlotMemory {
@@ -222,6 +262,11 @@ impl SlotMemory {
     /// The table of `backend`, created empty on first use.
     pub(crate) fn table(&mut self, backend: &str) -> &mut SlotTable {
         self.tables.entry(backend.to_owned()).or_default()
+    }
+
+    /// Replaces the table of `backend`.
+    pub(crate) fn seed(&mut self, backend: &str, table: SlotTable) {
+        self.tables.insert(backend.to_owned(), table);
     }
 
     /// Forgets every backend not in `keep` (services or ports that are gone).
@@ -474,6 +519,30 @@ mod tests {
         m.table("be_b").assign(a.iter(), &opts(0, 1));
         m.retain(&["be_b"].into_iter().collect());
         assert_eq!(m.tables.keys().collect::<Vec<_>>(), vec!["be_b"]);
+    }
+
+    #[test]
+    fn a_table_from_a_live_config_keeps_its_slots_and_reservations() {
+        let o = opts(2, 4);
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let gone: SocketAddr = "10.0.0.9:80".parse().unwrap();
+        let mut table = SlotTable::from_live(&[
+            LiveSlot::Endpoint(b),
+            LiveSlot::Leaving(gone),
+            LiveSlot::Endpoint(a),
+            LiveSlot::Spare,
+        ]);
+        let views = table.assign([a, b].iter(), &o);
+        assert_eq!(
+            views,
+            vec![
+                SlotView::Endpoint(b),
+                SlotView::Leaving(gone),
+                SlotView::Endpoint(a),
+                SlotView::Spare
+            ]
+        );
     }
 
     #[test]
