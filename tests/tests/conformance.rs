@@ -27,6 +27,19 @@ async fn check(dut: &dyn DeployerUnderTest, scenario: Scenario) {
     run(dut, scenario, testbed_tools!()).await;
 }
 
+/// A new scenario does not compile until it has a test in `conformance!` below (add it there,
+/// then here).
+fn _every_scenario_has_a_test(scenario: Scenario) {
+    match scenario {
+        Scenario::RealClientIp
+        | Scenario::EndpointChangesUnderLoad
+        | Scenario::RejectedConfig
+        | Scenario::SshdDown
+        | Scenario::WrongKeys
+        | Scenario::FailedReloadRolledBack => {}
+    }
+}
+
 /// One module per deployer, one test per scenario (so each runs on a testbed of its own and
 /// fails on its own).
 macro_rules! conformance {
