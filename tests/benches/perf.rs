@@ -165,7 +165,7 @@ fn big_snapshot(services: usize, per_service: usize) -> Snapshot {
         }
         snapshot
             .insert_port(
-                ServiceKey::new("bench", &format!("svc-{s}")).unwrap(),
+                ServiceKey::new("bench", format!("svc-{s}")).unwrap(),
                 "http",
                 port,
             )
