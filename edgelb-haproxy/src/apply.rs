@@ -198,13 +198,19 @@ pub async fn show_proc(
     let text = host
         .socket_command(&layout.master_socket, "show proc")
         .await
-        .map_err(|e| DeployError::Step {
-            node: host.node().to_owned(),
-            step: format!("reaching haproxy's master socket {}", layout.master_socket),
-            message: format!(
-                "{e}; is haproxy running in master-worker mode with -S {}?",
-                layout.master_socket
-            ),
+        .map_err(|e| match e {
+            // The socket itself failed: say which one and what to check.
+            DeployError::Step { .. } => DeployError::Step {
+                node: host.node().to_owned(),
+                step: format!("reaching haproxy's master socket {}", layout.master_socket),
+                message: format!(
+                    "{}; is haproxy running in master-worker mode with -S {}?",
+                    step_detail(&e),
+                    layout.master_socket
+                ),
+            },
+            // The host was unreachable, timed out or refused us: keep that typed outcome.
+            other => other,
         })?;
     MasterProcs::parse(host.node(), &text)
 }
