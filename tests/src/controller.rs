@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::testbed::{Probe, Testbed};
+
 /// The `edgelb` binary built beside this test executable (`cargo test --workspace` builds it).
 pub fn edgelb_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
@@ -176,4 +178,53 @@ fn signal_group(pid: u32, sig: &str) {
         .args([sig, "--", &format!("-{pid}")])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Probes edges `edges` on `port` until each answers from one of `backends` with PROXY
+/// version `proxy`; the backend must have been told the client's own address and port (with
+/// PROXY `none` it sees the edge's address instead).
+pub async fn wait_for_backends(
+    tb: &Testbed,
+    controller: &Controller,
+    edges: &[usize],
+    port: u16,
+    backends: &[&str],
+    proxy: &str,
+) {
+    let start = Instant::now();
+    for &i in edges {
+        loop {
+            let probe = tb.client.probe(tb.edge_addr(i, port)).await;
+            if let Probe::Ok {
+                local,
+                backend,
+                client,
+                proxy: seen,
+            } = &probe
+                && backends.contains(&backend.as_str())
+                && seen == proxy
+            {
+                if proxy == "none" {
+                    assert_eq!(
+                        client.ip(),
+                        std::net::IpAddr::V4(tb.edges[i].ip),
+                        "edge {i} port {port}: without PROXY the backend sees the edge"
+                    );
+                } else {
+                    assert_eq!(
+                        client, local,
+                        "edge {i} port {port}: the backend saw another address than the client's"
+                    );
+                }
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "edge {i} port {port} never answered from {backends:?} with PROXY {proxy}; last probe {probe:?}\nhaproxy log:\n{}\nedgelb log:\n{}",
+                tb.edges[i].haproxy_log(),
+                controller.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edgelb_tests::controller::{Controller, edgelb_binary, free_port};
+use edgelb_tests::controller::{Controller, edgelb_binary, free_port, wait_for_backends};
 use edgelb_tests::testbed::scenario::LISTEN_PORT;
-use edgelb_tests::testbed::{Backend, Probe, Testbed, TestbedConfig};
+use edgelb_tests::testbed::{Backend, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
 
 fn write_endpoints(path: &Path, backends: &[&Backend]) {
@@ -23,42 +23,6 @@ fn write_endpoints(path: &Path, backends: &[&Backend]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(tmp, path).unwrap();
-}
-
-/// Probes every edge until each answers from one of `backends` with the client's own address.
-async fn wait_for_backends(
-    tb: &Testbed,
-    edges: &[usize],
-    backends: &[&str],
-    controller: &Controller,
-) {
-    let start = Instant::now();
-    for &i in edges {
-        loop {
-            let probe = tb.client.probe(tb.edge_addr(i, LISTEN_PORT)).await;
-            if let Probe::Ok {
-                local,
-                backend,
-                client,
-                proxy,
-            } = &probe
-                && backends.contains(&backend.as_str())
-            {
-                assert_eq!(
-                    client, local,
-                    "edge {i}: the backend saw another address than the client's"
-                );
-                assert_eq!(proxy, "v2");
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "edge {i} never answered from {backends:?}; last probe {probe:?}\nlog:\n{}",
-                controller.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 fn plan(config: &Path) -> (Option<i32>, String) {
@@ -116,7 +80,15 @@ async fn the_controller_keeps_three_edges_in_sync_with_an_endpoints_file() {
     let mut controller = Controller::start(&config, http, &dir.join("edgelb.log"), &[]);
 
     // All three edges serve the first two backends, with the real client address.
-    wait_for_backends(&tb, &[0, 1, 2], &["b1", "b2"], &controller).await;
+    wait_for_backends(
+        &tb,
+        &controller,
+        &[0, 1, 2],
+        LISTEN_PORT,
+        &["b1", "b2"],
+        "v2",
+    )
+    .await;
     let body = controller.wait_ready(Duration::from_secs(10)).await;
     assert!(body.contains("3/3 edges"), "{body}");
     assert_eq!(controller.get("/healthz").await.0, 200);
@@ -150,13 +122,13 @@ async fn the_controller_keeps_three_edges_in_sync_with_an_endpoints_file() {
 
     // An endpoint change converges everywhere.
     write_endpoints(&endpoints, &b[2..]);
-    wait_for_backends(&tb, &[0, 1, 2], &["b3"], &controller).await;
+    wait_for_backends(&tb, &controller, &[0, 1, 2], LISTEN_PORT, &["b3"], "v2").await;
 
     // An edge goes down: the others converge, it is reported, and it converges once back.
     tb.edges[2].stop_sshd();
     tb.edges[2].kill_sessions();
     write_endpoints(&endpoints, &b[..1]);
-    wait_for_backends(&tb, &[0, 1], &["b1"], &controller).await;
+    wait_for_backends(&tb, &controller, &[0, 1], LISTEN_PORT, &["b1"], "v2").await;
     let down = format!("edgelb_node_in_sync{{node=\"{}\"}} 0", node_names[2]);
     controller
         .wait_for_metrics(&[&down], Duration::from_secs(10))
@@ -186,7 +158,7 @@ async fn the_controller_keeps_three_edges_in_sync_with_an_endpoints_file() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tb.edges[2].start_sshd().unwrap();
-    wait_for_backends(&tb, &[2], &["b1"], &controller).await;
+    wait_for_backends(&tb, &controller, &[2], LISTEN_PORT, &["b1"], "v2").await;
     let back = format!("edgelb_node_in_sync{{node=\"{}\"}} 1", node_names[2]);
     controller
         .wait_for_metrics(&[&back], Duration::from_secs(10))

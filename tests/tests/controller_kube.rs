@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edgelb_tests::controller::{Controller, free_port};
+use edgelb_tests::controller::{Controller, free_port, wait_for_backends};
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::testbed::scenario::LISTEN_PORT;
 use edgelb_tests::testbed::{Backend, Probe, Testbed, TestbedConfig};
@@ -169,55 +169,6 @@ fn start_controller(dir: &Path, config: &Path) -> Controller {
             ("POD_NAMESPACE", "edgelb"),
         ],
     )
-}
-
-/// Probes edges `edges` on `port` until each answers from one of `backends` with PROXY
-/// version `proxy`; the backend must have been told the client's own address and port (with
-/// PROXY `none` it sees the edge's address instead).
-async fn wait_for_backends(
-    tb: &Testbed,
-    controller: &Controller,
-    edges: &[usize],
-    port: u16,
-    backends: &[&str],
-    proxy: &str,
-) {
-    let start = Instant::now();
-    for &i in edges {
-        loop {
-            let probe = tb.client.probe(tb.edge_addr(i, port)).await;
-            if let Probe::Ok {
-                local,
-                backend,
-                client,
-                proxy: seen,
-            } = &probe
-                && backends.contains(&backend.as_str())
-                && seen == proxy
-            {
-                if proxy == "none" {
-                    assert_eq!(
-                        client.ip(),
-                        std::net::IpAddr::V4(tb.edges[i].ip),
-                        "edge {i} port {port}: without PROXY the backend sees the edge"
-                    );
-                } else {
-                    assert_eq!(
-                        client, local,
-                        "edge {i} port {port}: the backend saw another address than the client's"
-                    );
-                }
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "edge {i} port {port} never answered from {backends:?} with PROXY {proxy}; last probe {probe:?}\nhaproxy log:\n{}\nedgelb log:\n{}",
-                tb.edges[i].haproxy_log(),
-                controller.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// Polls `check` until it gives a value; panics with its last complaint and edgelb's log.
