@@ -28,6 +28,7 @@ use edgelb_core::{
     Snapshot,
 };
 use edgelb_haproxy::SshDeployer;
+use edgelb_tests::bench_stats::stats;
 use edgelb_tests::testbed::ansible::find_ansible_playbook;
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
 use edgelb_tests::testbed::{Backend, Testbed, TestbedConfig, prereq};
@@ -42,22 +43,6 @@ fn snapshot(port: u16, backend: &Backend) -> Snapshot {
         .insert_port(ServiceKey::new("default", "web").unwrap(), "http", port)
         .unwrap();
     snapshot
-}
-
-/// Median and 95th percentile (nearest rank) of samples in ms.
-fn stats(samples: &[f64]) -> (f64, f64) {
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
-    let rank = ((v.len() as f64) * 0.95).ceil() as usize;
-    (median, v[rank.clamp(1, v.len()) - 1])
 }
 
 /// What the edges run now; each change flips one thing.

@@ -32,6 +32,7 @@ use edgelb_core::{
     ServiceKey, Snapshot,
 };
 use edgelb_haproxy::{ConfigDuration, HaproxyRenderer, RenderOptions, SshDeployer};
+use edgelb_tests::bench_stats::stats;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::testbed::scenario::LISTEN_PORT;
 use edgelb_tests::testbed::{BACKEND_PORT, Backend, Testbed, TestbedConfig, prereq};
@@ -89,22 +90,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Median and 95th percentile (nearest rank) of samples in ms.
-fn stats(samples: &[f64]) -> (f64, f64) {
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
-    let rank = ((v.len() as f64) * 0.95).ceil() as usize;
-    (median, v[rank.clamp(1, v.len()) - 1])
 }
 
 /// Rows of the final table.

@@ -8,6 +8,7 @@
 // A test harness: a broken invariant should stop the test with a message, not be handled.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bench_stats;
 pub mod conformance;
 pub mod controller;
 pub mod fake_apiserver;
