@@ -235,6 +235,10 @@ pub(crate) fn build(
                     Value::from(opts.hard_stop_after.to_string()),
                 ),
                 ("maxconn", Value::from(opts.maxconn)),
+                (
+                    "httpclient_system_ca",
+                    Value::from(opts.httpclient_system_ca),
+                ),
             ]),
         ),
         (

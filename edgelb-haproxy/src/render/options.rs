@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 ///   stats_socket: /run/haproxy/admin.sock
 ///   hard_stop_after: 15m
 ///   maxconn: 8192                          # null: let HAProxy derive it from the fd limit
+///   httpclient_system_ca: false            # true: let HAProxy's HTTP client load the CA store
 ///   balance: roundrobin                    # roundrobin | leastconn | source | first
 ///   timeouts: { connect: 5s, client: 1m, server: 1m, tunnel: 1h, client_fin: 30s, server_fin: 30s }
 ///   health_check: { enabled: true, interval: 2s, timeout: 5s, fall: 3, rise: 2 }
@@ -43,6 +44,13 @@ pub struct RenderOptions {
     /// raise the process's fd limit with it; `null` lets HAProxy derive it from that limit.
     /// Default `8192`.
     pub maxconn: Option<u32>,
+    /// Whether HAProxy's built-in HTTP client (used only by Lua scripts and the expert CLI,
+    /// never by edgelb's template) keeps its default of verifying TLS against the system CA
+    /// store. HAProxy 2.6 loads that whole store on every start, reload and `haproxy -c`:
+    /// about 50 ms of CPU, most of a validation's time. `false` (the default) renders
+    /// `httpclient.ssl.verify none` so the store is not loaded; set `true` if your own
+    /// template adds Lua that makes HTTPS calls.
+    pub httpclient_system_ca: bool,
     /// Load-balancing algorithm of every backend. Default `roundrobin`.
     pub balance: Balance,
     /// Timeouts of the `defaults` section.
@@ -60,6 +68,7 @@ impl Default for RenderOptions {
             stats_socket: "/run/haproxy/admin.sock".to_owned(),
             hard_stop_after: ConfigDuration::from_mins(15),
             maxconn: Some(8192),
+            httpclient_system_ca: false,
             balance: Balance::default(),
             timeouts: Timeouts::default(),
             health_check: HealthCheck::default(),

@@ -240,6 +240,7 @@ pub fn variants() -> Vec<Variant> {
     );
     custom.options = RenderOptions {
         maxconn: None,
+        httpclient_system_ca: true,
         balance: Balance::Leastconn,
         hard_stop_after: "1h".parse().unwrap(),
         health_check: HealthCheck {

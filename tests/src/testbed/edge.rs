@@ -19,6 +19,7 @@ global
     master-worker
     stats socket /run/haproxy/admin.sock mode 660 level admin expose-fd listeners
     hard-stop-after 10s
+    httpclient.ssl.verify none
 
 defaults
     mode tcp
