@@ -35,8 +35,9 @@ pub async fn apply_config(
     validate_file(host, layout, &new_path).await?;
 
     let before = show_proc(host, layout).await?;
-    if live.is_some() {
-        host.copy(live_path, &layout.prev_path()).await?;
+    if let Some(live) = live.as_deref() {
+        // The bytes read above, whose digest this transaction was decided on.
+        host.write_file(&layout.prev_path(), live).await?;
     }
     host.rename(&new_path, live_path).await?;
     tracing::debug!(node = host.node(), digest = %config.digest.short(), "new config in place; reloading");
@@ -49,9 +50,9 @@ pub async fn apply_config(
 
 /// The runtime-API path (see [`crate::runtime_update`]): `Ok(None)` when the change is not
 /// endpoint-only (nothing was touched: go on with the reload), else how it was applied.
-/// While the new file is written and validated, the runtime API brings the running servers to
-/// it; the file is then swapped in (the previous one kept) without a reload and `show servers
-/// state` is checked against it. A failed command or a mismatch ends in a validated reload of
+/// The runtime API brings the running servers to the new file; the file is then written,
+/// validated and swapped in (the previous one kept) without a reload, and `show servers state`
+/// is checked against it. A failed command or a mismatch ends in a validated reload of
 /// the new file (rolled back like any reload); a rejected file reloads the live one, to undo
 /// the runtime changes, and reports the rejection.
 async fn try_runtime_update(
@@ -81,13 +82,17 @@ async fn try_runtime_update(
     let Some(socket) = split.stats_socket.as_deref() else {
         return Ok(None);
     };
-    let new_path = layout.new_path();
-    let (validated, pushed) = futures::join!(
+    let (new_path, prev_path) = (layout.new_path(), layout.prev_path());
+    // The running servers first, so traffic follows the change as soon as possible (and the
+    // commands do not queue behind `haproxy -c` for the CPU); then the safety net, its
+    // independent steps together: the new file written and validated, the previous one kept.
+    let pushed = runtime_update::push(host, socket, &split.servers).await;
+    let (validated, kept) = futures::join!(
         async {
             host.write_file(&new_path, config.text.as_bytes()).await?;
             validate_file(host, layout, &new_path).await
         },
-        runtime_update::push(host, socket, &split.servers)
+        host.write_file(&prev_path, live),
     );
     if let Err(rejected) = validated {
         if !matches!(pushed, Ok(0)) {
@@ -99,17 +104,15 @@ async fn try_runtime_update(
         }
         return Err(rejected);
     }
-    host.copy(&layout.config_path, &layout.prev_path()).await?;
-    host.rename(&new_path, &layout.config_path).await?;
-    let checked = match pushed {
-        Ok(commands) => {
-            let api = crate::RuntimeApi::new(host, socket)?;
-            runtime_update::verify(&api, &split.servers)
-                .await
-                .map(|()| commands)
-        }
-        Err(e) => Err(e),
-    };
+    kept?;
+    let api = crate::RuntimeApi::new(host, socket)?;
+    let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
+        let commands = pushed?;
+        runtime_update::verify(&api, &split.servers)
+            .await
+            .map(|()| commands)
+    });
+    swapped?;
     match checked {
         Ok(commands) => {
             tracing::info!(node, digest = %config.digest.short(), commands, "applied through the runtime API, no reload");
