@@ -1,7 +1,7 @@
 //! The `edgelb run` process, started from its config file with the file source and the SSH
 //! deployer, driving 3 edges of the network-namespace testbed: traffic with the real client
 //! IP, an endpoint change, an edge down and back, `plan` before and after a hand edit, the
-//! health and metrics endpoints, and a clean exit on SIGTERM.
+//! health and metrics endpoints, a clean exit on SIGTERM, and a restart that changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
 
 use std::net::SocketAddr;
@@ -199,4 +199,51 @@ async fn the_controller_keeps_three_edges_in_sync_with_an_endpoints_file() {
         "edgelb exited with {status}\nlog:\n{}",
         controller.log()
     );
+
+    // A restarted controller carries on from the slots live on the edges: with the same
+    // endpoints it finds every edge in sync and changes nothing (no runtime update, no
+    // reload), though the endpoints moved since the first deploy and slots are still leaving.
+    let live: Vec<String> = tb.edges.iter().map(|e| e.live_config()).collect();
+    let reloads: Vec<u32> = tb
+        .edges
+        .iter()
+        .map(|e| e.show_proc(&tb.tools.tb_client).reloads)
+        .collect();
+    let mut restarted = Controller::start(&config, http, &dir.join("edgelb-restarted.log"), &[]);
+    // Counted once per deploy and again on each resync: wait for the first of each.
+    let unchanged: Vec<String> = node_names
+        .iter()
+        .map(|n| format!("edgelb_deploys_total{{node=\"{n}\",result=\"unchanged\"}} "))
+        .collect();
+    let start = Instant::now();
+    let metrics = loop {
+        let (_, metrics) = restarted.get("/metrics").await;
+        if unchanged
+            .iter()
+            .all(|prefix| metrics.lines().any(|l| l.starts_with(prefix.as_str())))
+        {
+            break metrics;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the restarted controller did not find every edge unchanged\n{metrics}\nlog:\n{}",
+            restarted.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !metrics.contains("result=\"runtime-updated\"") && !metrics.contains("result=\"reloaded\""),
+        "{metrics}\nlog:\n{}",
+        restarted.log()
+    );
+    for (i, edge) in tb.edges.iter().enumerate() {
+        assert_eq!(
+            edge.live_config(),
+            live[i],
+            "edge {} was rewritten",
+            edge.name
+        );
+        assert_eq!(edge.show_proc(&tb.tools.tb_client).reloads, reloads[i]);
+    }
+    assert!(restarted.terminate(Duration::from_secs(15)).success());
 }

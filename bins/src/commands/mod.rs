@@ -5,6 +5,7 @@ pub mod demo_backend;
 pub mod plan;
 pub mod render;
 pub mod run;
+pub mod slot_seed;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use edgelb_core::{CancellationToken, Pipeline, PipelineStatus};
+use edgelb_core::{CancellationToken, Deployer, Pipeline, PipelineStatus};
+use edgelb_haproxy::HaproxyRenderer;
 use edgelb_kube::{LeaderElector, StatusWriter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,9 +22,15 @@ use crate::observe::server::{Observed, serve, track};
 pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Result<()> {
     let config = loaded.config.clone();
     let kube = KubeContext::connect_if_needed(&loaded).await?;
+    let renderer = super::renderer(&loaded)?;
+    let deployer = super::deployer(&loaded)?;
+    let seed = SlotSeed {
+        renderer: renderer.clone(),
+        deployer: deployer.clone(),
+    };
     let pipeline = Pipeline::new(
-        super::renderer(&loaded)?,
-        super::deployer(&loaded)?,
+        renderer,
+        deployer,
         config.edges.clone(),
         config
             .pipeline
@@ -53,7 +60,7 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     .await?;
     tracing::info!(config = %loaded.path.display(), edges = config.edges.len(), "edgelb running");
 
-    let result = lead(loaded, pipeline, kube, &election, &shutdown).await;
+    let result = lead(loaded, pipeline, seed, kube, &election, &shutdown).await;
 
     election.stop().await;
     http_stop.cancel();
@@ -63,10 +70,18 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     result
 }
 
-/// Waits for leadership, then runs the pipeline until shutdown or lost leadership.
+/// What the leader seeds the renderer's server slots with before its first deploy.
+struct SlotSeed {
+    renderer: Arc<HaproxyRenderer>,
+    deployer: Arc<dyn Deployer>,
+}
+
+/// Waits for leadership, seeds the server slots from the edges (which another leader may have
+/// changed meanwhile), then runs the pipeline until shutdown or lost leadership.
 async fn lead(
     loaded: LoadedConfig,
     pipeline: Pipeline,
+    seed: SlotSeed,
     kube: Option<KubeContext>,
     election: &Election,
     shutdown: &CancellationToken,
@@ -83,6 +98,15 @@ async fn lead(
     };
     // Stops when leadership ends or on shutdown; either way the deploy in flight finishes.
     let stop = term.child_token();
+    tokio::select! {
+        _ = super::slot_seed::seed_from_edges(
+            &seed.renderer,
+            seed.deployer.as_ref(),
+            &config.edges,
+            super::slot_seed::READ_TIMEOUT,
+        ) => {}
+        () = stop.cancelled() => {}
+    }
     let writer = match (&kube, config.source.is_load_balancer()) {
         (Some(k), true) => {
             let writer = StatusWriter::new(k.client.clone(), config.edges.clone())
