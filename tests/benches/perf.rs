@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench -p edgelb-tests --bench perf     # root, haproxy, sshd, ssh, socat, ansible
 //! EDGELB_PERF_CHANGES=40 EDGELB_PERF_ANSIBLE_CHANGES=20 cargo bench -p edgelb-tests --bench perf
+//! EDGELB_PERF_ONLY=change,fanout cargo bench -p edgelb-tests --bench perf   # some sections
 //! ```
 //!
 //! What it measures (see docs/performance.md for the latest table):
@@ -22,7 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,15 @@ fn install_live_marks() {
     let subscriber = tracing_subscriber::registry()
         .with(LiveMarks.with_filter(EnvFilter::new("edgelb_haproxy::runtime_update=debug")));
     let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// Whether `section` runs: all of them, or those listed in `EDGELB_PERF_ONLY` (comma-separated:
+/// render, change, fanout, connections, memory), for a quicker look at one part.
+fn section(name: &str) -> bool {
+    match std::env::var("EDGELB_PERF_ONLY") {
+        Ok(only) => only.split(',').any(|s| s.trim() == name),
+        Err(_) => true,
+    }
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -261,7 +271,9 @@ fn endpoint_sets(b: &[&Backend]) -> [Vec<SocketAddr>; 2] {
     [vec![b[0].addr, b[1].addr], vec![b[0].addr, b[2].addr]]
 }
 
-/// `changes` endpoint changes on edges `0..n` through the runtime API.
+/// `changes` endpoint changes on edges `0..n` through the runtime API: the time of each whole
+/// `deploy()`, the time until HAProxy acknowledged the commands on all `n` edges, and the
+/// CPU this process (the deployer) spent per edge and change, in ms.
 async fn runtime_changes(
     tb: &Testbed,
     deployer: &SshDeployer,
@@ -269,10 +281,11 @@ async fn runtime_changes(
     sets: &[Vec<SocketAddr>; 2],
     n: usize,
     changes: usize,
-) -> (Vec<f64>, Vec<f64>) {
+) -> (Vec<f64>, Vec<f64>, f64) {
     settle(tb, deployer, renderer, &sets[0], n).await;
     let mut samples = Vec::new();
     let mut live = Vec::new();
+    let cpu = process_cpu_ms();
     for i in 0..changes {
         let snapshot = web(LISTEN_PORT, &sets[(i + 1) % 2]);
         LIVE_MARKS.lock().unwrap().clear();
@@ -294,7 +307,8 @@ async fn runtime_changes(
             live.push(last.duration_since(t).as_secs_f64() * 1000.0);
         }
     }
-    (samples, live)
+    let cpu_per_edge = (process_cpu_ms() - cpu) / (changes * n) as f64;
+    (samples, live, cpu_per_edge)
 }
 
 /// `changes` endpoint changes on edges `0..n` that also change `hard-stop-after`, so each
@@ -479,10 +493,13 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     Some(out)
 }
 
-/// `EDGELB_BIN`, else `edgelb` in this build's target directory (release, then debug).
+/// `EDGELB_BIN` (a relative path is taken from the workspace root, where the command is
+/// typed; cargo runs benches from the package directory), else `edgelb` in this build's
+/// target directory (release, then debug).
 fn edgelb_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("EDGELB_BIN") {
-        return Some(PathBuf::from(bin));
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+        return Some(workspace.join(bin));
     }
     // This bench runs from <target>/<profile>/deps/perf-….
     let exe = std::env::current_exe().ok()?;
@@ -491,6 +508,25 @@ fn edgelb_binary() -> Option<PathBuf> {
         .iter()
         .map(|p| target.join(p).join("edgelb"))
         .find(|p| p.exists())
+}
+
+/// CPU time (user + system) this process has used so far, in ms; the kernel counts it in
+/// clock ticks (100 per second on Linux), so only sums over many changes are meaningful.
+fn process_cpu_ms() -> f64 {
+    const TICKS_PER_SEC: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3: state.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15: indices 11 and 12 after the name.
+    (ticks(11) + ticks(12)) * 1000.0 / TICKS_PER_SEC
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
@@ -630,8 +666,10 @@ fn main() {
     let ansible_changes = env_usize("EDGELB_PERF_ANSIBLE_CHANGES", 10);
     let mut table = Table::default();
 
-    println!("render:");
-    render_times(&mut table);
+    if section("render") {
+        println!("render:");
+        render_times(&mut table);
+    }
 
     let missing = prereq::missing();
     if !missing.is_empty() {
@@ -671,8 +709,9 @@ fn main() {
         // Every edge on set 0 (a reload from the testbed's initial config), sessions open.
         settle(&tb, &deployer, &renderers[0], &sets[0], 20).await;
 
+        if section("change") {
         println!("endpoint change → live on 3 edges:");
-        let (runtime3, live3) = runtime_changes(&tb, &deployer, &renderers[0], &sets, 3, changes).await;
+        let (runtime3, live3, _) = runtime_changes(&tb, &deployer, &renderers[0], &sets, 3, changes).await;
         let rt3 = table.timing("endpoint change → live, 3 edges, runtime-API path (native SSH), whole transaction", &runtime3, "deploy() until verified: commands, haproxy -c, swap, show servers state; target < 20 ms median");
         table.timing("endpoint change → live, 3 edges, runtime-API path, until HAProxy acknowledged the commands on all 3", &live3, "traffic follows the new endpoints from here; the file is swapped after");
         let reload3 = reload_changes(&tb, &deployer, &deployer, &renderers, &sets, 3, changes).await;
@@ -680,40 +719,53 @@ fn main() {
         settle(&tb, &deployer, &renderers[0], &sets[0], 3).await;
         let oneshot = openssh_changes(&tb, &renderers, &sets, 3, changes);
         let os3 = table.timing("endpoint change → live, 3 edges, OpenSSH one-shot (one ssh per edge)", &oneshot, "same steps as the reload path, socat on the edge");
-        match ansible_deployer(&tb) {
+        match ansible_deployer(&tb).filter(|_| ansible_changes > 0) {
             Some(ansible) => {
                 let samples = reload_changes(&tb, &deployer, &ansible, &renderers, &sets, 3, ansible_changes).await;
                 let an3 = table.timing("endpoint change → live, 3 edges, Ansible deployer", &samples, "always reloads; fewer changes to fit the time");
                 table.add("ratio Ansible / runtime-API, 3 edges", format!("{:.0}×", an3 / rt3), "");
             }
-            None => table.add("Ansible deployer", "skipped", "no target/venv/bin/ansible-playbook"),
+            None => table.add("Ansible deployer", "skipped", "no target/venv/bin/ansible-playbook, or EDGELB_PERF_ANSIBLE_CHANGES=0"),
         }
         table.add("ratio reload / runtime-API, 3 edges", format!("{:.1}×", rl3 / rt3), "");
         table.add("ratio OpenSSH one-shot / runtime-API, 3 edges", format!("{:.1}×", os3 / rt3), "");
+        }
 
+        if section("fanout") {
         println!("fan-out:");
-        let (mut fan, mut fan_live) = (Vec::new(), Vec::new());
+        let (mut fan, mut fan_live, mut fan_cpu) = (Vec::new(), Vec::new(), Vec::new());
         for n in [1, 10, 20] {
-            let (samples, live) = runtime_changes(&tb, &deployer, &renderers[0], &sets, n, changes).await;
+            let (samples, live, cpu) = runtime_changes(&tb, &deployer, &renderers[0], &sets, n, changes).await;
+            fan_cpu.push(cpu);
             fan.push(table.timing(&format!("fan-out, runtime-API path, {n} edge(s), whole transaction"), &samples, ""));
             fan_live.push(table.timing(&format!("fan-out, runtime-API path, {n} edge(s), until the commands were acknowledged on all"), &live, ""));
         }
         table.add("ratio 20 edges / 1 edge, runtime-API path, whole transaction", format!("{:.2}×", fan[2] / fan[0]), "target ≤ 2×; every edge runs haproxy -c on the same 2 cores");
         table.add("ratio 20 edges / 1 edge, runtime-API path, commands acknowledged", format!("{:.2}×", fan_live[2] / fan_live[0]), "target ≤ 2×");
+        for (n, cpu) in [1, 10, 20].iter().zip(&fan_cpu) {
+            table.add(&format!("deployer CPU per edge and change, runtime-API path, {n} edge(s)"), format!("{cpu:.2} ms"), "user + system time of this process (render of the tiny test config included), from /proc/self/stat");
+        }
+        table.add(
+            "model: 20 edges on machines of their own, runtime-API path, whole transaction",
+            format!("≤ {:.1} ms ({:.2}× of 1 edge)", fan[0] + 19.0 * fan_cpu[2], (fan[0] + 19.0 * fan_cpu[2]) / fan[0]),
+            "not measured: 1-edge median + 19 × the deployer's CPU per edge, as if that CPU were spent serially; what 20 edges share when each has its own CPU",
+        );
         let mut fan_reload = Vec::new();
         for n in [1, 10, 20] {
             let samples = reload_changes(&tb, &deployer, &deployer, &renderers, &sets, n, changes.min(20)).await;
             fan_reload.push(table.timing(&format!("fan-out, reload path, {n} edge(s)"), &samples, ""));
         }
         table.add("ratio 20 edges / 1 edge, reload path", format!("{:.2}×", fan_reload[2] / fan_reload[0]), "");
+        }
 
+        if section("connections") {
         println!("long-lived connections:");
         let target = tb.edge_addr(0, LISTEN_PORT);
         // b1 alone, so every held connection goes to the endpoint that stays.
         settle(&tb, &deployer, &renderers[0], &[b[0].addr], 1).await;
         let mut held = hold(target, 20).await;
         let before = tb.edges[0].show_proc(&tb.tools.tb_client);
-        let (runtime100, _) = runtime_changes(&tb, &deployer, &renderers[0], &sets, 1, 100).await;
+        let (runtime100, _, _) = runtime_changes(&tb, &deployer, &renderers[0], &sets, 1, 100).await;
         let after = tb.edges[0].show_proc(&tb.tools.tb_client);
         let lost = cut(&mut held).await;
         table.add(
@@ -736,7 +788,9 @@ fn main() {
             format!("100 reloads in {secs:.0} s, checked 11 s later (hard-stop-after 10s)"),
         );
         drop(held);
+        }
 
+        if section("memory") {
         println!("controller memory:");
         match controller_rss(&tb).await {
             Ok((kib, what, secs)) => table.add(
@@ -745,6 +799,7 @@ fn main() {
                 format!("target < 64 MiB; converged in {secs:.1} s; {what}"),
             ),
             Err(why) => table.add("edgelb run peak RSS", "not measured", why),
+        }
         }
     });
     drop(tb);
