@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::master_cli::MasterProcs;
+use crate::running_drift;
 use crate::runtime_update;
 
 /// Puts `config` live on `host`. Nothing is swapped unless `haproxy -c` accepts the new file;
@@ -22,7 +23,8 @@ pub async fn apply_config(
     let live_path = &layout.config_path;
     let live = host.read_file(live_path).await?;
     if live.as_deref().and_then(live_digest_of) == Some(config.digest) {
-        return Ok(Applied::Unchanged);
+        // The file is right; the running servers may still have been changed by hand.
+        return running_drift::restore_running_servers(host, layout, &config.text).await;
     }
     if let Some(live) = live.as_deref()
         && let Some(applied) = try_runtime_update(host, layout, live, config).await?
@@ -142,16 +144,28 @@ async fn try_runtime_update(
 }
 
 /// The digest of the config live on `host`, `None` when there is no file or it has no
-/// edgelb digest line.
+/// edgelb digest line. Like a hand-edited file (see [`live_digest_of`]), running servers that
+/// differ from edgelb's own file (changed by hand through the runtime API) give a digest that
+/// matches no rendered config, so a resync redeploys and the deploy puts them back.
 pub async fn live_digest(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
 ) -> Result<Option<Digest>, DeployError> {
-    Ok(host
-        .read_file(&layout.config_path)
-        .await?
-        .as_deref()
-        .and_then(live_digest_of))
+    let Some(bytes) = host.read_file(&layout.config_path).await? else {
+        return Ok(None);
+    };
+    let Some(digest) = live_digest_of(&bytes) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    if Digest::from_config_text(&text) == Some(digest)
+        && let Some(why) = running_drift::running_drift(host, &text).await
+    {
+        tracing::warn!(node = host.node(), reason = %why, "running servers differ from the live file");
+        let marked = format!("{digest}\nrunning servers differ from the file");
+        return Ok(Some(Digest::of(marked.as_bytes())));
+    }
+    Ok(Some(digest))
 }
 
 /// The digest a live file really has: its digest line if the body still matches it, or the
@@ -227,7 +241,7 @@ fn step_detail(e: &DeployError) -> String {
 }
 
 /// Reloads and waits until `show proc` says the reload took (`Err` says why not).
-async fn reload_and_confirm(
+pub(crate) async fn reload_and_confirm(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
     before: &MasterProcs,

@@ -15,6 +15,7 @@ mod local;
 mod master_cli;
 pub mod proxy_header;
 mod render;
+mod running_drift;
 pub mod runtime_api;
 pub mod runtime_update;
 #[cfg(feature = "ssh")]

@@ -310,6 +310,12 @@ pub async fn verify(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<(), St
         .show_servers_state(None)
         .await
         .map_err(|e| e.to_string())?;
+    compare(slots, &running)
+}
+
+/// Checks every slot against the running servers (`show servers state`); `Err` names up to
+/// three that differ or do not run.
+pub fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), String> {
     let index: HashMap<(&str, &str), &ServerState> = running
         .iter()
         .map(|s| ((s.backend.as_str(), s.server.as_str()), s))

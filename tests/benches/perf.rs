@@ -743,7 +743,7 @@ fn main() {
         table.add("ratio 20 edges / 1 edge, runtime-API path, whole transaction", format!("{:.2}×", fan[2] / fan[0]), "target ≤ 2×; every edge runs haproxy -c on the same 2 cores");
         table.add("ratio 20 edges / 1 edge, runtime-API path, commands acknowledged", format!("{:.2}×", fan_live[2] / fan_live[0]), "target ≤ 2×");
         for (n, cpu) in [1, 10, 20].iter().zip(&fan_cpu) {
-            table.add(&format!("deployer CPU per edge and change, runtime-API path, {n} edge(s)"), format!("{cpu:.2} ms"), "user + system time of this process (render of the tiny test config included), from /proc/self/stat");
+            table.add(format!("deployer CPU per edge and change, runtime-API path, {n} edge(s)"), format!("{cpu:.2} ms"), "user + system time of this process (render of the tiny test config included), from /proc/self/stat");
         }
         table.add(
             "model: 20 edges on machines of their own, runtime-API path, whole transaction",
