@@ -14,7 +14,7 @@ use crate::config::AnsibleDeployerConfig;
 use crate::error::{Error, Result};
 use crate::inventory::{GroupSettings, InventoryHost, inventory};
 use crate::known_hosts::{known_hosts_file, read_source};
-use crate::outcome::{HostContext, RunSummary, deploy_outcome, digest_outcome, plan_outcome};
+use crate::outcome::{HostContext, RunSummary, deploy_outcome, live_file_outcome, plan_outcome};
 use crate::plan::NodePlan;
 use crate::results::RunResults;
 use crate::runner::{Finished, Invocation, find_ansible_playbook, run, tail};
@@ -370,6 +370,27 @@ impl Deployer for AnsibleDeployer {
     }
 
     async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
+        Ok(self
+            .read_live_file(node)
+            .await?
+            .as_deref()
+            .and_then(edgelb_haproxy::apply::live_digest_of))
+    }
+
+    /// Read with the same playbook as the digest, so `edgelb plan` diffs and a starting
+    /// controller carries on from the edge's server slots with this deployer too.
+    async fn live_config(&self, node: &EdgeNode) -> Result<Option<String>, DeployError> {
+        Ok(self
+            .read_live_file(node)
+            .await?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
+
+impl AnsibleDeployer {
+    /// The live config file of `node` (`None` when there is none), from one run of the
+    /// read-back playbook.
+    async fn read_live_file(&self, node: &EdgeNode) -> Result<Option<Vec<u8>>, DeployError> {
         let ssh = check_node(node)?;
         let host = InventoryHost {
             name: node.name.clone(),
@@ -393,7 +414,7 @@ impl Deployer for AnsibleDeployer {
             connect_timeout: self.config.connect_timeout,
             run: &summary,
         };
-        digest_outcome(&ctx, results.host(&node.name))
+        live_file_outcome(&ctx, results.host(&node.name))
     }
 }
 

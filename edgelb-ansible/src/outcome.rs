@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edgelb_core::{Applied, DeployError, Digest};
+use edgelb_core::{Applied, DeployError};
 use serde_json::Value;
 
 use crate::plan::PlannedChange;
@@ -311,11 +311,11 @@ fn unified_diff(result: &Value) -> String {
         .to_string()
 }
 
-/// The live digest read back on one host.
-pub(crate) fn digest_outcome(
+/// The live config file read back on one host, `None` when there is none.
+pub(crate) fn live_file_outcome(
     ctx: &HostContext<'_>,
     results: &[TaskResult],
-) -> Result<Option<Digest>, DeployError> {
+) -> Result<Option<Vec<u8>>, DeployError> {
     if let Some(lost) = results.iter().find(|r| r.status == Status::Unreachable) {
         return Err(ctx.unreachable(lost));
     }
@@ -344,7 +344,7 @@ pub(crate) fn digest_outcome(
                 format!("bad base64 from slurp: {e}"),
             )
         })?;
-    Ok(edgelb_haproxy::apply::live_digest_of(&bytes))
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]

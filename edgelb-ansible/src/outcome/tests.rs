@@ -1,6 +1,7 @@
 //! Outcome mapping against results captured from real runs (`testdata/`, written by the
 //! shipped callback plugin against a real sshd and HAProxy 2.6) and variations of them.
 
+use edgelb_core::Digest;
 use serde_json::json;
 
 use super::*;
@@ -317,6 +318,16 @@ fn plans_from_real_check_runs() {
         plan_outcome(&ctx("edge-1", &run), results.host("edge-1")),
         Err(DeployError::HostKeyMismatch { .. })
     ));
+}
+
+/// The digest of the live file a read-back run returned, as the deployer computes it.
+fn digest_outcome(
+    ctx: &HostContext<'_>,
+    results: &[TaskResult],
+) -> Result<Option<Digest>, DeployError> {
+    Ok(live_file_outcome(ctx, results)?
+        .as_deref()
+        .and_then(edgelb_haproxy::apply::live_digest_of))
 }
 
 #[test]

@@ -18,8 +18,8 @@ use crate::testbed::{Edge, Probe, Testbed, TestbedConfig};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     /// Through the pipeline to 3 edges: a client connecting through each edge reaches a
-    /// backend that saw the client's own address and port (PROXY v2); the live file and
-    /// `live_digest` are what was rendered.
+    /// backend that saw the client's own address and port (PROXY v2); the live file,
+    /// `live_digest` and `live_config` are what was rendered.
     RealClientIp,
     /// Ten endpoint changes through the pipeline while a bounded load loop runs through an
     /// edge: no connection fails, and after each change new connections reach the new
@@ -227,6 +227,12 @@ async fn real_client_ip(dut: &dyn DeployerUnderTest, tb: &Testbed) {
         assert_eq!(
             deployer.live_digest(&edge.node()).await,
             Ok(Some(desired.digest)),
+            "{}",
+            edge.name
+        );
+        assert_eq!(
+            deployer.live_config(&edge.node()).await,
+            Ok(Some(desired.text)),
             "{}",
             edge.name
         );
