@@ -103,7 +103,7 @@ async fn lead(
             &seed.renderer,
             seed.deployer.as_ref(),
             &config.edges,
-            super::slot_seed::READ_TIMEOUT,
+            super::slot_seed::SEED_TIMEOUT,
         ) => {}
         () = stop.cancelled() => {}
     }

@@ -7,46 +7,65 @@ use std::time::Duration;
 
 use edgelb_core::{Deployer, EdgeNode};
 use edgelb_haproxy::HaproxyRenderer;
+use futures::StreamExt;
 
-/// How long one edge may take to hand over its live config before the next one is asked.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long seeding may hold up the first deploy, whatever the number of edges.
+pub const SEED_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Seeds `renderer` from the live config of the first edge, in `edges` order, that has one.
-/// Returns that edge's name, or `None` when no edge could be read (the deployer cannot read
-/// live configs, every edge is unreachable or has no config yet): the renderer then places
-/// endpoints afresh, which costs at most one runtime update or reload per edge.
+/// Edges asked at once (the Ansible deployer starts a playbook run per edge).
+const CONCURRENT_READS: usize = 8;
+
+/// Seeds `renderer` from the live config of the first edge to hand one over (edges are asked
+/// concurrently; they normally hold the same slots). Returns that edge's name, or `None` when
+/// no edge answered with a config within `timeout` (the deployer cannot read live configs,
+/// the edges are unreachable or have no config yet): the renderer then places endpoints
+/// afresh, which costs at most one runtime update or reload per edge.
 pub async fn seed_from_edges(
     renderer: &HaproxyRenderer,
     deployer: &dyn Deployer,
     edges: &[EdgeNode],
     timeout: Duration,
 ) -> Option<String> {
-    for node in edges {
-        match tokio::time::timeout(timeout, deployer.live_config(node)).await {
-            Ok(Ok(Some(live))) => {
-                renderer.seed_slots_from_config(&live);
-                tracing::info!(node = %node.name, "carrying on from the server slots live on this edge");
-                return Some(node.name.clone());
+    let reads = futures::stream::iter(edges)
+        .map(|node| async move { (node, deployer.live_config(node).await) })
+        .buffer_unordered(CONCURRENT_READS)
+        .filter_map(|(node, read)| async move {
+            match read {
+                Ok(Some(live)) => Some((node, live)),
+                Ok(None) => {
+                    tracing::debug!(node = %node.name, "no live config to seed server slots from");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node.name, error = %e, "cannot read the live config to seed server slots");
+                    None
+                }
             }
-            Ok(Ok(None)) => {
-                tracing::debug!(node = %node.name, "no live config to seed server slots from");
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(node = %node.name, error = %e, "cannot read the live config to seed server slots; trying the next edge");
-            }
-            Err(_) => {
-                tracing::warn!(node = %node.name, timeout = ?timeout, "reading the live config to seed server slots timed out; trying the next edge");
-            }
+        });
+    let first = tokio::time::timeout(timeout, std::pin::pin!(reads).next()).await;
+    match first {
+        Ok(Some((node, live))) => {
+            renderer.seed_slots_from_config(&live);
+            tracing::info!(node = %node.name, "carrying on from the server slots live on this edge");
+            Some(node.name.clone())
+        }
+        Ok(None) => {
+            tracing::info!("no edge has a live config to carry on from; placing endpoints afresh");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?timeout, "no edge handed over its live config in time; placing endpoints afresh");
+            None
         }
     }
-    None
 }
 
 #[cfg(test)]
 mod tests {
-    use edgelb_core::testing::MockDeployer;
+    use async_trait::async_trait;
     use edgelb_core::{
-        DeployError, Endpoint, PortSpec, ProxyProtocol, Renderer, ServiceKey, Snapshot,
+        DeployError, Digest, Endpoint, NodeConfig, NodeOutcome, PortSpec, ProxyProtocol, Renderer,
+        ServiceKey, Snapshot,
     };
     use edgelb_haproxy::RenderOptions;
 
@@ -75,47 +94,65 @@ mod tests {
         old.render(&snapshot(&[2, 3]), node).unwrap().text
     }
 
-    #[tokio::test]
-    async fn a_seeded_renderer_renders_what_the_edge_runs() {
-        let nodes = [EdgeNode::new("edge-1"), EdgeNode::new("edge-2")];
-        let live = live_config(&nodes[1]);
-        let mut deployer = MockDeployer::new();
-        let answer = live.clone();
-        deployer.expect_live_config().returning(move |node| {
-            if node.name == "edge-1" {
-                Err(DeployError::Connect {
-                    node: node.name.clone(),
-                    message: "connection refused".into(),
-                })
-            } else {
-                Ok(Some(answer.clone()))
-            }
-        });
-
-        let fresh = renderer();
-        let unseeded = fresh.render(&snapshot(&[2, 3]), &nodes[1]).unwrap();
-        assert_ne!(unseeded.text, live, "a fresh renderer moves the endpoints");
-
-        let seeded = renderer();
-        let from = seed_from_edges(&seeded, &deployer, &nodes, READ_TIMEOUT).await;
-        assert_eq!(from.as_deref(), Some("edge-2"));
-        let rendered = seeded.render(&snapshot(&[2, 3]), &nodes[1]).unwrap();
-        assert_eq!(rendered.text, live);
+    /// Edges by name: `hung` never answers, `down` refuses, `empty` has no config, anything
+    /// else answers with `live`.
+    struct Edges {
+        live: String,
     }
 
-    #[tokio::test]
-    async fn no_readable_edge_leaves_the_renderer_fresh() {
-        let nodes = [EdgeNode::new("edge-1")];
-        let mut deployer = MockDeployer::new();
-        deployer.expect_live_config().returning(|_| Ok(None));
+    #[async_trait]
+    impl Deployer for Edges {
+        async fn deploy(&self, _batch: &[NodeConfig]) -> Vec<NodeOutcome> {
+            unreachable!("seeding never deploys")
+        }
+
+        async fn live_digest(&self, _node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
+            unreachable!("seeding reads whole configs")
+        }
+
+        async fn live_config(&self, node: &EdgeNode) -> Result<Option<String>, DeployError> {
+            match node.name.as_str() {
+                "hung" => std::future::pending().await,
+                "down" => Err(DeployError::Connect {
+                    node: node.name.clone(),
+                    message: "connection refused".into(),
+                }),
+                "empty" => Ok(None),
+                _ => Ok(Some(self.live.clone())),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seeded_renderer_renders_what_the_edge_runs() {
+        let up = EdgeNode::new("up");
+        let live = live_config(&up);
+        let unseeded = renderer().render(&snapshot(&[2, 3]), &up).unwrap();
+        assert_ne!(unseeded.text, live, "a fresh renderer moves the endpoints");
+
+        let deployer = Edges { live: live.clone() };
+        let edges = ["hung", "down", "empty", "up"].map(EdgeNode::new);
         let seeded = renderer();
+        let from = seed_from_edges(&seeded, &deployer, &edges, SEED_TIMEOUT).await;
+        assert_eq!(from.as_deref(), Some("up"));
+        assert_eq!(seeded.render(&snapshot(&[2, 3]), &up).unwrap().text, live);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_edge_to_read_leaves_the_renderer_fresh_within_the_timeout() {
+        let node = EdgeNode::new("hung");
+        let deployer = Edges {
+            live: live_config(&node),
+        };
+        let edges = ["hung", "down", "empty"].map(EdgeNode::new);
+        let seeded = renderer();
+        let started = tokio::time::Instant::now();
+        let from = seed_from_edges(&seeded, &deployer, &edges, SEED_TIMEOUT).await;
+        assert_eq!(from, None);
+        assert_eq!(started.elapsed(), SEED_TIMEOUT);
+        let fresh = renderer().render(&snapshot(&[2, 3]), &node).unwrap();
         assert_eq!(
-            seed_from_edges(&seeded, &deployer, &nodes, READ_TIMEOUT).await,
-            None
-        );
-        let fresh = renderer().render(&snapshot(&[2, 3]), &nodes[0]).unwrap();
-        assert_eq!(
-            seeded.render(&snapshot(&[2, 3]), &nodes[0]).unwrap().text,
+            seeded.render(&snapshot(&[2, 3]), &node).unwrap().text,
             fresh.text
         );
     }
