@@ -18,6 +18,8 @@ mod render;
 mod running_drift;
 pub mod runtime_api;
 pub mod runtime_update;
+#[cfg(test)]
+mod sim_edge;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 

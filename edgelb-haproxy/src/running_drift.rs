@@ -17,7 +17,8 @@ use crate::runtime_update;
 
 /// How the running servers differ from what the live file `text` says; `None` when they
 /// match, or when they cannot be compared: a file without a stats socket, or a socket that
-/// does not answer (logged at debug; a deploy reports a HAProxy that is down).
+/// does not answer (logged at debug; nothing here can repair a HAProxy that is down, and
+/// the next change's deploy reports it).
 pub async fn running_drift(host: &dyn EdgeHost, text: &str) -> Option<String> {
     let split = runtime_update::split_config(text);
     let socket = split.stats_socket.as_deref()?;
@@ -33,7 +34,9 @@ pub async fn running_drift(host: &dyn EdgeHost, text: &str) -> Option<String> {
 
 /// For a deploy of the config already live (`text`): `Unchanged` when the running servers
 /// match it, else brings them back through the runtime API (`RuntimeUpdated`), or, when that
-/// does not take, reloads the live file (`Reloaded`).
+/// does not take, reloads the live file (`Reloaded`). Drift that even the reload leaves (the
+/// stats socket belongs to a HAProxy running another file, say) is an error, so the
+/// pipeline backs off instead of reloading at every resync.
 pub async fn restore_running_servers(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
@@ -60,16 +63,135 @@ pub async fn restore_running_servers(
         Err(still) => {
             tracing::warn!(node, reason = %still, "the runtime API did not restore the servers; reloading the live file");
             let before = show_proc(host, layout).await?;
-            reload_and_confirm(host, layout, &before)
-                .await
-                .map(|()| Applied::Reloaded)
-                .map_err(|message| DeployError::ReloadFailed {
+            if let Err(message) = reload_and_confirm(host, layout, &before).await {
+                return Err(DeployError::ReloadFailed {
                     node: node.to_owned(),
                     message: format!(
                         "the running servers differ from the live file ({why}) and reloading it failed: {message}"
                     ),
                     rolled_back: false,
-                })
+                });
+            }
+            match running_drift(host, text).await {
+                None => Ok(Applied::Reloaded),
+                Some(left) => Err(DeployError::Step {
+                    node: node.to_owned(),
+                    step: "restoring the running servers".into(),
+                    message: format!(
+                        "they still differ from the live file after a reload ({left}); check that the stats socket in the config belongs to the HAProxy that loads {}",
+                        layout.config_path
+                    ),
+                }),
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edgelb_core::{Digest, RenderedConfig};
+
+    use super::*;
+    use crate::apply::{apply_config, live_digest};
+    use crate::sim_edge::SimEdge;
+
+    const BODY: &str = "global\n    master-worker\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n\nfrontend fe_80\n    bind :80\n    default_backend be_a\n\nbackend be_a\n    server s001 10.0.0.1:80 check send-proxy-v2\n    server s002 10.0.0.2:80 check send-proxy-v2\n    server s003 127.0.0.1:1 check send-proxy-v2 disabled\n";
+
+    /// An edge running `BODY`, and its rendered config.
+    fn edge() -> (SimEdge, RenderedConfig) {
+        let config = RenderedConfig::from_body(BODY.to_owned());
+        (SimEdge::start(&config.text, false, false), config)
+    }
+
+    async fn digest(sim: &SimEdge) -> Option<Digest> {
+        live_digest(sim, &HaproxyLayout::default()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn matching_servers_are_left_alone() {
+        let (sim, config) = edge();
+        let layout = HaproxyLayout::default();
+        assert_eq!(digest(&sim).await, Some(config.digest));
+        assert_eq!(
+            apply_config(&sim, &layout, &config).await,
+            Ok(Applied::Unchanged)
+        );
+        assert!(
+            !sim.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with("set "))
+        );
+    }
+
+    #[tokio::test]
+    async fn servers_changed_by_hand_are_drift_and_are_put_back_without_a_reload() {
+        let (sim, config) = edge();
+        let layout = HaproxyLayout::default();
+        sim.runtime_command("set server be_a/s001 state maint");
+        sim.runtime_command("set server be_a/s003 addr 10.9.9.9 port 99");
+        let drifted = digest(&sim).await;
+        assert!(drifted.is_some() && drifted != Some(config.digest));
+
+        assert_eq!(
+            apply_config(&sim, &layout, &config).await,
+            Ok(Applied::RuntimeUpdated)
+        );
+        assert!(!sim.reloaded());
+        assert_eq!(sim.live(), config.text);
+        assert_eq!(digest(&sim).await, Some(config.digest));
+        assert_eq!(
+            apply_config(&sim, &layout, &config).await,
+            Ok(Applied::Unchanged)
+        );
+    }
+
+    #[tokio::test]
+    async fn drift_the_runtime_api_cannot_fix_is_reloaded_away() {
+        // This HAProxy takes `set server … weight` without doing it.
+        let (sim, config) = edge();
+        let sim = SimEdge {
+            ignores_weight: true,
+            ..sim
+        };
+        sim.servers
+            .lock()
+            .unwrap()
+            .get_mut(&("be_a".to_owned(), "s002".to_owned()))
+            .unwrap()
+            .3 = 9;
+        let layout = HaproxyLayout::default();
+        assert_eq!(
+            apply_config(&sim, &layout, &config).await,
+            Ok(Applied::Reloaded)
+        );
+        assert!(sim.reloaded());
+        assert_eq!(digest(&sim).await, Some(config.digest));
+    }
+
+    #[tokio::test]
+    async fn drift_a_reload_leaves_is_an_error_not_a_reload_loop() {
+        // The stats socket belongs to a HAProxy that runs another file: a reload of ours
+        // changes nothing there.
+        let (sim, config) = edge();
+        let sim = SimEdge {
+            ignores_weight: true,
+            stale_reload: true,
+            ..sim
+        };
+        sim.servers
+            .lock()
+            .unwrap()
+            .get_mut(&("be_a".to_owned(), "s002".to_owned()))
+            .unwrap()
+            .3 = 9;
+        let layout = HaproxyLayout::default();
+        let err = apply_config(&sim, &layout, &config).await.unwrap_err();
+        assert!(
+            matches!(&err, DeployError::Step { step, .. } if step == "restoring the running servers"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("stats socket"), "{err}");
     }
 }
