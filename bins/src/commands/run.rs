@@ -106,6 +106,7 @@ async fn lead(
             super::slot_seed::SEED_TIMEOUT,
         ) => {}
         () = stop.cancelled() => {}
+        () = shutdown.cancelled() => return Ok(()),
     }
     let writer = match (&kube, config.source.is_load_balancer()) {
         (Some(k), true) => {

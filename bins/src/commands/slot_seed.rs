@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use edgelb_core::{Deployer, EdgeNode};
+use edgelb_core::{Deployer, Digest, EdgeNode};
 use edgelb_haproxy::HaproxyRenderer;
 use futures::StreamExt;
 
@@ -15,11 +15,12 @@ pub const SEED_TIMEOUT: Duration = Duration::from_secs(10);
 /// Edges asked at once (the Ansible deployer starts a playbook run per edge).
 const CONCURRENT_READS: usize = 8;
 
-/// Seeds `renderer` from the live config of the first edge to hand one over (edges are asked
-/// concurrently; they normally hold the same slots). Returns that edge's name, or `None` when
-/// no edge answered with a config within `timeout` (the deployer cannot read live configs,
-/// the edges are unreachable or have no config yet): the renderer then places endpoints
-/// afresh, which costs at most one runtime update or reload per edge.
+/// Seeds `renderer` from the live config of the first edge to hand over one that edgelb
+/// wrote and nobody edited, with server slots in it (edges are asked concurrently; they
+/// normally hold the same slots). Returns that edge's name, or `None` when no edge did so
+/// within `timeout` (the deployer cannot read live configs, the edges are unreachable, new or
+/// edited by hand): the renderer then places endpoints afresh, which costs at most one
+/// runtime update or reload per edge.
 pub async fn seed_from_edges(
     renderer: &HaproxyRenderer,
     deployer: &dyn Deployer,
@@ -31,7 +32,11 @@ pub async fn seed_from_edges(
         .buffer_unordered(CONCURRENT_READS)
         .filter_map(|(node, read)| async move {
             match read {
-                Ok(Some(live)) => Some((node, live)),
+                Ok(Some(live)) if is_edgelbs_own(&live) => Some((node, live)),
+                Ok(Some(_)) => {
+                    tracing::info!(node = %node.name, "the live config is not edgelb's own (new edge, or edited by hand); not seeding server slots from it");
+                    None
+                }
                 Ok(None) => {
                     tracing::debug!(node = %node.name, "no live config to seed server slots from");
                     None
@@ -42,10 +47,18 @@ pub async fn seed_from_edges(
                 }
             }
         });
-    let first = tokio::time::timeout(timeout, std::pin::pin!(reads).next()).await;
-    match first {
-        Ok(Some((node, live))) => {
-            renderer.seed_slots_from_config(&live);
+    let seeded = tokio::time::timeout(timeout, async {
+        let mut reads = std::pin::pin!(reads);
+        while let Some((node, live)) = reads.next().await {
+            if renderer.seed_slots_from_config(&live) > 0 {
+                return Some(node);
+            }
+        }
+        None
+    })
+    .await;
+    match seeded {
+        Ok(Some(node)) => {
             tracing::info!(node = %node.name, "carrying on from the server slots live on this edge");
             Some(node.name.clone())
         }
@@ -58,6 +71,13 @@ pub async fn seed_from_edges(
             None
         }
     }
+}
+
+/// Whether `live` is a file edgelb wrote that nobody edited since (its digest line matches
+/// its body): only such a file says where edgelb placed the endpoints.
+fn is_edgelbs_own(live: &str) -> bool {
+    let claimed = Digest::from_config_text(live);
+    claimed.is_some() && edgelb_haproxy::apply::live_digest_of(live.as_bytes()) == claimed
 }
 
 #[cfg(test)]
@@ -94,8 +114,9 @@ mod tests {
         old.render(&snapshot(&[2, 3]), node).unwrap().text
     }
 
-    /// Edges by name: `hung` never answers, `down` refuses, `empty` has no config, anything
-    /// else answers with `live`.
+    /// Edges by name: `hung` never answers, `down` refuses, `empty` has no config, `distro`
+    /// runs a distribution's config, `edited` a hand-edited `live`; anything else answers
+    /// with `live`.
     struct Edges {
         live: String,
     }
@@ -118,6 +139,8 @@ mod tests {
                     message: "connection refused".into(),
                 }),
                 "empty" => Ok(None),
+                "distro" => Ok(Some("global\n    daemon\n".to_owned())),
+                "edited" => Ok(Some(self.live.replacen("s002", "s009", 1))),
                 _ => Ok(Some(self.live.clone())),
             }
         }
@@ -131,7 +154,7 @@ mod tests {
         assert_ne!(unseeded.text, live, "a fresh renderer moves the endpoints");
 
         let deployer = Edges { live: live.clone() };
-        let edges = ["hung", "down", "empty", "up"].map(EdgeNode::new);
+        let edges = ["hung", "down", "empty", "distro", "edited", "up"].map(EdgeNode::new);
         let seeded = renderer();
         let from = seed_from_edges(&seeded, &deployer, &edges, SEED_TIMEOUT).await;
         assert_eq!(from.as_deref(), Some("up"));
@@ -144,7 +167,7 @@ mod tests {
         let deployer = Edges {
             live: live_config(&node),
         };
-        let edges = ["hung", "down", "empty"].map(EdgeNode::new);
+        let edges = ["hung", "down", "empty", "distro", "edited"].map(EdgeNode::new);
         let seeded = renderer();
         let started = tokio::time::Instant::now();
         let from = seed_from_edges(&seeded, &deployer, &edges, SEED_TIMEOUT).await;

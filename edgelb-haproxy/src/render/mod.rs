@@ -149,15 +149,19 @@ impl HaproxyRenderer {
     /// Continues from the server slots of a config this renderer's kind wrote (the live file
     /// of an edge), so endpoints stay where the edge has them: for a process that starts
     /// fresh, such as `edgelb plan` or a restarted controller. Backends it cannot read are
-    /// placed afresh on the next render.
-    pub fn seed_slots_from_config(&self, config: &str) {
+    /// placed afresh on the next render. Returns how many backends were seeded (0 for a file
+    /// with no server slots of edgelb's, such as a distribution's default `haproxy.cfg`).
+    pub fn seed_slots_from_config(&self, config: &str) -> usize {
         let mut memory = self
             .memory
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seeded = 0;
         for (backend, live) in live::live_slots(config) {
             memory.seed(&backend, slots::SlotTable::from_live(&live));
+            seeded += 1;
         }
+        seeded
     }
 
     fn render_template(&self, ctx: minijinja::Value) -> Result<String> {
