@@ -210,7 +210,7 @@ async fn the_controller_keeps_three_edges_in_sync_with_an_endpoints_file() {
         .map(|e| e.show_proc(&tb.tools.tb_client).reloads)
         .collect();
     let mut restarted = Controller::start(&config, http, &dir.join("edgelb-restarted.log"), &[]);
-    // Counted once per deploy and again on each resync: wait for the first of each.
+    // The first deploy of each edge finds it unchanged.
     let unchanged: Vec<String> = node_names
         .iter()
         .map(|n| format!("edgelb_deploys_total{{node=\"{n}\",result=\"unchanged\"}} "))

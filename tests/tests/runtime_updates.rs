@@ -267,14 +267,23 @@ async fn servers_changed_by_hand_are_put_back_without_a_reload() {
     }];
     let deploy_it = || deployer.deploy(&batch);
     assert_eq!(deploy_it().await[0].result, Ok(Applied::Reloaded));
-    assert_eq!(deployer.live_digest(&node).await, Ok(Some(config.digest)));
     let file = edge.live_config();
     let servers = split_config(&file).servers;
     let reloads = edge.show_proc(tool).reloads;
-
-    // By hand, through the runtime API: b1's server to maintenance, b2's weight to 7.
     let host = deployer.host(&node).unwrap();
     let api = RuntimeApi::new(&host, "/run/haproxy/admin.sock").unwrap();
+    // Right after a reload the old worker may still answer the stats socket for a moment.
+    let settled = Instant::now();
+    while verify(&api, &servers).await.is_err() {
+        assert!(
+            settled.elapsed() < Duration::from_secs(5),
+            "the new worker never answered the stats socket"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(deployer.live_digest(&node).await, Ok(Some(config.digest)));
+
+    // By hand, through the runtime API: b1's server to maintenance, b2's weight to 7.
     api.batch(&[
         RuntimeCommand::SetServerState {
             backend: servers[0].backend.clone(),

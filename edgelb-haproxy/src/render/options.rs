@@ -44,12 +44,13 @@ pub struct RenderOptions {
     /// raise the process's fd limit with it; `null` lets HAProxy derive it from that limit.
     /// Default `8192`.
     pub maxconn: Option<u32>,
-    /// Whether HAProxy's built-in HTTP client (used only by Lua scripts and the expert CLI,
-    /// never by edgelb's template) keeps its default of verifying TLS against the system CA
-    /// store. HAProxy 2.6 loads that whole store on every start, reload and `haproxy -c`:
-    /// about 50 ms of CPU, most of a validation's time. `false` (the default) renders
-    /// `httpclient.ssl.verify none` so the store is not loaded; set `true` if your own
-    /// template adds Lua that makes HTTPS calls.
+    /// Whether HAProxy's built-in HTTP client keeps its default of verifying TLS against the
+    /// system CA store. edgelb's template never uses that client (Lua scripts, the expert
+    /// CLI, `ocsp-update` from HAProxy 2.8 and ACME from 3.2 do), but HAProxy 2.6 loads the
+    /// whole store for it on every start, reload and `haproxy -c`: about 50 ms of CPU, most of
+    /// a validation's time. `false` (the default) renders `httpclient.ssl.verify none` so the
+    /// store is not loaded. Set `true` if your own template uses any of those features, or if
+    /// your HAProxy is built without OpenSSL (it does not know the keyword then).
     pub httpclient_system_ca: bool,
     /// Load-balancing algorithm of every backend. Default `roundrobin`.
     pub balance: Balance,
