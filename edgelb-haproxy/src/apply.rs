@@ -55,8 +55,9 @@ pub async fn apply_config(
 /// The runtime API brings the running servers to the new file; the file is then written,
 /// validated and swapped in (the previous one kept) without a reload, and `show servers state`
 /// is checked against it. A failed command or a mismatch ends in a validated reload of
-/// the new file (rolled back like any reload); a rejected file reloads the live one, to undo
-/// the runtime changes, and reports the rejection.
+/// the new file (rolled back like any reload); for a rejected file the runtime changes are
+/// undone (through the runtime API, else by reloading the live file) and the rejection is
+/// reported.
 async fn try_runtime_update(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
@@ -98,11 +99,8 @@ async fn try_runtime_update(
     );
     if let Err(rejected) = validated {
         if !matches!(pushed, Ok(0)) {
-            tracing::error!(node, error = %rejected, "new config rejected after runtime API changes; reloading the live config to undo them");
-            let before = show_proc(host, layout).await?;
-            if let Err(e) = reload_and_confirm(host, layout, &before).await {
-                tracing::error!(node, error = %e, "reloading the live config failed");
-            }
+            tracing::error!(node, error = %rejected, "new config rejected after runtime API changes; undoing them");
+            undo_runtime_changes(host, layout, socket, live_text).await;
         }
         return Err(rejected);
     }
@@ -140,6 +138,34 @@ async fn try_runtime_update(
                 .await),
             }
         }
+    }
+}
+
+/// Brings the running servers back to the live file after the new one was rejected: through
+/// the runtime API, or by reloading the live file when that does not take. Failures are
+/// logged: the rejection is what the caller reports.
+async fn undo_runtime_changes(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    socket: &str,
+    live_text: &str,
+) {
+    let node = host.node();
+    let slots = runtime_update::split_config(live_text).servers;
+    let Err(why) = runtime_update::push_and_verify(host, socket, &slots).await else {
+        tracing::info!(
+            node,
+            "runtime API changes undone; the live config is what runs"
+        );
+        return;
+    };
+    tracing::warn!(node, reason = %why, "the runtime API could not undo its changes; reloading the live config");
+    let reloaded = match show_proc(host, layout).await {
+        Ok(before) => reload_and_confirm(host, layout, &before).await,
+        Err(e) => Err(step_detail(&e)),
+    };
+    if let Err(e) = reloaded {
+        tracing::error!(node, error = %e, "reloading the live config failed");
     }
 }
 

@@ -49,17 +49,11 @@ pub async fn restore_running_servers(
     tracing::warn!(node, reason = %why, "running servers differ from the live file; putting them back through the runtime API");
     let split = runtime_update::split_config(text);
     let restored = match split.stats_socket.as_deref() {
-        Some(socket) => match runtime_update::push(host, socket, &split.servers).await {
-            Ok(_) => match RuntimeApi::new(host, socket) {
-                Ok(api) => runtime_update::verify(&api, &split.servers).await,
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e),
-        },
+        Some(socket) => runtime_update::push_and_verify(host, socket, &split.servers).await,
         None => Err("the live file has no stats socket".to_owned()),
     };
     match restored {
-        Ok(()) => Ok(Applied::RuntimeUpdated),
+        Ok(_) => Ok(Applied::RuntimeUpdated),
         Err(still) => {
             tracing::warn!(node, reason = %still, "the runtime API did not restore the servers; reloading the live file");
             let before = show_proc(host, layout).await?;

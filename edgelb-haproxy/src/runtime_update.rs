@@ -371,6 +371,18 @@ pub async fn push(
     Ok(commands.len())
 }
 
+/// [`push`], then [`verify`]: `Ok` with the number of commands once the running servers are
+/// what `slots` says.
+pub async fn push_and_verify(
+    host: &dyn EdgeHost,
+    socket: &str,
+    slots: &[ServerSlot],
+) -> Result<usize, String> {
+    let commands = push(host, socket, slots).await?;
+    let api = RuntimeApi::new(host, socket).map_err(|e| e.to_string())?;
+    verify(&api, slots).await.map(|()| commands)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,7 +686,6 @@ mod tests {
     async fn a_rejected_file_is_reported_and_the_runtime_changes_undone() {
         let live = live_config();
         let sim = SimEdge::start(&live.text, false, true);
-        let before = sim.servers.lock().unwrap().clone();
         let err = crate::apply::apply_config(
             &sim,
             &crate::HaproxyLayout::default(),
@@ -685,9 +696,14 @@ mod tests {
         assert!(matches!(err, DeployError::ConfigRejected { .. }), "{err}");
         assert_eq!(sim.live(), live.text, "the live file stays");
         assert!(
-            sim.reloaded(),
-            "the live file is reloaded to undo the runtime changes"
+            !sim.reloaded(),
+            "the runtime changes are undone through the runtime API"
         );
-        assert_eq!(*sim.servers.lock().unwrap(), before);
+        verify(
+            &RuntimeApi::new(&sim, "/run/haproxy/admin.sock").unwrap(),
+            &split_config(&live.text).servers,
+        )
+        .await
+        .unwrap();
     }
 }
