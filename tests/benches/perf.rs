@@ -30,10 +30,12 @@ use std::time::{Duration, Instant};
 use edgelb_ansible::{AnsibleDeployer, AnsibleDeployerConfig};
 use edgelb_core::{
     Applied, Deployer, EdgeNode, Endpoint, NodeConfig, PortSpec, ProxyProtocol, Renderer,
-    ServiceKey, Snapshot,
+    ServiceKey, Snapshot, SshTarget,
 };
+use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials};
 use edgelb_haproxy::{ConfigDuration, HaproxyRenderer, RenderOptions, SshDeployer};
 use edgelb_tests::bench_stats::stats;
+use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::testbed::scenario::LISTEN_PORT;
 use edgelb_tests::testbed::{BACKEND_PORT, Backend, Testbed, TestbedConfig, prereq};
@@ -87,7 +89,7 @@ fn install_live_marks() {
 }
 
 /// Whether `section` runs: all of them, or those listed in `EDGELB_PERF_ONLY` (comma-separated:
-/// render, change, fanout, connections, memory), for a quicker look at one part.
+/// render, change, fanout, wan, connections, memory), for a quicker look at one part.
 fn section(name: &str) -> bool {
     match std::env::var("EDGELB_PERF_ONLY") {
         Ok(only) => only.split(',').any(|s| s.trim() == name),
@@ -244,6 +246,73 @@ async fn deploy_to(
         assert_eq!(o.result, Ok(expect), "{}", o.node);
     }
     ms
+}
+
+/// One way of the emulated WAN link: 20 ms round trips, a nearby cloud region.
+const WAN_ONE_WAY: Duration = Duration::from_millis(10);
+
+/// Endpoint changes on edge 1 reached through a [`DelayProxy`] (`WAN_ONE_WAY` each way): the
+/// runtime-API path (whole transaction, and until the commands were acknowledged), then the
+/// reload path, `changes` of each.
+async fn wan_changes(
+    tb: &Testbed,
+    renderers: &[HaproxyRenderer; 2],
+    sets: &[Vec<SocketAddr>; 2],
+    changes: usize,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), String> {
+    let edge = &tb.edges[0];
+    let proxy = DelayProxy::start(SocketAddr::from((edge.ip, 22)), WAN_ONE_WAY)
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = proxy.addr.port();
+    let known_hosts = KnownHosts::from_lines([format!("[127.0.0.1]:{port} {}", edge.host_key)])
+        .map_err(|e| e.to_string())?;
+    let key = ClientKey::from_file(&tb.key.private, None).map_err(|e| e.to_string())?;
+    let deployer = SshDeployer::new(edgelb_haproxy::SshDeployerConfig {
+        default_credentials: Some(SshCredentials::new(key, known_hosts)),
+        ..tb.deployer_config()
+    })
+    .map_err(|e| e.to_string())?;
+    let node = EdgeNode::new(&edge.name).with_ssh(SshTarget {
+        host: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+    });
+    let deploy = |renderer: &HaproxyRenderer, set: &[SocketAddr]| {
+        let batch = vec![NodeConfig {
+            node: node.clone(),
+            config: renderer.render(&web(LISTEN_PORT, set), &node).unwrap(),
+        }];
+        let deployer = &deployer;
+        async move { deployer.deploy(&batch).await.remove(0).result }
+    };
+    // Session open, edge on set 0.
+    deploy(&renderers[0], &sets[0])
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut whole, mut live, mut reload) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..changes {
+        LIVE_MARKS.lock().unwrap().clear();
+        let t = Instant::now();
+        let applied = deploy(&renderers[0], &sets[(i + 1) % 2]).await;
+        whole.push(t.elapsed().as_secs_f64() * 1000.0);
+        if applied != Ok(Applied::RuntimeUpdated) {
+            return Err(format!("expected a runtime update, got {applied:?}"));
+        }
+        if let Some((_, at)) = LIVE_MARKS.lock().unwrap().first() {
+            live.push(at.duration_since(t).as_secs_f64() * 1000.0);
+        }
+    }
+    for i in 0..changes {
+        let k = (i + 1) % 2;
+        let t = Instant::now();
+        let applied = deploy(&renderers[k], &sets[k]).await;
+        reload.push(t.elapsed().as_secs_f64() * 1000.0);
+        if applied != Ok(Applied::Reloaded) {
+            return Err(format!("expected a reload, got {applied:?}"));
+        }
+    }
+    Ok((whole, live, reload))
 }
 
 /// Brings edges `0..n` to `set` rendered by `renderer`, by whatever path it takes.
@@ -671,7 +740,7 @@ fn main() {
         render_times(&mut table);
     }
 
-    if !["change", "fanout", "connections", "memory"]
+    if !["change", "fanout", "wan", "connections", "memory"]
         .iter()
         .any(|name| section(name))
     {
@@ -763,6 +832,21 @@ fn main() {
             fan_reload.push(table.timing(&format!("fan-out, reload path, {n} edge(s)"), &samples, ""));
         }
         table.add("ratio 20 edges / 1 edge, reload path", format!("{:.2}×", fan_reload[2] / fan_reload[0]), "");
+        }
+
+        if section("wan") {
+        println!("emulated WAN link:");
+        let rtt = 2.0 * WAN_ONE_WAY.as_secs_f64() * 1000.0;
+        match wan_changes(&tb, &renderers, &sets, changes.min(20)).await {
+            Ok((whole, live, reload)) => {
+                let wan = format!("1 edge over an emulated WAN link ({rtt:.0} ms round trip)");
+                let note = |samples: &[f64]| format!("≈ {:.1} round trips; a TCP proxy holds every byte {} ms each way", stats(samples).0 / rtt, WAN_ONE_WAY.as_millis());
+                table.timing(&format!("{wan}, runtime-API path, until HAProxy acknowledged the commands"), &live, &note(&live));
+                table.timing(&format!("{wan}, runtime-API path, whole transaction"), &whole, &note(&whole));
+                table.timing(&format!("{wan}, reload path"), &reload, &note(&reload));
+            }
+            Err(why) => table.add("emulated WAN link", "not measured", why),
+        }
         }
 
         if section("connections") {

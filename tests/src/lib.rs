@@ -4,6 +4,7 @@
 //! * [`controller`]: the `edgelb` binary as a process under test.
 //! * [`conformance`]: the deployer conformance suite, run against every deployer.
 //! * [`fake_apiserver`]: a small Kubernetes API server for the controller's Kubernetes sources.
+//! * [`delay_proxy`]: a TCP proxy that emulates a WAN link on loopback, for benchmarks.
 #![forbid(unsafe_code)]
 // A test harness: a broken invariant should stop the test with a message, not be handled.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,5 +12,6 @@
 pub mod bench_stats;
 pub mod conformance;
 pub mod controller;
+pub mod delay_proxy;
 pub mod fake_apiserver;
 pub mod testbed;
