@@ -1,8 +1,9 @@
 //! End-to-end tests of what only the native SSH deployer does, on the network-namespace
 //! testbed (real sshd, real HAProxy): an RSA client key, a session that dies under it, a hung
-//! edge. The scenarios every deployer shares (real client IP through 3 edges, changes under
-//! load, a rejected config, an edge down, host and client keys, a failed reload) are written
-//! once in `edgelb_tests::conformance` and run for this deployer by `tests/conformance.rs`.
+//! edge, files of every size through both transfers. The scenarios every deployer shares
+//! (real client IP through 3 edges, changes under load, a rejected config, an edge down, host
+//! and client keys, a failed reload) are written once in `edgelb_tests::conformance` and run
+//! for this deployer by `tests/conformance.rs`.
 //! They need root and the packages named in `edgelb_tests::testbed` (skipped with a message
 //! without them, failed when `CI` is set).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns too
@@ -285,4 +286,51 @@ async fn hung_edge_times_out() {
 
     // Thawed: the next deploy reconnects and goes through.
     assert_live(deploy(&deployer, edge.node(), render(1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_every_size_survive_the_round_trip_over_sftp_and_exec() {
+    init_logs();
+    let Some(tb) = Testbed::start_or_skip(
+        "files_of_every_size_survive_the_round_trip_over_sftp_and_exec",
+        TestbedConfig {
+            edges: 1,
+            backends: 1,
+        },
+        testbed_tools!(),
+    ) else {
+        return;
+    };
+    use edgelb_haproxy::EdgeHost;
+    let edge = &tb.edges[0];
+    // Around the 32 KiB transfer chunk, and a config of 10,000 endpoints' size.
+    let sizes = [
+        0,
+        1,
+        32 * 1024 - 1,
+        32 * 1024,
+        32 * 1024 + 1,
+        64 * 1024,
+        1_000_003,
+    ];
+    for transfer in [
+        edgelb_haproxy::ssh::FileTransfer::Sftp,
+        edgelb_haproxy::ssh::FileTransfer::Exec,
+    ] {
+        let mut cfg = tb.deployer_config();
+        cfg.options.file_transfer = transfer;
+        let deployer = SshDeployer::new(cfg).unwrap();
+        let host = deployer.host(&edge.node()).unwrap();
+        for size in sizes {
+            let contents: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let path = format!("/etc/haproxy/roundtrip-{size}");
+            host.write_file(&path, &contents).await.unwrap();
+            let on_edge = std::fs::read(edge.haproxy_file(&format!("roundtrip-{size}"))).unwrap();
+            assert!(on_edge == contents, "{transfer:?}: {size} bytes written");
+            let back = host.read_file(&path).await.unwrap().unwrap();
+            assert!(back == contents, "{transfer:?}: {size} bytes read back");
+            host.remove_file(&path).await.unwrap();
+        }
+        assert_eq!(host.read_file("/etc/haproxy/roundtrip-0").await, Ok(None));
+    }
 }

@@ -49,7 +49,10 @@ impl Sftp {
         self.posix_rename
     }
 
-    /// The whole file, `None` when it does not exist.
+    /// The whole file, `None` when it does not exist. Its size and first chunk are asked for
+    /// together, and the rest of a file of known size in requests all in flight at once, so
+    /// a read costs three round trips (open, read, close) whatever the file's size; a short
+    /// read or a file that changed meanwhile falls back to reading chunk by chunk to EOF.
     pub(crate) async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, SftpError> {
         let handle = match self
             .raw
@@ -62,27 +65,58 @@ impl Sftp {
             }
             Err(e) => return Err(e),
         };
-        let mut bytes = Vec::new();
-        let result = loop {
-            match self
-                .raw
-                .read(handle.as_str(), bytes.len() as u64, CHUNK as u32)
-                .await
-            {
-                Ok(data) if data.data.is_empty() => break Ok(()),
-                Ok(data) => bytes.extend_from_slice(&data.data),
-                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
+        let result = self.read_open(&handle).await;
         let closed = self.raw.close(handle).await;
-        result?;
+        let bytes = result?;
         closed?;
         Ok(Some(bytes))
     }
 
+    /// Reads the open file `handle` to its end (see [`Sftp::read`]).
+    async fn read_open(&self, handle: &str) -> Result<Vec<u8>, SftpError> {
+        let (attrs, first) = futures::join!(
+            self.raw.fstat(handle),
+            self.raw.read(handle, 0, CHUNK as u32)
+        );
+        let size = attrs?.attrs.size;
+        let Some(mut bytes) = data_or_eof(first)? else {
+            return Ok(Vec::new());
+        };
+        if let Some(size) = size {
+            if bytes.len() == CHUNK && (bytes.len() as u64) < size {
+                let reads = (CHUNK as u64..size)
+                    .step_by(CHUNK)
+                    .map(|offset| self.raw.read(handle, offset, CHUNK as u32));
+                for chunk in futures::future::join_all(reads).await {
+                    let Some(data) = data_or_eof(chunk)? else {
+                        break;
+                    };
+                    let full = data.len() == CHUNK;
+                    bytes.extend_from_slice(&data);
+                    if !full {
+                        break; // the last chunk, or a short read: the loop below goes on
+                    }
+                }
+            }
+            if bytes.len() as u64 == size {
+                return Ok(bytes);
+            }
+        }
+        // Size unknown, a short read, or the file changed while it was read.
+        while let Some(data) = data_or_eof(
+            self.raw
+                .read(handle, bytes.len() as u64, CHUNK as u32)
+                .await,
+        )? {
+            bytes.extend_from_slice(&data);
+        }
+        Ok(bytes)
+    }
+
     /// Creates or truncates `path` (mode 0644 when created), writes `contents` and flushes it
-    /// to disk when the server supports `fsync@openssh.com`.
+    /// to disk when the server supports `fsync@openssh.com`. The writes, the flush and the
+    /// close are sent together (the server handles them in order), so a write costs two
+    /// round trips (open, then the rest) whatever the file's size.
     pub(crate) async fn write(&self, path: &str, contents: &[u8]) -> Result<(), SftpError> {
         let attrs = FileAttributes {
             permissions: Some(0o644),
@@ -97,22 +131,27 @@ impl Sftp {
             )
             .await?
             .handle;
-        let result = async {
-            for (i, chunk) in contents.chunks(CHUNK).enumerate() {
-                self.raw
-                    .write(handle.as_str(), (i * CHUNK) as u64, chunk.to_vec())
-                    .await?;
+        let writes = contents.chunks(CHUNK).enumerate().map(|(i, chunk)| {
+            self.raw
+                .write(handle.as_str(), (i * CHUNK) as u64, chunk.to_vec())
+        });
+        let sync = async {
+            if !self.fsync {
+                return Ok(());
             }
-            if self.fsync {
-                let mut data = Vec::new();
-                put_string(&mut data, &handle);
-                status_ok(self.raw.extended(FSYNC, data).await?)?;
-            }
-            Ok::<_, SftpError>(())
+            let mut data = Vec::new();
+            put_string(&mut data, &handle);
+            status_ok(self.raw.extended(FSYNC, data).await?)
+        };
+        let (written, synced, closed) = futures::join!(
+            futures::future::join_all(writes),
+            sync,
+            self.raw.close(handle.as_str())
+        );
+        for w in written {
+            w?;
         }
-        .await;
-        let closed = self.raw.close(handle).await;
-        result?;
+        synced?;
         closed?;
         Ok(())
     }
@@ -139,6 +178,18 @@ impl Sftp {
 fn put_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
+}
+
+/// The bytes of a read, `None` at end of file.
+fn data_or_eof(
+    read: Result<russh_sftp::protocol::Data, SftpError>,
+) -> Result<Option<Vec<u8>>, SftpError> {
+    match read {
+        Ok(d) if d.data.is_empty() => Ok(None),
+        Ok(d) => Ok(Some(d.data)),
+        Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn status_ok(packet: Packet) -> Result<(), SftpError> {
