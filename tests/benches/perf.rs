@@ -37,6 +37,7 @@ use edgelb_haproxy::{ConfigDuration, HaproxyRenderer, RenderOptions, SshDeployer
 use edgelb_tests::bench_stats::stats;
 use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
+use edgelb_tests::openssh_baseline::OpenSsh;
 use edgelb_tests::testbed::scenario::LISTEN_PORT;
 use edgelb_tests::testbed::{BACKEND_PORT, Backend, Testbed, TestbedConfig, prereq};
 use edgelb_tests::testbed_tools;
@@ -401,25 +402,8 @@ async fn reload_changes(
     samples
 }
 
-/// The steps one-shot OpenSSH runs on an edge, the config on stdin: validate, keep the
-/// previous file, swap, reload through the master socket, wait for `show proc` to count it.
-const OPENSSH_SCRIPT: &str = r#"set -e
-cfg=/etc/haproxy/haproxy.cfg; sock=/run/haproxy/master.sock
-reloads() { echo 'show proc' | socat stdio "$sock" 2>/dev/null | awk '$2 == "master" { print $1, $3 }'; }
-cat > "$cfg.edgelb-new"
-haproxy -c -q -f "$cfg.edgelb-new"
-before=$(reloads)
-cp "$cfg" "$cfg.edgelb-prev"
-mv "$cfg.edgelb-new" "$cfg"
-echo reload | socat stdio "$sock" > /dev/null
-i=0
-while now=$(reloads); [ -z "$now" ] || [ "$now" = "$before" ]; do
-  i=$((i + 1)); [ "$i" -gt 500 ] && { echo 'reload not seen' >&2; exit 9; }
-  sleep 0.02
-done
-"#;
-
-/// One `ssh` per edge, in parallel, each running [`OPENSSH_SCRIPT`].
+/// One `ssh` per edge, in parallel, each running the reload steps of
+/// [`edgelb_tests::openssh_baseline::OPENSSH_SCRIPT`].
 fn openssh_changes(
     tb: &Testbed,
     renderers: &[HaproxyRenderer; 2],
@@ -427,67 +411,19 @@ fn openssh_changes(
     n: usize,
     changes: usize,
 ) -> Vec<f64> {
-    let known_hosts = tb.dir.join("perf_known_hosts");
-    let lines: String = tb
-        .edges
-        .iter()
-        .map(|e| format!("{}\n", e.known_hosts_line()))
-        .collect();
-    std::fs::write(&known_hosts, lines).unwrap();
+    let ssh = OpenSsh::new(tb);
     let mut samples = Vec::new();
     for i in 0..changes {
         let k = (i + 1) % 2;
         let snapshot = web(LISTEN_PORT, &sets[k]);
-        let configs: Vec<String> = tb.edges[..n]
+        let batch: Vec<NodeConfig> = tb.edges[..n]
             .iter()
-            .map(|e| renderers[k].render(&snapshot, &e.node()).unwrap().text)
-            .collect();
-        let t = Instant::now();
-        let children: Vec<_> = tb.edges[..n]
-            .iter()
-            .zip(&configs)
-            .map(|(e, text)| {
-                let mut child = Command::new("ssh")
-                    .arg("-i")
-                    .arg(&tb.key.private)
-                    .arg("-o")
-                    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-                    .args([
-                        "-o",
-                        "StrictHostKeyChecking=yes",
-                        "-o",
-                        "BatchMode=yes",
-                        "-o",
-                        "ControlPath=none",
-                        "-o",
-                        "LogLevel=ERROR",
-                    ])
-                    .arg(format!("root@{}", e.ip))
-                    .arg(OPENSSH_SCRIPT)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(text.as_bytes())
-                    .unwrap();
-                child
+            .map(|e| NodeConfig {
+                node: e.node(),
+                config: renderers[k].render(&snapshot, &e.node()).unwrap(),
             })
             .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        samples.push(ssh.deploy(tb, &batch, false));
     }
     samples
 }

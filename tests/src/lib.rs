@@ -5,6 +5,7 @@
 //! * [`conformance`]: the deployer conformance suite, run against every deployer.
 //! * [`fake_apiserver`]: a small Kubernetes API server for the controller's Kubernetes sources.
 //! * [`delay_proxy`]: a TCP proxy that emulates a WAN link on loopback, for benchmarks.
+//! * [`openssh_baseline`]: the OpenSSH command line doing the reload steps, for benchmarks.
 #![forbid(unsafe_code)]
 // A test harness: a broken invariant should stop the test with a message, not be handled.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,4 +15,5 @@ pub mod conformance;
 pub mod controller;
 pub mod delay_proxy;
 pub mod fake_apiserver;
+pub mod openssh_baseline;
 pub mod testbed;
