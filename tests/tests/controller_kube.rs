@@ -191,6 +191,36 @@ async fn eventually<T>(
     }
 }
 
+/// Waits until shop/web's `status.loadBalancer.ingress` lists every edge's address with
+/// `ip_mode`; returns that list.
+async fn wait_for_web_ingress(
+    tb: &Testbed,
+    api: &FakeApiServer,
+    controller: &Controller,
+    ip_mode: &str,
+) -> Value {
+    let expected = Value::Array(
+        tb.edges
+            .iter()
+            .map(|e| json!({"ip": e.ip.to_string(), "ipMode": ip_mode}))
+            .collect(),
+    );
+    eventually(
+        &format!("status.loadBalancer.ingress of shop/web with ipMode {ip_mode}"),
+        Duration::from_secs(15),
+        controller,
+        || {
+            let svc = api.service("shop", "web").unwrap();
+            let ingress = &svc["status"]["loadBalancer"]["ingress"];
+            (*ingress == expected)
+                .then_some(())
+                .ok_or_else(|| ingress.to_string())
+        },
+    )
+    .await;
+    expected
+}
+
 /// The value of one series (`name{labels}`) in a metrics text.
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -347,25 +377,7 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
     }
 
     // The Service's status lists the edges' public addresses, ipMode Proxy (PROXY v2 is on).
-    let expected: Vec<Value> = tb
-        .edges
-        .iter()
-        .map(|e| json!({"ip": e.ip.to_string(), "ipMode": "Proxy"}))
-        .collect();
-    let expected = Value::Array(expected);
-    eventually(
-        "status.loadBalancer.ingress of shop/web",
-        Duration::from_secs(15),
-        &controller,
-        || {
-            let svc = api.service("shop", "web").unwrap();
-            let ingress = &svc["status"]["loadBalancer"]["ingress"];
-            (*ingress == expected)
-                .then_some(())
-                .ok_or_else(|| ingress.to_string())
-        },
-    )
-    .await;
+    let expected = wait_for_web_ingress(&tb, &api, &controller, "Proxy").await;
     let patches = api.status_patches();
     for p in &patches {
         assert_eq!(
@@ -637,25 +649,7 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
         "none",
     )
     .await;
-    let vip: Vec<Value> = tb
-        .edges
-        .iter()
-        .map(|e| json!({"ip": e.ip.to_string(), "ipMode": "VIP"}))
-        .collect();
-    let vip = Value::Array(vip);
-    eventually(
-        "status ingress with ipMode VIP",
-        Duration::from_secs(15),
-        &controller,
-        || {
-            let svc = api.service("shop", "web").unwrap();
-            let ingress = &svc["status"]["loadBalancer"]["ingress"];
-            (*ingress == vip)
-                .then_some(())
-                .ok_or_else(|| ingress.to_string())
-        },
-    )
-    .await;
+    wait_for_web_ingress(&tb, &api, &controller, "VIP").await;
 
     // The Service stops being a LoadBalancer: after the empty-backend hold the edges stop
     // serving it, and its ingress is cleared.
