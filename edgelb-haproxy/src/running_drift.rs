@@ -97,6 +97,24 @@ mod tests {
         (SimEdge::start(&config.text, false, false), config)
     }
 
+    /// An edge whose HAProxy takes `set server … weight` without doing it, with s002's weight
+    /// changed to 9 by hand; with `stale_reload` a reload does not load the file either.
+    fn weight_drift_the_runtime_api_cannot_fix(stale_reload: bool) -> (SimEdge, RenderedConfig) {
+        let (sim, config) = edge();
+        let sim = SimEdge {
+            ignores_weight: true,
+            stale_reload,
+            ..sim
+        };
+        sim.servers
+            .lock()
+            .unwrap()
+            .get_mut(&("be_a".to_owned(), "s002".to_owned()))
+            .unwrap()
+            .3 = 9;
+        (sim, config)
+    }
+
     async fn digest(sim: &SimEdge) -> Option<Digest> {
         live_digest(sim, &HaproxyLayout::default()).await.unwrap()
     }
@@ -143,18 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn drift_the_runtime_api_cannot_fix_is_reloaded_away() {
-        // This HAProxy takes `set server … weight` without doing it.
-        let (sim, config) = edge();
-        let sim = SimEdge {
-            ignores_weight: true,
-            ..sim
-        };
-        sim.servers
-            .lock()
-            .unwrap()
-            .get_mut(&("be_a".to_owned(), "s002".to_owned()))
-            .unwrap()
-            .3 = 9;
+        let (sim, config) = weight_drift_the_runtime_api_cannot_fix(false);
         let layout = HaproxyLayout::default();
         assert_eq!(
             apply_config(&sim, &layout, &config).await,
@@ -168,18 +175,7 @@ mod tests {
     async fn drift_a_reload_leaves_is_an_error_not_a_reload_loop() {
         // The stats socket belongs to a HAProxy that runs another file: a reload of ours
         // changes nothing there.
-        let (sim, config) = edge();
-        let sim = SimEdge {
-            ignores_weight: true,
-            stale_reload: true,
-            ..sim
-        };
-        sim.servers
-            .lock()
-            .unwrap()
-            .get_mut(&("be_a".to_owned(), "s002".to_owned()))
-            .unwrap()
-            .3 = 9;
+        let (sim, config) = weight_drift_the_runtime_api_cannot_fix(true);
         let layout = HaproxyLayout::default();
         let err = apply_config(&sim, &layout, &config).await.unwrap_err();
         assert!(
