@@ -100,7 +100,14 @@ async fn try_runtime_update(
     if let Err(rejected) = validated {
         if !matches!(pushed, Ok(0)) {
             tracing::error!(node, error = %rejected, "new config rejected after runtime API changes; undoing them");
-            undo_runtime_changes(host, layout, socket, live_text).await;
+            match running_drift::restore_running_servers(host, layout, live_text).await {
+                Ok(applied) => {
+                    tracing::info!(node, %applied, "runtime API changes undone; the live config is what runs");
+                }
+                Err(e) => {
+                    tracing::error!(node, error = %e, "undoing the runtime API changes failed")
+                }
+            }
         }
         return Err(rejected);
     }
@@ -138,34 +145,6 @@ async fn try_runtime_update(
                 .await),
             }
         }
-    }
-}
-
-/// Brings the running servers back to the live file after the new one was rejected: through
-/// the runtime API, or by reloading the live file when that does not take. Failures are
-/// logged: the rejection is what the caller reports.
-async fn undo_runtime_changes(
-    host: &dyn EdgeHost,
-    layout: &HaproxyLayout,
-    socket: &str,
-    live_text: &str,
-) {
-    let node = host.node();
-    let slots = runtime_update::split_config(live_text).servers;
-    let Err(why) = runtime_update::push_and_verify(host, socket, &slots).await else {
-        tracing::info!(
-            node,
-            "runtime API changes undone; the live config is what runs"
-        );
-        return;
-    };
-    tracing::warn!(node, reason = %why, "the runtime API could not undo its changes; reloading the live config");
-    let reloaded = match show_proc(host, layout).await {
-        Ok(before) => reload_and_confirm(host, layout, &before).await,
-        Err(e) => Err(step_detail(&e)),
-    };
-    if let Err(e) = reloaded {
-        tracing::error!(node, error = %e, "reloading the live config failed");
     }
 }
 

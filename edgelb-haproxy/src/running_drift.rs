@@ -5,15 +5,16 @@
 //! * [`live_digest`](crate::apply::live_digest) (what the pipeline's resync compares) reports
 //!   a digest that matches no rendered config when the running servers differ, and
 //! * deploying the config that is already live puts the servers back through the runtime API
-//!   (no reload), falling back to a reload of the live file when that does not take.
+//!   (no reload), falling back to a reload of the live file when that does not take; the
+//!   runtime path undoes its commands for a rejected file the same way.
 
 use edgelb_core::{Applied, DeployError};
 
 use crate::apply::{reload_and_confirm, show_proc};
 use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
-use crate::runtime_api::RuntimeApi;
-use crate::runtime_update;
+use crate::runtime_api::{RuntimeApi, ServerState};
+use crate::runtime_update::{self, ServerSlot};
 
 /// How the running servers differ from what the live file `text` says; `None` when they
 /// match, or when they cannot be compared: a file without a stats socket, or a socket that
@@ -22,9 +23,23 @@ use crate::runtime_update;
 pub async fn running_drift(host: &dyn EdgeHost, text: &str) -> Option<String> {
     let split = runtime_update::split_config(text);
     let socket = split.stats_socket.as_deref()?;
+    drift_of(host, socket, &split.servers)
+        .await
+        .map(|(why, _)| why)
+}
+
+/// How the servers running behind `socket` differ from `slots`, with what runs; `None` as
+/// for [`running_drift`].
+async fn drift_of(
+    host: &dyn EdgeHost,
+    socket: &str,
+    slots: &[ServerSlot],
+) -> Option<(String, Vec<ServerState>)> {
     let api = RuntimeApi::new(host, socket).ok()?;
     match api.show_servers_state(None).await {
-        Ok(running) => runtime_update::compare(&split.servers, &running).err(),
+        Ok(running) => runtime_update::compare(slots, &running)
+            .err()
+            .map(|why| (why, running)),
         Err(e) => {
             tracing::debug!(node = host.node(), error = %e, "cannot compare the running servers with the live file");
             None
@@ -32,9 +47,10 @@ pub async fn running_drift(host: &dyn EdgeHost, text: &str) -> Option<String> {
     }
 }
 
-/// For a deploy of the config already live (`text`): `Unchanged` when the running servers
-/// match it, else brings them back through the runtime API (`RuntimeUpdated`), or, when that
-/// does not take, reloads the live file (`Reloaded`). Drift that even the reload leaves (the
+/// Brings the running servers to the live file `text`: for a deploy of the config already
+/// live, and to undo runtime changes whose new file was rejected. `Unchanged` when they match
+/// it, else brings them back through the runtime API (`RuntimeUpdated`), or, when that does
+/// not take, reloads the live file (`Reloaded`). Drift that even the reload leaves (the
 /// stats socket belongs to a HAProxy running another file, say) is an error, so the
 /// pipeline backs off instead of reloading at every resync.
 pub async fn restore_running_servers(
@@ -43,41 +59,47 @@ pub async fn restore_running_servers(
     text: &str,
 ) -> Result<Applied, DeployError> {
     let node = host.node();
-    let Some(why) = running_drift(host, text).await else {
+    let split = runtime_update::split_config(text);
+    let Some(socket) = split.stats_socket.as_deref() else {
+        return Ok(Applied::Unchanged);
+    };
+    let Some((why, running)) = drift_of(host, socket, &split.servers).await else {
         return Ok(Applied::Unchanged);
     };
     tracing::warn!(node, reason = %why, "running servers differ from the live file; putting them back through the runtime API");
-    let split = runtime_update::split_config(text);
-    let restored = match split.stats_socket.as_deref() {
-        Some(socket) => runtime_update::push_and_verify(host, socket, &split.servers).await,
-        None => Err("the live file has no stats socket".to_owned()),
+    let restored = async {
+        let commands = runtime_update::plan(&split.servers, &running)?;
+        let api = RuntimeApi::new(host, socket).map_err(|e| e.to_string())?;
+        runtime_update::send(&api, &commands)
+            .await
+            .map_err(|e| e.to_string())?;
+        runtime_update::verify(&api, &split.servers).await
+    }
+    .await;
+    let Err(still) = restored else {
+        return Ok(Applied::RuntimeUpdated);
     };
-    match restored {
-        Ok(_) => Ok(Applied::RuntimeUpdated),
-        Err(still) => {
-            tracing::warn!(node, reason = %still, "the runtime API did not restore the servers; reloading the live file");
-            let before = show_proc(host, layout).await?;
-            if let Err(message) = reload_and_confirm(host, layout, &before).await {
-                return Err(DeployError::ReloadFailed {
-                    node: node.to_owned(),
-                    message: format!(
-                        "the running servers differ from the live file ({why}) and reloading it failed: {message}"
-                    ),
-                    rolled_back: false,
-                });
-            }
-            match running_drift(host, text).await {
-                None => Ok(Applied::Reloaded),
-                Some(left) => Err(DeployError::Step {
-                    node: node.to_owned(),
-                    step: "restoring the running servers".into(),
-                    message: format!(
-                        "they still differ from the live file after a reload ({left}); check that the stats socket in the config belongs to the HAProxy that loads {}",
-                        layout.config_path
-                    ),
-                }),
-            }
-        }
+    tracing::warn!(node, reason = %still, "the runtime API did not restore the servers; reloading the live file");
+    let before = show_proc(host, layout).await?;
+    if let Err(message) = reload_and_confirm(host, layout, &before).await {
+        return Err(DeployError::ReloadFailed {
+            node: node.to_owned(),
+            message: format!(
+                "the running servers differ from the live file ({why}) and reloading it failed: {message}"
+            ),
+            rolled_back: false,
+        });
+    }
+    match drift_of(host, socket, &split.servers).await {
+        None => Ok(Applied::Reloaded),
+        Some((left, _)) => Err(DeployError::Step {
+            node: node.to_owned(),
+            step: "restoring the running servers".into(),
+            message: format!(
+                "they still differ from the live file after a reload ({left}); check that the stats socket in the config belongs to the HAProxy that loads {}",
+                layout.config_path
+            ),
+        }),
     }
 }
 

@@ -371,18 +371,6 @@ pub async fn push(
     Ok(commands.len())
 }
 
-/// [`push`], then [`verify`]: `Ok` with the number of commands once the running servers are
-/// what `slots` says.
-pub async fn push_and_verify(
-    host: &dyn EdgeHost,
-    socket: &str,
-    slots: &[ServerSlot],
-) -> Result<usize, String> {
-    let commands = push(host, socket, slots).await?;
-    let api = RuntimeApi::new(host, socket).map_err(|e| e.to_string())?;
-    verify(&api, slots).await.map(|()| commands)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
