@@ -69,9 +69,7 @@ async fn try_runtime_update(
         return Ok(None);
     };
     // Only a file edgelb wrote and nobody edited is known to describe the running process.
-    if Digest::from_config_text(live_text).is_none()
-        || live_digest_of(live) != Digest::from_config_text(live_text)
-    {
+    if !is_edgelbs_own(live_text) {
         tracing::debug!(node, "live config is not edgelb's own; reloading");
         return Ok(None);
     }
@@ -171,6 +169,13 @@ pub async fn live_digest(
         return Ok(Some(Digest::of(marked.as_bytes())));
     }
     Ok(Some(digest))
+}
+
+/// Whether `text` is a file edgelb wrote that nobody edited since (its digest line matches
+/// its body): only such a file says what edgelb put live.
+pub fn is_edgelbs_own(text: &str) -> bool {
+    let claimed = Digest::from_config_text(text);
+    claimed.is_some() && live_digest_of(text.as_bytes()) == claimed
 }
 
 /// The digest a live file really has: its digest line if the body still matches it, or the

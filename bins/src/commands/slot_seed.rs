@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use edgelb_core::{Deployer, Digest, EdgeNode};
+use edgelb_core::{Deployer, EdgeNode};
 use edgelb_haproxy::HaproxyRenderer;
+use edgelb_haproxy::apply::is_edgelbs_own;
 use futures::StreamExt;
 
 /// How long seeding may hold up the first deploy, whatever the number of edges.
@@ -71,13 +72,6 @@ pub async fn seed_from_edges(
             None
         }
     }
-}
-
-/// Whether `live` is a file edgelb wrote that nobody edited since (its digest line matches
-/// its body): only such a file says where edgelb placed the endpoints.
-fn is_edgelbs_own(live: &str) -> bool {
-    let claimed = Digest::from_config_text(live);
-    claimed.is_some() && edgelb_haproxy::apply::live_digest_of(live.as_bytes()) == claimed
 }
 
 #[cfg(test)]
