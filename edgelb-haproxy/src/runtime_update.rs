@@ -236,15 +236,22 @@ pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), String> {
 /// The runtime commands that bring the running servers (`running`, from `show servers
 /// state`) to `slots`; `Err` when a slot does not exist in the running process.
 ///
-/// Per server: a server going to maintenance is put there first, then moved; a server
-/// coming out of it is moved and weighted first, then made ready, so it never takes traffic
-/// at its old address or weight.
+/// HAProxy runs a batch one command at a time and keeps accepting connections in between,
+/// so the order is what keeps a backend serving:
+/// 1. servers that gain traffic (coming out of maintenance, or a higher weight) go first;
+/// 2. then servers that lose it (going to maintenance, or a lower weight, as in a drain);
+/// 3. then servers that stay in maintenance (spare slots moved to the placeholder).
+///
+/// Replacing the only endpoint of a backend thus never leaves it without a server. Per
+/// server, one going to maintenance is put there first, then moved; one coming out of it is
+/// moved and weighted first, then made ready, so it never takes traffic at its old address
+/// or weight.
 pub fn plan(slots: &[ServerSlot], running: &[ServerState]) -> Result<Vec<RuntimeCommand>, String> {
     let index: HashMap<(&str, &str), &ServerState> = running
         .iter()
         .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
         .collect();
-    let mut commands = Vec::new();
+    let (mut gains, mut losses, mut idle) = (Vec::new(), Vec::new(), Vec::new());
     for slot in slots {
         let Some(state) = index.get(&(slot.backend.as_str(), slot.server.as_str())) else {
             return Err(format!(
@@ -255,37 +262,54 @@ pub fn plan(slots: &[ServerSlot], running: &[ServerState]) -> Result<Vec<Runtime
         if matches(slot, state).is_ok() {
             continue;
         }
-        let (backend, server) = (slot.backend.clone(), slot.server.clone());
-        let admin = state.admin_state();
-        let state_cmd = |state| RuntimeCommand::SetServerState {
+        let was_maint = state.admin_state() == ServerAdminState::Maint;
+        let bucket = match (was_maint, slot.maint) {
+            (true, true) => &mut idle,
+            (_, true) => &mut losses,
+            (true, false) => &mut gains,
+            (false, false) if state.weight.is_some_and(|w| slot.weight < w) => &mut losses,
+            (false, false) => &mut gains,
+        };
+        bucket.extend(server_commands(slot, state));
+    }
+    gains.extend(losses);
+    gains.extend(idle);
+    Ok(gains)
+}
+
+/// The commands that bring one running server to its slot, in a safe order for that server.
+fn server_commands(slot: &ServerSlot, state: &ServerState) -> Vec<RuntimeCommand> {
+    let (backend, server) = (&slot.backend, &slot.server);
+    let admin = state.admin_state();
+    let state_cmd = |state| RuntimeCommand::SetServerState {
+        backend: backend.clone(),
+        server: server.clone(),
+        state,
+    };
+    let mut commands = Vec::new();
+    if slot.maint && admin != ServerAdminState::Maint {
+        commands.push(state_cmd(ServerAdminState::Maint));
+    }
+    let addr_now = state.address.parse::<IpAddr>().ok();
+    if addr_now != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
+        commands.push(RuntimeCommand::SetServerAddr {
             backend: backend.clone(),
             server: server.clone(),
-            state,
-        };
-        if slot.maint && admin != ServerAdminState::Maint {
-            commands.push(state_cmd(ServerAdminState::Maint));
-        }
-        let addr_now = state.address.parse::<IpAddr>().ok();
-        if addr_now != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
-            commands.push(RuntimeCommand::SetServerAddr {
-                backend: backend.clone(),
-                server: server.clone(),
-                addr: slot.addr.ip(),
-                port: slot.addr.port(),
-            });
-        }
-        if state.weight != Some(slot.weight) {
-            commands.push(RuntimeCommand::SetServerWeight {
-                backend: backend.clone(),
-                server: server.clone(),
-                weight: slot.weight,
-            });
-        }
-        if !slot.maint && admin != ServerAdminState::Ready {
-            commands.push(state_cmd(ServerAdminState::Ready));
-        }
+            addr: slot.addr.ip(),
+            port: slot.addr.port(),
+        });
     }
-    Ok(commands)
+    if state.weight != Some(slot.weight) {
+        commands.push(RuntimeCommand::SetServerWeight {
+            backend: backend.clone(),
+            server: server.clone(),
+            weight: slot.weight,
+        });
+    }
+    if !slot.maint && admin != ServerAdminState::Ready {
+        commands.push(state_cmd(ServerAdminState::Ready));
+    }
+    commands
 }
 
 /// Sends `commands` in as few requests as fit HAProxy's request buffer.
@@ -500,14 +524,14 @@ mod tests {
         assert_eq!(
             lines,
             [
-                // Out first, then moved to the placeholder.
-                "set server be_a/s001 state maint",
-                "set server be_a/s001 addr 127.0.0.1 port 1",
-                // Drain ends: weight back to the default.
+                // Gains first. Drain ends: weight back to the default.
                 "set server be_a/s002 weight 1",
                 // A spare becomes live: moved first, then ready.
                 "set server be_a/s003 addr 10.0.0.3 port 81",
                 "set server be_a/s003 state ready",
+                // Then losses: out first, then moved to the placeholder.
+                "set server be_a/s001 state maint",
+                "set server be_a/s001 addr 127.0.0.1 port 1",
             ]
         );
         // A draining endpoint is weight 0, never a state change.
@@ -531,6 +555,39 @@ mod tests {
             .map(|c| c.to_line().unwrap())
             .collect();
         assert_eq!(lines, ["set server be_a/s001 state ready"]);
+    }
+
+    #[test]
+    fn a_replaced_endpoint_set_is_never_left_without_a_ready_server() {
+        // Every serving slot leaves and a spare takes over, as when a Deployment's only pod
+        // is replaced: the spare must be ready before the last old server goes.
+        let new = LIVE
+            .replace(
+                "10.0.0.1:80 check send-proxy-v2\n",
+                "127.0.0.1:1 check send-proxy-v2 disabled\n",
+            )
+            .replace(
+                "10.0.0.2:80 check send-proxy-v2 weight 0",
+                "127.0.0.1:1 check send-proxy-v2 disabled",
+            )
+            .replace(
+                "127.0.0.1:1 check send-proxy-v2 disabled\n    server s004",
+                "10.0.0.9:80 check send-proxy-v2\n    server s004",
+            )
+            .replace(
+                "[fd00::4]:8443 check send-proxy-v2",
+                "127.0.0.1:1 check send-proxy-v2 disabled",
+            );
+        let lines: Vec<String> = plan(&split_config(&new).servers, &running_live())
+            .unwrap()
+            .iter()
+            .map(|c| c.to_line().unwrap())
+            .collect();
+        let at = |line: &str| lines.iter().position(|l| l == line).unwrap();
+        let ready = at("set server be_a/s003 state ready");
+        assert!(ready < at("set server be_a/s001 state maint"), "{lines:#?}");
+        assert!(ready < at("set server be_a/s002 state maint"), "{lines:#?}");
+        assert!(ready < at("set server be_a/s004 state maint"), "{lines:#?}");
     }
 
     #[test]
