@@ -423,6 +423,32 @@ mod tests {
         ]
     }
 
+    /// LIVE with s001 leaving (to the placeholder), s002's drain ending and the spare s003
+    /// taking a new endpoint.
+    fn moved_endpoints() -> String {
+        LIVE.replace(
+            "127.0.0.1:1 check send-proxy-v2 disabled",
+            "10.0.0.3:81 check send-proxy-v2",
+        )
+        .replace(
+            "10.0.0.1:80 check send-proxy-v2\n",
+            "127.0.0.1:1 check send-proxy-v2 disabled\n",
+        )
+        .replace(
+            "10.0.0.2:80 check send-proxy-v2 weight 0",
+            "10.0.0.2:80 check send-proxy-v2",
+        )
+    }
+
+    /// The runtime command lines that bring `running` to the servers of `config`.
+    fn plan_lines(config: &str, running: &[ServerState]) -> Vec<String> {
+        plan(&split_config(config).servers, running)
+            .unwrap()
+            .iter()
+            .map(|c| c.to_line().unwrap())
+            .collect()
+    }
+
     #[test]
     fn splits_servers_from_the_skeleton() {
         let split = split_config(LIVE);
@@ -446,21 +472,9 @@ mod tests {
     #[test]
     fn endpoint_only_changes_are_runtime_material() {
         // Comments (the digest, the slot count) change with the endpoints: ignored.
-        let new = LIVE
+        let new = moved_endpoints()
             .replace("sha256:00", "sha256:11")
-            .replace("1 of 4", "2 of 4")
-            .replace(
-                "127.0.0.1:1 check send-proxy-v2 disabled",
-                "10.0.0.3:81 check send-proxy-v2",
-            )
-            .replace(
-                "10.0.0.1:80 check send-proxy-v2\n",
-                "127.0.0.1:1 check send-proxy-v2 disabled\n",
-            )
-            .replace(
-                "10.0.0.2:80 check send-proxy-v2 weight 0",
-                "10.0.0.2:80 check send-proxy-v2",
-            );
+            .replace("1 of 4", "2 of 4");
         let split = runtime_servers(LIVE, &new).unwrap();
         assert!(split.servers[0].maint);
         assert_eq!(split.servers[1].weight, 1);
@@ -502,27 +516,8 @@ mod tests {
 
     #[test]
     fn commands_move_weight_and_switch_state_in_a_safe_order() {
-        let new = LIVE
-            .replace(
-                "127.0.0.1:1 check send-proxy-v2 disabled",
-                "10.0.0.3:81 check send-proxy-v2",
-            )
-            .replace(
-                "10.0.0.1:80 check send-proxy-v2\n",
-                "127.0.0.1:1 check send-proxy-v2 disabled\n",
-            )
-            .replace(
-                "10.0.0.2:80 check send-proxy-v2 weight 0",
-                "10.0.0.2:80 check send-proxy-v2",
-            );
-        let split = split_config(&new);
-        let lines: Vec<String> = plan(&split.servers, &running_live())
-            .unwrap()
-            .iter()
-            .map(|c| c.to_line().unwrap())
-            .collect();
         assert_eq!(
-            lines,
+            plan_lines(&moved_endpoints(), &running_live()),
             [
                 // Gains first. Drain ends: weight back to the default.
                 "set server be_a/s002 weight 1",
@@ -539,22 +534,17 @@ mod tests {
             "10.0.0.1:80 check send-proxy-v2\n",
             "10.0.0.1:80 check send-proxy-v2 weight 0\n",
         );
-        let split = split_config(&drain);
-        let lines: Vec<String> = plan(&split.servers, &running_live())
-            .unwrap()
-            .iter()
-            .map(|c| c.to_line().unwrap())
-            .collect();
-        assert_eq!(lines, ["set server be_a/s001 weight 0"]);
+        assert_eq!(
+            plan_lines(&drain, &running_live()),
+            ["set server be_a/s001 weight 0"]
+        );
         // A server drained by hand (admin drain flag) is made ready again.
         let mut by_hand = running_live();
         by_hand[0].admin_flags = 0x08;
-        let lines: Vec<String> = plan(&split_config(LIVE).servers, &by_hand)
-            .unwrap()
-            .iter()
-            .map(|c| c.to_line().unwrap())
-            .collect();
-        assert_eq!(lines, ["set server be_a/s001 state ready"]);
+        assert_eq!(
+            plan_lines(LIVE, &by_hand),
+            ["set server be_a/s001 state ready"]
+        );
     }
 
     #[test]
@@ -578,11 +568,7 @@ mod tests {
                 "[fd00::4]:8443 check send-proxy-v2",
                 "127.0.0.1:1 check send-proxy-v2 disabled",
             );
-        let lines: Vec<String> = plan(&split_config(&new).servers, &running_live())
-            .unwrap()
-            .iter()
-            .map(|c| c.to_line().unwrap())
-            .collect();
+        let lines = plan_lines(&new, &running_live());
         let at = |line: &str| lines.iter().position(|l| l == line).unwrap();
         let ready = at("set server be_a/s003 state ready");
         assert!(ready < at("set server be_a/s001 state maint"), "{lines:#?}");
@@ -626,23 +612,9 @@ mod tests {
         edgelb_core::RenderedConfig::from_body(body.to_owned())
     }
 
-    /// The endpoint change of the other tests: s001 out, s002 drain ends, s003 in.
+    /// [`moved_endpoints`] without its digest line, as a renderer's body.
     fn changed_body() -> String {
-        LIVE.split_once('\n')
-            .unwrap()
-            .1
-            .replace(
-                "127.0.0.1:1 check send-proxy-v2 disabled",
-                "10.0.0.3:81 check send-proxy-v2",
-            )
-            .replace(
-                "10.0.0.1:80 check send-proxy-v2\n",
-                "127.0.0.1:1 check send-proxy-v2 disabled\n",
-            )
-            .replace(
-                "10.0.0.2:80 check send-proxy-v2 weight 0",
-                "10.0.0.2:80 check send-proxy-v2",
-            )
+        moved_endpoints().split_once('\n').unwrap().1.to_owned()
     }
 
     fn live_config() -> edgelb_core::RenderedConfig {
