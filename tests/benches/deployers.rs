@@ -28,10 +28,11 @@ use edgelb_core::{
     Snapshot,
 };
 use edgelb_haproxy::SshDeployer;
+use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip};
 use edgelb_tests::bench_stats::stats;
 use edgelb_tests::testbed::ansible::find_ansible_playbook;
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
-use edgelb_tests::testbed::{Backend, Testbed, TestbedConfig, prereq};
+use edgelb_tests::testbed::{Backend, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
 
 /// `default/web` on `port`, PROXY v2, with `backend` as its endpoint.
@@ -104,12 +105,7 @@ async fn timed(
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks harness-less benches to list tests
-    }
-    let missing = prereq::missing();
-    if !missing.is_empty() {
-        println!("deployers bench skipped: missing {}", missing.join("; "));
+    if listing_only() {
         return;
     }
     let Some(ansible_playbook) = find_ansible_playbook() else {
@@ -118,23 +114,18 @@ fn main() {
         );
         return;
     };
-    let runs: usize = std::env::var("EDGELB_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(7);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let tb = Testbed::start(
+    let runs = env_usize("EDGELB_BENCH_RUNS", 7);
+    let rt = runtime();
+    let Some(tb) = testbed_or_skip(
+        "deployers bench",
         TestbedConfig {
             edges: 3,
             backends: 2,
         },
         testbed_tools!(),
-    )
-    .unwrap();
+    ) else {
+        return;
+    };
     let native = SshDeployer::new(tb.deployer_config()).unwrap();
     let ansible = AnsibleDeployer::new(tb.ansible_deployer_config(ansible_playbook)).unwrap();
     let mut state = State {

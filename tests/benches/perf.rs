@@ -34,12 +34,13 @@ use edgelb_core::{
 };
 use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials};
 use edgelb_haproxy::{ConfigDuration, HaproxyRenderer, RenderOptions, SshDeployer};
+use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip};
 use edgelb_tests::bench_stats::stats;
 use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::openssh_baseline::OpenSsh;
 use edgelb_tests::testbed::scenario::LISTEN_PORT;
-use edgelb_tests::testbed::{BACKEND_PORT, Backend, Testbed, TestbedConfig, prereq};
+use edgelb_tests::testbed::{BACKEND_PORT, Backend, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -96,13 +97,6 @@ fn section(name: &str) -> bool {
         Ok(only) => only.split(',').any(|s| s.trim() == name),
         Err(_) => true,
     }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Rows of the final table.
@@ -662,8 +656,8 @@ async fn controller_rss(tb: &Testbed) -> Result<(u64, String, f64), String> {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks harness-less benches to list tests
+    if listing_only() {
+        return;
     }
     let suite = Instant::now();
     install_live_marks();
@@ -683,26 +677,19 @@ fn main() {
         table.print();
         return;
     }
-    let missing = prereq::missing();
-    if !missing.is_empty() {
-        println!("testbed parts skipped: missing {}", missing.join("; "));
-        table.print();
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let t = Instant::now();
-    let tb = Testbed::start(
+    let Some(tb) = testbed_or_skip(
+        "testbed parts",
         TestbedConfig {
             edges: 20,
             backends: 3,
         },
         testbed_tools!(),
-    )
-    .unwrap();
+    ) else {
+        table.print();
+        return;
+    };
     println!(
         "testbed {} with 20 edges up in {:.1}s",
         tb.id(),

@@ -32,9 +32,10 @@ use edgelb_core::{Applied, Deployer, NodeConfig, RenderedConfig, Renderer, Snaps
 use edgelb_haproxy::apply::apply_config;
 use edgelb_haproxy::ssh::FileTransfer;
 use edgelb_haproxy::{HaproxyLayout, SshDeployer};
+use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip};
 use edgelb_tests::openssh_baseline::OpenSsh;
 use edgelb_tests::testbed::scenario::{renderer, web_snapshot_on};
-use edgelb_tests::testbed::{Testbed, TestbedConfig, TimedHost, prereq};
+use edgelb_tests::testbed::{Testbed, TestbedConfig, TimedHost};
 use edgelb_tests::testbed_tools;
 
 /// Row names, in print order.
@@ -46,31 +47,21 @@ const ONESHOT: &str = "OpenSSH one-shot (one ssh per edge)";
 const MUX: &str = "OpenSSH multiplexed (open ControlMaster)";
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks harness-less benches to list tests
-    }
-    let missing = prereq::missing();
-    if !missing.is_empty() {
-        println!("ssh_deploy bench skipped: missing {}", missing.join("; "));
+    if listing_only() {
         return;
     }
-    let runs: usize = std::env::var("EDGELB_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(9);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let tb = Testbed::start(
+    let runs = env_usize("EDGELB_BENCH_RUNS", 9);
+    let rt = runtime();
+    let Some(tb) = testbed_or_skip(
+        "ssh_deploy bench",
         TestbedConfig {
             edges: 3,
             backends: 2,
         },
         testbed_tools!(),
-    )
-    .unwrap();
+    ) else {
+        return;
+    };
     let (b1, b2) = (&tb.cluster.backends[0], &tb.cluster.backends[1]);
     // Reload path: the listen port alternates. Runtime path: the backend alternates (from
     // b1 on 8080, where the reload phase leaves every edge).

@@ -6,10 +6,12 @@
 //! * [`fake_apiserver`]: a small Kubernetes API server for the controller's Kubernetes sources.
 //! * [`delay_proxy`]: a TCP proxy that emulates a WAN link on loopback, for benchmarks.
 //! * [`openssh_baseline`]: the OpenSSH command line doing the reload steps, for benchmarks.
+//! * [`bench_env`] and [`bench_stats`]: a benchmark's start and its table's statistics.
 #![forbid(unsafe_code)]
 // A test harness: a broken invariant should stop the test with a message, not be handled.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bench_env;
 pub mod bench_stats;
 pub mod conformance;
 pub mod controller;
