@@ -21,6 +21,7 @@ use edgelb_haproxy::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::outcomes::{assert_config_rejected, assert_reload_rolled_back, with_unknown_keyword};
 use crate::testbed::prereq;
 
 /// An HAProxy on loopback run by a [`LocalDeployer`], with its files in a temporary
@@ -235,24 +236,9 @@ pub async fn rejected_config(test: &str) {
     let files_before = local.files();
     let procs_before = local.show_proc().await;
 
-    let body = good.text.split_once('\n').expect("digest line").1;
-    let bad = RenderedConfig::from_body(format!(
-        "{body}\nbackend be_broken\n    frobnicate-the-widgets on\n"
-    ));
+    let bad = with_unknown_keyword(&good);
     let err = local.deploy(bad).await.unwrap_err();
-    let DeployError::ConfigRejected {
-        node,
-        haproxy_output,
-    } = &err
-    else {
-        panic!("expected ConfigRejected, got {err:?}");
-    };
-    assert_eq!(node, LOCAL_NODE);
-    assert!(
-        haproxy_output.contains("frobnicate-the-widgets") && haproxy_output.contains("ALERT"),
-        "HAProxy's message should be in the outcome: {haproxy_output}"
-    );
-    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert_config_rejected(&err, LOCAL_NODE);
     assert_eq!(
         local.files(),
         files_before,
@@ -281,18 +267,7 @@ pub async fn failed_reload_rolled_back(test: &str) {
     let unstartable = local.render(&elsewhere, 1);
     let procs_before = local.show_proc().await;
     let err = local.deploy(unstartable).await.unwrap_err();
-    let DeployError::ReloadFailed {
-        node, rolled_back, ..
-    } = &err
-    else {
-        panic!("expected ReloadFailed, got {err:?}");
-    };
-    assert_eq!(node, LOCAL_NODE);
-    assert!(rolled_back, "{err}");
-    assert!(
-        err.to_string().contains("previous config was restored"),
-        "{err}"
-    );
+    assert_reload_rolled_back(&err, LOCAL_NODE);
     assert_eq!(local.live_config(), good.text, "the previous file is live");
     let procs_after = local.show_proc().await;
     assert_eq!(

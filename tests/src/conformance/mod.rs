@@ -11,6 +11,7 @@
 //! factory says what it does and the scenario accepts that.
 
 pub mod local;
+mod outcomes;
 mod scenarios;
 
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ use edgelb_core::{
 use tokio::sync::watch;
 
 use super::DeployerUnderTest;
+use super::outcomes::{assert_config_rejected, assert_reload_rolled_back, with_unknown_keyword};
 use crate::testbed::scenario::{LISTEN_PORT, fast_pipeline, renderer, web_snapshot};
 use crate::testbed::{Edge, Probe, Testbed, TestbedConfig};
 
@@ -345,24 +346,9 @@ async fn rejected_config(dut: &dyn DeployerUnderTest, tb: &Testbed) {
     let files_before = files(edge);
     let procs_before = edge.show_proc(&tb.tools.tb_client);
 
-    let body = good.text.split_once('\n').expect("digest line").1;
-    let bad = RenderedConfig::from_body(format!(
-        "{body}\nbackend be_broken\n    frobnicate-the-widgets on\n"
-    ));
+    let bad = with_unknown_keyword(&good);
     let err = deploy(&*deployer, edge.node(), bad).await.unwrap_err();
-    let DeployError::ConfigRejected {
-        node,
-        haproxy_output,
-    } = &err
-    else {
-        panic!("expected ConfigRejected, got {err:?}");
-    };
-    assert_eq!(node, "edge1");
-    assert!(
-        haproxy_output.contains("frobnicate-the-widgets") && haproxy_output.contains("ALERT"),
-        "HAProxy's message should be in the outcome: {haproxy_output}"
-    );
-    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert_config_rejected(&err, "edge1");
     assert_eq!(
         files(edge),
         files_before,
@@ -503,18 +489,7 @@ async fn failed_reload_rolled_back(dut: &dyn DeployerUnderTest, tb: &Testbed) {
     let err = deploy(&*deployer, edge.node(), unstartable)
         .await
         .unwrap_err();
-    let DeployError::ReloadFailed {
-        node, rolled_back, ..
-    } = &err
-    else {
-        panic!("expected ReloadFailed, got {err:?}");
-    };
-    assert_eq!(node, "edge1");
-    assert!(rolled_back, "{err}");
-    assert!(
-        err.to_string().contains("previous config was restored"),
-        "{err}"
-    );
+    assert_reload_rolled_back(&err, "edge1");
     assert_eq!(
         edge.live_config(),
         good.text,
