@@ -68,11 +68,8 @@ pub async fn restore_running_servers(
     };
     tracing::warn!(node, reason = %why, "running servers differ from the live file; putting them back through the runtime API");
     let restored = async {
-        let commands = runtime_update::plan(&split.servers, &running)?;
         let api = RuntimeApi::new(host, socket).map_err(|e| e.to_string())?;
-        runtime_update::send(&api, &commands)
-            .await
-            .map_err(|e| e.to_string())?;
+        runtime_update::send_plan(&api, &split.servers, &running).await?;
         runtime_update::verify(&api, &split.servers).await
     }
     .await;

@@ -247,10 +247,7 @@ pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), String> {
 /// moved and weighted first, then made ready, so it never takes traffic at its old address
 /// or weight.
 pub fn plan(slots: &[ServerSlot], running: &[ServerState]) -> Result<Vec<RuntimeCommand>, String> {
-    let index: HashMap<(&str, &str), &ServerState> = running
-        .iter()
-        .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
-        .collect();
+    let index = by_name(running);
     let (mut gains, mut losses, mut idle) = (Vec::new(), Vec::new(), Vec::new());
     for slot in slots {
         let Some(state) = index.get(&(slot.backend.as_str(), slot.server.as_str())) else {
@@ -275,6 +272,14 @@ pub fn plan(slots: &[ServerSlot], running: &[ServerState]) -> Result<Vec<Runtime
     gains.extend(losses);
     gains.extend(idle);
     Ok(gains)
+}
+
+/// The running servers by (backend, server) name.
+fn by_name(running: &[ServerState]) -> HashMap<(&str, &str), &ServerState> {
+    running
+        .iter()
+        .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
+        .collect()
 }
 
 /// The commands that bring one running server to its slot, in a safe order for that server.
@@ -328,6 +333,18 @@ pub async fn send(api: &RuntimeApi<'_>, commands: &[RuntimeCommand]) -> Result<(
     api.batch(&commands[start..]).await
 }
 
+/// Sends what brings the servers `running` behind `api` to `slots` (see [`plan`]); returns
+/// how many commands that took. `Err` says what failed; some commands may have taken effect.
+pub async fn send_plan(
+    api: &RuntimeApi<'_>,
+    slots: &[ServerSlot],
+    running: &[ServerState],
+) -> Result<usize, String> {
+    let commands = plan(slots, running)?;
+    send(api, &commands).await.map_err(|e| e.to_string())?;
+    Ok(commands.len())
+}
+
 /// Checks every slot of the file against `show servers state`.
 pub async fn verify(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<(), String> {
     let running = api
@@ -340,10 +357,7 @@ pub async fn verify(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<(), St
 /// Checks every slot against the running servers (`show servers state`); `Err` names up to
 /// three that differ or do not run.
 pub fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), String> {
-    let index: HashMap<(&str, &str), &ServerState> = running
-        .iter()
-        .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
-        .collect();
+    let index = by_name(running);
     let mut wrong = Vec::new();
     for slot in slots {
         match index.get(&(slot.backend.as_str(), slot.server.as_str())) {
@@ -384,15 +398,10 @@ pub async fn push(
         .show_servers_state(None)
         .await
         .map_err(|e| e.to_string())?;
-    let commands = plan(slots, &running)?;
-    send(&api, &commands).await.map_err(|e| e.to_string())?;
+    let commands = send_plan(&api, slots, &running).await?;
     // The change is live in the running process from here on (the benchmarks time this).
-    tracing::debug!(
-        node = host.node(),
-        commands = commands.len(),
-        "runtime API commands applied"
-    );
-    Ok(commands.len())
+    tracing::debug!(node = host.node(), commands, "runtime API commands applied");
+    Ok(commands)
 }
 
 #[cfg(test)]
