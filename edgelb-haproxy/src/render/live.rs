@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::context::SPARE_ADDRESS;
-use super::slots::LiveSlot;
+use super::slots::SlotView;
 
 /// The slots of every backend in `config` (a file this renderer wrote), by backend name.
 /// Lines it does not recognise are ignored; a backend whose server lines are not the
 /// contiguous `s001…` slots is left out (it will be placed afresh).
-pub(crate) fn live_slots(config: &str) -> BTreeMap<String, Vec<LiveSlot>> {
-    let mut out: BTreeMap<String, Vec<LiveSlot>> = BTreeMap::new();
+pub(crate) fn live_slots(config: &str) -> BTreeMap<String, Vec<SlotView>> {
+    let mut out: BTreeMap<String, Vec<SlotView>> = BTreeMap::new();
     let mut broken: Vec<String> = Vec::new();
     let mut backend: Option<String> = None;
     for line in config.lines() {
@@ -38,11 +38,11 @@ pub(crate) fn live_slots(config: &str) -> BTreeMap<String, Vec<LiveSlot>> {
                     continue;
                 }
                 slots.push(if *addr == SPARE_ADDRESS {
-                    LiveSlot::Spare
+                    SlotView::Spare
                 } else if rest.contains(&"disabled") {
-                    LiveSlot::Leaving(parsed)
+                    SlotView::Leaving(parsed)
                 } else {
-                    LiveSlot::Endpoint(parsed)
+                    SlotView::Endpoint(parsed)
                 });
             }
             _ => {}
@@ -65,10 +65,10 @@ mod tests {
         assert_eq!(
             slots["be_a_b_http"],
             vec![
-                LiveSlot::Endpoint("10.0.0.2:80".parse().unwrap()),
-                LiveSlot::Leaving("10.0.0.9:80".parse().unwrap()),
-                LiveSlot::Endpoint("[fd00::1]:80".parse().unwrap()),
-                LiveSlot::Spare,
+                SlotView::Endpoint("10.0.0.2:80".parse().unwrap()),
+                SlotView::Leaving("10.0.0.9:80".parse().unwrap()),
+                SlotView::Endpoint("[fd00::1]:80".parse().unwrap()),
+                SlotView::Spare,
             ]
         );
         assert_eq!(slots.len(), 1);

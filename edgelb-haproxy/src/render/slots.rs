@@ -45,12 +45,14 @@ pub fn slot_name(index: usize) -> String {
 /// How many changes of a backend's endpoint set a removed endpoint's slot stays reserved.
 pub(crate) const RESERVED_CHANGES: u64 = 3;
 
-/// What a slot holds in one render.
+/// What a slot holds: in one render, or as a live config file says (read back by
+/// [`live_slots`](super::live::live_slots)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotView {
-    /// An endpoint.
+    /// An endpoint (ready or draining).
     Endpoint(SocketAddr),
-    /// Reserved for an endpoint that was removed: maintenance at its old address.
+    /// Reserved for an endpoint that was removed: maintenance (`disabled`) at its old
+    /// address.
     Leaving(SocketAddr),
     /// A spare slot.
     Spare,
@@ -212,32 +214,21 @@ impl SlotTable {
     }
 }
 
-/// What a live config file says one slot holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LiveSlot {
-    /// A server at this address (ready or draining).
-    Endpoint(SocketAddr),
-    /// A `disabled` server at a real address: an endpoint that left, still reserved.
-    Leaving(SocketAddr),
-    /// A spare slot.
-    Spare,
-}
-
 impl SlotTable {
     /// A table that carries on from the slots of a live config, so a new process (a restarted
     /// controller, `edgelb plan`) places endpoints where the edge already has them.
-    pub(crate) fn from_live(live: &[LiveSlot]) -> Self {
+    pub(crate) fn from_live(live: &[SlotView]) -> Self {
         let mut table = Self::default();
         for (i, slot) in live.iter().enumerate() {
             table.slots.push(match *slot {
-                LiveSlot::Endpoint(addr) => {
+                SlotView::Endpoint(addr) => {
                     table.by_addr.insert(addr, i);
                     Slot {
                         occupant: Some(addr),
                         ..Slot::default()
                     }
                 }
-                LiveSlot::Leaving(addr) => {
+                SlotView::Leaving(addr) => {
                     table.previous.insert(addr, i);
                     Slot {
                         occupant: None,
@@ -245,7 +236,7 @@ impl SlotTable {
                         left_at: 0,
                     }
                 }
-                LiveSlot::Spare => Slot::default(),
+                SlotView::Spare => Slot::default(),
             });
         }
         table
@@ -528,10 +519,10 @@ mod tests {
         let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
         let gone: SocketAddr = "10.0.0.9:80".parse().unwrap();
         let mut table = SlotTable::from_live(&[
-            LiveSlot::Endpoint(b),
-            LiveSlot::Leaving(gone),
-            LiveSlot::Endpoint(a),
-            LiveSlot::Spare,
+            SlotView::Endpoint(b),
+            SlotView::Leaving(gone),
+            SlotView::Endpoint(a),
+            SlotView::Spare,
         ]);
         let views = table.assign([a, b].iter(), &o);
         assert_eq!(
