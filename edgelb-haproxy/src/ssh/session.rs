@@ -420,11 +420,7 @@ impl Session {
             if matches!(e, SftpError::Timeout) {
                 // A request that got no answer: the link hangs, like our own step timeout.
                 self.discard(&conn).await;
-                return Err(DeployError::Timeout {
-                    node: self.endpoint.node.clone(),
-                    step: step.to_owned(),
-                    seconds: whole_seconds(self.options.step_timeout),
-                });
+                return Err(self.timeout_error(step));
             }
             if is_transport_error(&e) {
                 *conn.sftp.lock().await = SftpSlot::NotOpened;
@@ -435,15 +431,9 @@ impl Session {
                     tracing::info!(node = %self.endpoint.node, step, error = %e, "SFTP channel failed; retrying on a fresh one");
                     continue;
                 }
-            }
-            if is_transport_error(&e) && conn.is_closed() {
-                return Err(DeployError::Connect {
-                    node: self.endpoint.node.clone(),
-                    message: format!(
-                        "the SSH session to {} was lost while {step}: SFTP: {e}",
-                        self.endpoint.address()
-                    ),
-                });
+                if conn.is_closed() {
+                    return Err(self.lost_error(step, Some(&format!("SFTP: {e}"))));
+                }
             }
             return Err(DeployError::Step {
                 node: self.endpoint.node.clone(),
@@ -546,6 +536,23 @@ impl Session {
         }
     }
 
+    /// The session was lost during `step`; `cause` says how, when known.
+    fn lost_error(&self, step: &str, cause: Option<&str>) -> DeployError {
+        let mut message = format!(
+            "the SSH session to {} was lost while {step}",
+            self.endpoint.address()
+        );
+        if let Some(cause) = cause {
+            message.push_str(": ");
+            message.push_str(cause);
+        }
+        DeployError::Connect {
+            node: self.endpoint.node.clone(),
+            message,
+        }
+    }
+
+    /// `step` ran out of the step timeout.
     fn timeout_error(&self, step: &str) -> DeployError {
         DeployError::Timeout {
             node: self.endpoint.node.clone(),
@@ -611,13 +618,7 @@ impl Session {
         // is a lost connection, not the command failing.
         if out.status.is_none() && out.signal.is_none() && !self.still_alive(&conn).await {
             self.discard(&conn).await;
-            return Err(DeployError::Connect {
-                node: self.endpoint.node.clone(),
-                message: format!(
-                    "the SSH session to {} was lost while {step}",
-                    self.endpoint.address()
-                ),
-            });
+            return Err(self.lost_error(step, None));
         }
         if out.refused {
             return Err(DeployError::Step {
@@ -702,13 +703,7 @@ impl Session {
     /// dropped so the next step reconnects); anything else is the step's own failure.
     fn step_error(&self, step: &str, e: russh::Error) -> DeployError {
         if session_is_dead(&e) {
-            DeployError::Connect {
-                node: self.endpoint.node.clone(),
-                message: format!(
-                    "the SSH session to {} was lost while {step}: {e}",
-                    self.endpoint.address()
-                ),
-            }
+            self.lost_error(step, Some(&e.to_string()))
         } else {
             DeployError::Step {
                 node: self.endpoint.node.clone(),
