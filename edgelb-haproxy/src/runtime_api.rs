@@ -143,37 +143,30 @@ impl RuntimeCommand {
                 addr,
                 port,
             } => {
-                validate_identifier("backend", backend)?;
-                validate_identifier("server", server)?;
+                let target = server_target(backend, server)?;
                 if *port == 0 {
-                    return Err(format!("port 0 for server {backend}/{server}"));
+                    return Err(format!("port 0 for server {target}"));
                 }
-                Ok(format!(
-                    "set server {backend}/{server} addr {addr} port {port}"
-                ))
+                Ok(format!("set server {target} addr {addr} port {port}"))
             }
             Self::SetServerState {
                 backend,
                 server,
                 state,
-            } => {
-                validate_identifier("backend", backend)?;
-                validate_identifier("server", server)?;
-                Ok(format!("set server {backend}/{server} state {state}"))
-            }
+            } => Ok(format!(
+                "set server {} state {state}",
+                server_target(backend, server)?
+            )),
             Self::SetServerWeight {
                 backend,
                 server,
                 weight,
             } => {
-                validate_identifier("backend", backend)?;
-                validate_identifier("server", server)?;
+                let target = server_target(backend, server)?;
                 if *weight > 256 {
-                    return Err(format!(
-                        "weight {weight} for server {backend}/{server} is above 256"
-                    ));
+                    return Err(format!("weight {weight} for server {target} is above 256"));
                 }
-                Ok(format!("set server {backend}/{server} weight {weight}"))
+                Ok(format!("set server {target} weight {weight}"))
             }
         }
     }
@@ -191,6 +184,13 @@ impl RuntimeCommand {
             Self::SetServerState { .. } | Self::SetServerWeight { .. } => answer.is_empty(),
         }
     }
+}
+
+/// `backend/server` for a command, both names checked with [`validate_identifier`].
+fn server_target(backend: &str, server: &str) -> Result<String, String> {
+    validate_identifier("backend", backend)?;
+    validate_identifier("server", server)?;
+    Ok(format!("{backend}/{server}"))
 }
 
 /// Checks a backend or server name: HAProxy identifier characters only (letters, digits,
