@@ -40,10 +40,10 @@ use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::openssh_baseline::OpenSsh;
 use edgelb_tests::testbed::scenario::LISTEN_PORT;
-use edgelb_tests::testbed::{BACKEND_PORT, Backend, Testbed, TestbedConfig};
+use edgelb_tests::testbed::{BACKEND_PORT, Backend, Held, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// When each node's runtime API commands were acknowledged (the `runtime API commands
@@ -439,39 +439,19 @@ fn ansible_deployer(tb: &Testbed) -> Option<AnsibleDeployer> {
 }
 
 /// Opens `count` long-lived connections to `target` (`HOLD`, then echo).
-async fn hold(target: SocketAddr, count: usize) -> Vec<BufReader<TcpStream>> {
+async fn hold(target: SocketAddr, count: usize) -> Vec<Held> {
     let mut held = Vec::new();
     for _ in 0..count {
-        let mut s = TcpStream::connect(target).await.unwrap();
-        s.write_all(b"HOLD\n").await.unwrap();
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(line.starts_with("edgelb-demo "), "{line:?}");
-        held.push(r);
+        held.push(Held::open(target).await);
     }
     held
 }
 
 /// How many held connections no longer echo.
-async fn cut(held: &mut [BufReader<TcpStream>]) -> usize {
+async fn cut(held: &mut [Held]) -> usize {
     let mut cut = 0;
-    for (i, r) in held.iter_mut().enumerate() {
-        let msg = format!("ping {i}\n");
-        let ok = async {
-            r.get_mut().write_all(msg.as_bytes()).await.ok()?;
-            let mut line = String::new();
-            tokio::time::timeout(Duration::from_secs(2), r.read_line(&mut line))
-                .await
-                .ok()?
-                .ok()?;
-            (line == msg).then_some(())
-        }
-        .await;
-        if ok.is_none() {
+    for (i, h) in held.iter_mut().enumerate() {
+        if h.ping(i, Duration::from_secs(2)).await.is_err() {
             cut += 1;
         }
     }

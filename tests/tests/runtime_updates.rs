@@ -5,7 +5,6 @@
 //! API are seen as drift and put back without a reload. Needs root and the testbed packages.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use edgelb_core::{
@@ -16,9 +15,8 @@ use edgelb_haproxy::runtime_api::{RuntimeCommand, ServerAdminState};
 use edgelb_haproxy::runtime_update::{split_config, verify};
 use edgelb_haproxy::{HaproxyRenderer, RuntimeApi, SshDeployer};
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
-use edgelb_tests::testbed::{Backend, Probe, Testbed, TestbedConfig};
+use edgelb_tests::testbed::{Backend, Held, Probe, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// `default/web` port `http` with `ready` and `draining` endpoints.
@@ -53,45 +51,8 @@ async fn deploy(
     outcome[0].result.clone().unwrap()
 }
 
-/// A long-lived connection through the edge: `HOLD`, then an echo.
-struct Held {
-    reader: BufReader<TcpStream>,
-    backend: String,
-}
-
-impl Held {
-    async fn open(target: SocketAddr) -> Self {
-        let mut stream = TcpStream::connect(target).await.unwrap();
-        stream.write_all(b"HOLD\n").await.unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
-            .await
-            .expect("the backend answers a held connection")
-            .unwrap();
-        let (backend, _, proxy) = edgelb_haproxy::demo_backend::parse_answer_line(&line)
-            .unwrap_or_else(|| panic!("unexpected answer {line:?}"));
-        assert_eq!(proxy, "v2");
-        Self { reader, backend }
-    }
-
-    /// Sends a line and reads its echo; `Err` when the connection was cut.
-    async fn ping(&mut self, n: usize) -> Result<(), String> {
-        let msg = format!("ping {n}\n");
-        self.reader
-            .get_mut()
-            .write_all(msg.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        match tokio::time::timeout(Duration::from_secs(3), self.reader.read_line(&mut line)).await {
-            Ok(Ok(_)) if line == msg => Ok(()),
-            Ok(Ok(_)) => Err(format!("echo {line:?} instead of {msg:?}")),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no echo within 3 s".into()),
-        }
-    }
-}
+/// How long a held connection's echo may take.
+const PING_LIMIT: Duration = Duration::from_secs(3);
 
 fn failures(results: &[Probe]) -> Vec<&Probe> {
     results
@@ -134,7 +95,9 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
             Ok(_) if held.is_empty() => {
                 // The first real connection proves the worker listens; open them all now.
                 for _ in 0..20 {
-                    held.push(Held::open(target).await);
+                    let h = Held::open(target).await;
+                    assert_eq!(h.proxy, "v2");
+                    held.push(h);
                 }
             }
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -167,7 +130,7 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
         assert_eq!(applied, Applied::RuntimeUpdated, "change {i}");
         if i % 10 == 9 {
             for (n, h) in held.iter_mut().enumerate() {
-                h.ping(i * 100 + n)
+                h.ping(i * 100 + n, PING_LIMIT)
                     .await
                     .unwrap_or_else(|e| panic!("held connection {n} cut by change {i}: {e}"));
             }
@@ -191,7 +154,7 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
     assert_eq!(after.workers, before.workers, "same worker");
     assert!(after.old_workers.is_empty(), "no old worker: {after:?}");
     for (n, h) in held.iter_mut().enumerate() {
-        h.ping(9_000 + n)
+        h.ping(9_000 + n, PING_LIMIT)
             .await
             .unwrap_or_else(|e| panic!("held connection {n} did not survive: {e}"));
     }
