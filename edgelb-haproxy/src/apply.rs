@@ -11,6 +11,7 @@ use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::master_cli::MasterProcs;
 use crate::running_drift;
+use crate::runtime_api::RuntimeApi;
 use crate::runtime_update;
 
 /// Puts `config` live on `host`. Nothing is swapped unless `haproxy -c` accepts the new file;
@@ -83,11 +84,18 @@ async fn try_runtime_update(
     let Some(socket) = split.stats_socket.as_deref() else {
         return Ok(None);
     };
+    let api = match RuntimeApi::new(host, socket) {
+        Ok(api) => api,
+        Err(e) => {
+            tracing::debug!(node, error = %e, "the stats socket is not usable by the runtime API client; reloading");
+            return Ok(None);
+        }
+    };
     let (new_path, prev_path) = (layout.new_path(), layout.prev_path());
     // The running servers first, so traffic follows the change as soon as possible (and the
     // commands do not queue behind `haproxy -c` for the CPU); then the safety net, its
     // independent steps together: the new file written and validated, the previous one kept.
-    let pushed = runtime_update::push(host, socket, &split.servers).await;
+    let pushed = runtime_update::push(&api, &split.servers).await;
     let (validated, kept) = futures::join!(
         async {
             host.write_file(&new_path, config.text.as_bytes()).await?;
@@ -110,7 +118,6 @@ async fn try_runtime_update(
         return Err(rejected);
     }
     kept?;
-    let api = crate::RuntimeApi::new(host, socket)?;
     let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
         let commands = pushed?;
         runtime_update::verify(&api, &split.servers)

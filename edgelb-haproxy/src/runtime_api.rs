@@ -249,6 +249,11 @@ impl<'a> RuntimeApi<'a> {
         })
     }
 
+    /// The node of the host this client talks through.
+    pub fn node(&self) -> &str {
+        self.host.node()
+    }
+
     /// The socket this client talks to.
     pub fn socket(&self) -> &str {
         &self.socket

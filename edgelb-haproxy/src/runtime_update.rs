@@ -20,7 +20,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use edgelb_core::DeployError;
 
-use crate::host::EdgeHost;
 use crate::runtime_api::{RuntimeApi, RuntimeCommand, ServerAdminState, ServerState};
 
 /// HAProxy's weight for a server line without `weight`.
@@ -385,22 +384,16 @@ pub fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), Stri
     }
 }
 
-/// Brings the running process to `slots` through the socket `socket` on `host`: reads
-/// `show servers state`, sends the difference. `Err` says what failed; some commands may
-/// have taken effect.
-pub async fn push(
-    host: &dyn EdgeHost,
-    socket: &str,
-    slots: &[ServerSlot],
-) -> Result<usize, String> {
-    let api = RuntimeApi::new(host, socket).map_err(|e| e.to_string())?;
+/// Brings the running process behind `api` to `slots`: reads `show servers state`, sends
+/// the difference. `Err` says what failed; some commands may have taken effect.
+pub async fn push(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<usize, String> {
     let running = api
         .show_servers_state(None)
         .await
         .map_err(|e| e.to_string())?;
-    let commands = send_plan(&api, slots, &running).await?;
+    let commands = send_plan(api, slots, &running).await?;
     // The change is live in the running process from here on (the benchmarks time this).
-    tracing::debug!(node = host.node(), commands, "runtime API commands applied");
+    tracing::debug!(node = api.node(), commands, "runtime API commands applied");
     Ok(commands)
 }
 
@@ -686,6 +679,22 @@ mod tests {
             .unwrap();
         assert_eq!(applied, edgelb_core::Applied::Reloaded);
         assert!(sim.reloaded());
+        assert_eq!(sim.live(), new.text);
+    }
+
+    #[tokio::test]
+    async fn a_stats_socket_the_runtime_api_cannot_use_means_a_reload() {
+        // A user template's socket path that HAProxy takes but the runtime API client does
+        // not (it allows letters, digits and / . _ - @ only).
+        let odd =
+            |body: String| body.replace("/run/haproxy/admin.sock", "/run/haproxy/admin+1.sock");
+        let live = rendered(&odd(LIVE.split_once('\n').unwrap().1.to_owned()));
+        let sim = SimEdge::start(&live.text, false, false);
+        let new = rendered(&odd(changed_body()));
+        let applied = crate::apply::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
+            .await
+            .unwrap();
+        assert_eq!(applied, edgelb_core::Applied::Reloaded);
         assert_eq!(sim.live(), new.text);
     }
 
