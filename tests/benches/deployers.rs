@@ -23,28 +23,14 @@
 use std::time::Instant;
 
 use edgelb_ansible::AnsibleDeployer;
-use edgelb_core::{
-    Applied, Deployer, Endpoint, NodeConfig, PortSpec, ProxyProtocol, Renderer, ServiceKey,
-    Snapshot,
-};
+use edgelb_core::{Applied, Deployer, NodeConfig, Renderer};
 use edgelb_haproxy::SshDeployer;
-use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip};
+use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip, timed_deploy};
 use edgelb_tests::bench_stats::stats;
 use edgelb_tests::testbed::ansible::find_ansible_playbook;
-use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
-use edgelb_tests::testbed::{Backend, Testbed, TestbedConfig};
+use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer, web_snapshot_on};
+use edgelb_tests::testbed::{Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
-
-/// `default/web` on `port`, PROXY v2, with `backend` as its endpoint.
-fn snapshot(port: u16, backend: &Backend) -> Snapshot {
-    let port = PortSpec::new(port, ProxyProtocol::V2)
-        .with_endpoint(Endpoint::ready(backend.addr.ip(), backend.addr.port()));
-    let mut snapshot = Snapshot::default();
-    snapshot
-        .insert_port(ServiceKey::new("default", "web").unwrap(), "http", port)
-        .unwrap();
-    snapshot
-}
 
 /// What the edges run now; each change flips one thing.
 struct State<'a> {
@@ -65,7 +51,7 @@ impl State<'_> {
         } else {
             self.backend = 1 - self.backend;
         }
-        let snapshot = snapshot(self.port, &self.tb.cluster.backends[self.backend]);
+        let snapshot = web_snapshot_on(self.port, &[&self.tb.cluster.backends[self.backend]]);
         self.tb
             .nodes()
             .into_iter()
@@ -85,19 +71,7 @@ async fn timed(
     batch: &[NodeConfig],
     expected: &[Applied],
 ) -> f64 {
-    let started = Instant::now();
-    let outcomes = deployer.deploy(batch).await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    assert_eq!(outcomes.len(), batch.len());
-    for outcome in &outcomes {
-        assert!(
-            outcome
-                .result
-                .as_ref()
-                .is_ok_and(|applied| expected.contains(applied)),
-            "{outcome:?}"
-        );
-    }
+    let ms = timed_deploy(deployer, batch, expected).await;
     for (edge, cfg) in tb.edges.iter().zip(batch) {
         assert_eq!(edge.live_config(), cfg.config.text, "{}", edge.name);
     }

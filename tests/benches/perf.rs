@@ -34,12 +34,12 @@ use edgelb_core::{
 };
 use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials};
 use edgelb_haproxy::{ConfigDuration, HaproxyRenderer, RenderOptions, SshDeployer};
-use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip};
+use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip, timed_deploy};
 use edgelb_tests::bench_stats::stats;
 use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::openssh_baseline::OpenSsh;
-use edgelb_tests::testbed::scenario::LISTEN_PORT;
+use edgelb_tests::testbed::scenario::{LISTEN_PORT, web_snapshot_of};
 use edgelb_tests::testbed::{BACKEND_PORT, Backend, Held, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
 use serde_json::json;
@@ -132,19 +132,6 @@ impl Table {
     }
 }
 
-/// One service `default/web` port `http` on `listen_port` with `endpoints` ready.
-fn web(listen_port: u16, endpoints: &[SocketAddr]) -> Snapshot {
-    let mut port = PortSpec::new(listen_port, ProxyProtocol::V2);
-    for e in endpoints {
-        port.add_endpoint(Endpoint::ready(e.ip(), e.port()));
-    }
-    let mut snapshot = Snapshot::default();
-    snapshot
-        .insert_port(ServiceKey::new("default", "web").unwrap(), "http", port)
-        .unwrap();
-    snapshot
-}
-
 /// `services` services of `per_service` endpoints each, on ports 10000…
 fn big_snapshot(services: usize, per_service: usize) -> Snapshot {
     let mut snapshot = Snapshot::default();
@@ -227,20 +214,7 @@ async fn deploy_to(
     n: usize,
     expect: Applied,
 ) -> f64 {
-    let batch: Vec<NodeConfig> = tb.edges[..n]
-        .iter()
-        .map(|e| NodeConfig {
-            node: e.node(),
-            config: renderer.render(snapshot, &e.node()).unwrap(),
-        })
-        .collect();
-    let t = Instant::now();
-    let outcomes = deployer.deploy(&batch).await;
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    for o in outcomes {
-        assert_eq!(o.result, Ok(expect), "{}", o.node);
-    }
-    ms
+    timed_deploy(deployer, &tb.batch(renderer, snapshot, n), &[expect]).await
 }
 
 /// One way of the emulated WAN link: 20 ms round trips, a nearby cloud region.
@@ -276,7 +250,9 @@ async fn wan_changes(
     let deploy = |renderer: &HaproxyRenderer, set: &[SocketAddr]| {
         let batch = vec![NodeConfig {
             node: node.clone(),
-            config: renderer.render(&web(LISTEN_PORT, set), &node).unwrap(),
+            config: renderer
+                .render(&web_snapshot_of(LISTEN_PORT, set), &node)
+                .unwrap(),
         }];
         let deployer = &deployer;
         async move { deployer.deploy(&batch).await.remove(0).result }
@@ -318,13 +294,7 @@ async fn settle(
     set: &[SocketAddr],
     n: usize,
 ) {
-    let batch: Vec<NodeConfig> = tb.edges[..n]
-        .iter()
-        .map(|e| NodeConfig {
-            node: e.node(),
-            config: renderer.render(&web(LISTEN_PORT, set), &e.node()).unwrap(),
-        })
-        .collect();
+    let batch = tb.batch(renderer, &web_snapshot_of(LISTEN_PORT, set), n);
     for o in deployer.deploy(&batch).await {
         assert!(o.result.is_ok(), "{o:?}");
     }
@@ -351,7 +321,7 @@ async fn runtime_changes(
     let mut live = Vec::new();
     let cpu = process_cpu_ms();
     for i in 0..changes {
-        let snapshot = web(LISTEN_PORT, &sets[(i + 1) % 2]);
+        let snapshot = web_snapshot_of(LISTEN_PORT, &sets[(i + 1) % 2]);
         LIVE_MARKS.lock().unwrap().clear();
         let t = Instant::now();
         samples.push(
@@ -390,7 +360,7 @@ async fn reload_changes(
     let mut samples = Vec::new();
     for i in 0..changes {
         let k = (i + 1) % 2;
-        let snapshot = web(LISTEN_PORT, &sets[k]);
+        let snapshot = web_snapshot_of(LISTEN_PORT, &sets[k]);
         samples.push(deploy_to(tb, deployer, &renderers[k], &snapshot, n, Applied::Reloaded).await);
     }
     samples
@@ -409,15 +379,8 @@ fn openssh_changes(
     let mut samples = Vec::new();
     for i in 0..changes {
         let k = (i + 1) % 2;
-        let snapshot = web(LISTEN_PORT, &sets[k]);
-        let batch: Vec<NodeConfig> = tb.edges[..n]
-            .iter()
-            .map(|e| NodeConfig {
-                node: e.node(),
-                config: renderers[k].render(&snapshot, &e.node()).unwrap(),
-            })
-            .collect();
-        samples.push(ssh.deploy(tb, &batch, false));
+        let snapshot = web_snapshot_of(LISTEN_PORT, &sets[k]);
+        samples.push(ssh.deploy(tb, &tb.batch(&renderers[k], &snapshot, n), false));
     }
     samples
 }

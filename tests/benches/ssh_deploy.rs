@@ -26,13 +26,13 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use edgelb_core::{Applied, Deployer, NodeConfig, RenderedConfig, Renderer, Snapshot};
 use edgelb_haproxy::apply::apply_config;
 use edgelb_haproxy::ssh::FileTransfer;
 use edgelb_haproxy::{HaproxyLayout, SshDeployer};
-use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip};
+use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip, timed_deploy};
+use edgelb_tests::bench_stats::stats;
 use edgelb_tests::openssh_baseline::OpenSsh;
 use edgelb_tests::testbed::scenario::{renderer, web_snapshot_on};
 use edgelb_tests::testbed::{Testbed, TestbedConfig, TimedHost};
@@ -76,8 +76,16 @@ fn main() {
         SshDeployer::new(cfg).unwrap()
     };
     // Open the warm sessions (and SFTP channels) before measuring.
-    rt.block_on(timed_deploy(&warm_sftp, &flip.batch(3), Applied::Reloaded));
-    rt.block_on(timed_deploy(&warm_exec, &flip.batch(3), Applied::Reloaded));
+    rt.block_on(timed_deploy(
+        &warm_sftp,
+        &flip.batch(3),
+        &[Applied::Reloaded],
+    ));
+    rt.block_on(timed_deploy(
+        &warm_exec,
+        &flip.batch(3),
+        &[Applied::Reloaded],
+    ));
     let timed_host = TimedHost::new(warm_sftp.host(&tb.edges[0].node()).unwrap());
 
     let ssh = OpenSsh::new(&tb);
@@ -106,20 +114,24 @@ fn main() {
             }
 
             let cold = SshDeployer::new(tb.deployer_config()).unwrap();
-            let ms = rt.block_on(timed_deploy(&cold, &flip.batch(edges), Applied::Reloaded));
+            let ms = rt.block_on(timed_deploy(
+                &cold,
+                &flip.batch(edges),
+                &[Applied::Reloaded],
+            ));
             rt.block_on(cold.disconnect_all());
             samples.entry((COLD, edges)).or_default().push(ms);
 
             let ms = rt.block_on(timed_deploy(
                 &warm_sftp,
                 &flip.batch(edges),
-                Applied::Reloaded,
+                &[Applied::Reloaded],
             ));
             samples.entry((WARM, edges)).or_default().push(ms);
             let ms = rt.block_on(timed_deploy(
                 &warm_exec,
                 &flip.batch(edges),
-                Applied::Reloaded,
+                &[Applied::Reloaded],
             ));
             samples.entry((WARM_EXEC, edges)).or_default().push(ms);
 
@@ -147,14 +159,7 @@ fn main() {
     // Endpoint-only changes: the runtime API, no reload. First every edge gets b1 on 8080
     // (unchanged or reloaded, depending on where the flip above left it).
     let base = web_snapshot_on(8080, &[b1]);
-    let base_batch: Vec<NodeConfig> = tb
-        .edges
-        .iter()
-        .map(|e| NodeConfig {
-            node: e.node(),
-            config: renderer().render(&base, &e.node()).unwrap(),
-        })
-        .collect();
+    let base_batch = tb.batch(&renderer(), &base, tb.edges.len());
     for o in rt.block_on(warm_sftp.deploy(&base_batch)) {
         assert!(o.result.is_ok(), "{o:?}");
     }
@@ -167,7 +172,7 @@ fn main() {
             let ms = rt.block_on(timed_deploy(
                 &warm_sftp,
                 &endpoints.batch(edges),
-                Applied::RuntimeUpdated,
+                &[Applied::RuntimeUpdated],
             ));
             runtime.entry((WARM, edges)).or_default().push(ms);
         }
@@ -175,7 +180,7 @@ fn main() {
     rt.block_on(warm_sftp.disconnect_all());
     rt.block_on(warm_exec.disconnect_all());
 
-    let m = |row: &str, edges: usize| samples.get(&(row, edges)).map(|v| median(v.clone()));
+    let m = |row: &str, edges: usize| samples.get(&(row, edges)).map(|v| stats(v).0);
     println!();
     println!(
         "deploy() → confirmed live, median of {runs} rounds, ms (testbed {}; each path once per round)",
@@ -240,7 +245,7 @@ fn main() {
         let cell = |edges: usize| {
             runtime
                 .get(&(row, edges))
-                .map_or("-".to_owned(), |v| format!("{:.0}", median(v.clone())))
+                .map_or("-".to_owned(), |v| format!("{:.0}", stats(v).0))
         };
         println!("{row:<50} {:>10} {:>10}", cell(1), cell(3));
     }
@@ -341,16 +346,6 @@ impl<'a> Flip<'a> {
     }
 }
 
-async fn timed_deploy(deployer: &SshDeployer, batch: &[NodeConfig], expect: Applied) -> f64 {
-    let started = Instant::now();
-    let outcomes = deployer.deploy(batch).await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    for o in outcomes {
-        assert_eq!(o.result, Ok(expect), "{}", o.node);
-    }
-    ms
-}
-
 /// Per call label: median total ms per run and calls per run, local and SSH.
 fn breakdown(
     local: &[Vec<(String, f64)>],
@@ -374,7 +369,7 @@ fn breakdown(
             .iter()
             .map(|r| r.iter().filter(|(l, _)| l == label).count() as f64)
             .collect();
-        (median(totals), median(counts) as usize)
+        (stats(&totals).0, stats(&counts).0 as usize)
     };
     labels
         .into_iter()
@@ -384,9 +379,4 @@ fn breakdown(
             (label, lm, ln, sm, sn)
         })
         .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

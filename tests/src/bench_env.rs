@@ -1,5 +1,10 @@
 //! The start every harness-less benchmark shares: the `--list` probe, its knobs from the
-//! environment, the runtime it measures on and its testbed.
+//! environment, the runtime it measures on and its testbed; and the timed deploy they all
+//! measure.
+
+use std::time::Instant;
+
+use edgelb_core::{Applied, Deployer, NodeConfig};
 
 use crate::testbed::{Testbed, TestbedConfig, Tools, prereq};
 
@@ -35,4 +40,26 @@ pub fn testbed_or_skip(what: &str, config: TestbedConfig, tools: Tools) -> Optio
         return None;
     }
     Some(Testbed::start(config, tools).unwrap())
+}
+
+/// One `deploy()` of `batch`, in ms; every outcome must be one of `expected`.
+pub async fn timed_deploy(
+    deployer: &dyn Deployer,
+    batch: &[NodeConfig],
+    expected: &[Applied],
+) -> f64 {
+    let started = Instant::now();
+    let outcomes = deployer.deploy(batch).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(outcomes.len(), batch.len());
+    for outcome in &outcomes {
+        assert!(
+            outcome
+                .result
+                .as_ref()
+                .is_ok_and(|applied| expected.contains(applied)),
+            "{outcome:?}"
+        );
+    }
+    ms
 }

@@ -42,7 +42,7 @@ pub use keys::KeyPair;
 pub use net::{Net, STATE_DIR};
 pub use timed::TimedHost;
 
-use edgelb_core::EdgeNode;
+use edgelb_core::{EdgeNode, NodeConfig, Renderer, Snapshot};
 use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials, SshOptions};
 use edgelb_haproxy::{HaproxyLayout, SshDeployerConfig};
 
@@ -219,6 +219,17 @@ impl Testbed {
     /// Every edge as an [`EdgeNode`].
     pub fn nodes(&self) -> Vec<EdgeNode> {
         self.edges.iter().map(Edge::node).collect()
+    }
+
+    /// A deploy batch for edges `0..n`: `snapshot` rendered by `renderer` for each.
+    pub fn batch(&self, renderer: &dyn Renderer, snapshot: &Snapshot, n: usize) -> Vec<NodeConfig> {
+        self.edges[..n]
+            .iter()
+            .map(|e| NodeConfig {
+                node: e.node(),
+                config: renderer.render(snapshot, &e.node()).expect("renders"),
+            })
+            .collect()
     }
 
     /// known_hosts lines pinning every edge's host key.

@@ -1,6 +1,7 @@
 //! Building blocks of testbed scenarios: snapshots over the testbed's backends, the real
 //! renderer with test-friendly options, a pipeline config with fast retries.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use edgelb_core::{Endpoint, PipelineConfig, PortSpec, ProxyProtocol, ServiceKey, Snapshot};
@@ -19,9 +20,15 @@ pub fn web_snapshot(backends: &[&Backend]) -> Snapshot {
 
 /// [`web_snapshot`] listening on `listen_port` instead.
 pub fn web_snapshot_on(listen_port: u16, backends: &[&Backend]) -> Snapshot {
+    let endpoints: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    web_snapshot_of(listen_port, &endpoints)
+}
+
+/// [`web_snapshot_on`] with its ready endpoints given by address.
+pub fn web_snapshot_of(listen_port: u16, endpoints: &[SocketAddr]) -> Snapshot {
     let mut port = PortSpec::new(listen_port, ProxyProtocol::V2);
-    for b in backends {
-        port.add_endpoint(Endpoint::ready(b.addr.ip(), b.addr.port()));
+    for e in endpoints {
+        port.add_endpoint(Endpoint::ready(e.ip(), e.port()));
     }
     let mut snapshot = Snapshot::default();
     snapshot
