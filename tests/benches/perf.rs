@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edgelb_ansible::{AnsibleDeployer, AnsibleDeployerConfig};
+use edgelb_ansible::AnsibleDeployer;
 use edgelb_core::{
     Applied, Deployer, EdgeNode, Endpoint, NodeConfig, PortSpec, ProxyProtocol, Renderer,
     ServiceKey, Snapshot, SshTarget,
@@ -39,6 +39,7 @@ use edgelb_tests::bench_stats::stats;
 use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::openssh_baseline::OpenSsh;
+use edgelb_tests::testbed::ansible::find_ansible_playbook;
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, web_snapshot_of};
 use edgelb_tests::testbed::{BACKEND_PORT, Backend, Held, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
@@ -386,19 +387,8 @@ fn openssh_changes(
 }
 
 fn ansible_deployer(tb: &Testbed) -> Option<AnsibleDeployer> {
-    let playbook = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/venv/bin/ansible-playbook"),
-        PathBuf::from("/work/main/target/venv/bin/ansible-playbook"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())?;
-    let config = AnsibleDeployerConfig {
-        ansible_playbook: Some(playbook),
-        private_key_file: Some(tb.key.private.clone()),
-        known_hosts: tb.edges.iter().map(|e| e.known_hosts_line()).collect(),
-        ..AnsibleDeployerConfig::default()
-    };
-    Some(AnsibleDeployer::new(config).unwrap())
+    let playbook = find_ansible_playbook()?;
+    Some(AnsibleDeployer::new(tb.ansible_deployer_config(playbook)).unwrap())
 }
 
 /// Opens `count` long-lived connections to `target` (`HOLD`, then echo).
@@ -421,7 +411,7 @@ async fn cut(held: &mut [Held]) -> usize {
     cut
 }
 
-/// Polls `GET path` on `addr` until `done` says so; the last body.
+/// One `GET path` on `addr`: the whole response, `None` when it fails or takes over 5 s.
 async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).await.ok()?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
