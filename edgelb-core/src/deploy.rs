@@ -96,6 +96,20 @@ pub enum DeployError {
         /// Whether the previous config is live again.
         rolled_back: bool,
     },
+    /// The new config listens on ports that another process on the node already holds;
+    /// nothing was changed (HAProxy's `haproxy -c` does not bind, so only this check, made
+    /// before any reload, keeps such a config from pausing every listener in a failing
+    /// reload).
+    #[error(
+        "node {node}: listen port(s) {} already taken on the node by another process (nothing was changed); free the port on the node or move the Service to another port",
+        ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    ListenPortTaken {
+        /// Node name.
+        node: String,
+        /// The ports the new config needs that are taken.
+        ports: Vec<u16>,
+    },
     /// Rendering the node's config failed; nothing was sent.
     #[error("node {node}: {message}")]
     Render {
@@ -126,6 +140,7 @@ impl DeployError {
             | Self::Auth { node, .. }
             | Self::ConfigRejected { node, .. }
             | Self::ReloadFailed { node, .. }
+            | Self::ListenPortTaken { node, .. }
             | Self::Render { node, .. }
             | Self::Step { node, .. } => node,
         }
@@ -140,9 +155,23 @@ impl DeployError {
             Self::Auth { .. } => "auth",
             Self::ConfigRejected { .. } => "config-rejected",
             Self::ReloadFailed { .. } => "reload-failed",
+            Self::ListenPortTaken { .. } => "listen-port-taken",
             Self::Render { .. } => "render",
             Self::Step { .. } => "step",
         }
+    }
+}
+
+impl DeployError {
+    /// Whether the node refused this config itself (`haproxy -c` rejected it, its reload
+    /// failed, or a port it needs is taken): the same config would fail the same way
+    /// again, so the pipeline never retries it unchanged; it looks for the Service to
+    /// blame instead (see [`Renderer::blame`](crate::Renderer::blame)).
+    pub fn is_config_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::ConfigRejected { .. } | Self::ReloadFailed { .. } | Self::ListenPortTaken { .. }
+        )
     }
 }
 

@@ -1,13 +1,15 @@
 //! The three seams of the pipeline: where snapshots come from, how a node's config is
 //! rendered, and how it reaches the node.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::deploy::{DeployError, NodeConfig, NodeOutcome};
 use crate::digest::{Digest, RenderedConfig};
 use crate::error::Result;
-use crate::model::Snapshot;
+use crate::model::{ServiceKey, Snapshot};
 use crate::node::EdgeNode;
 
 /// Produces full snapshots of the desired state.
@@ -23,6 +25,26 @@ pub trait EndpointSource: Send + 'static {
 pub trait Renderer: Send + Sync {
     /// Renders `snapshot` for `node`.
     fn render(&self, snapshot: &Snapshot, node: &EdgeNode) -> Result<RenderedConfig>;
+
+    /// Which services of `snapshot` a node's refusal of `config` (rendered from `snapshot`
+    /// for `node`) is to be blamed on, from what the error says (a config line, a section
+    /// name, a taken port). The pipeline then renders that node again without them and
+    /// deploys the rest, so one bad Service never holds back the others.
+    ///
+    /// `Some(empty)`: the fault is in no service (a global setting, the template);
+    /// `None`: cannot tell, the pipeline falls back to the services that changed since the
+    /// node's last good config. Called only for [`DeployError::is_config_fault`] errors. The
+    /// default cannot tell.
+    fn blame(
+        &self,
+        snapshot: &Snapshot,
+        node: &EdgeNode,
+        config: &RenderedConfig,
+        error: &DeployError,
+    ) -> Option<BTreeSet<ServiceKey>> {
+        let _ = (snapshot, node, config, error);
+        None
+    }
 }
 
 /// Puts configs live on nodes.
