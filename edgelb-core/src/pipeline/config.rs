@@ -20,8 +20,13 @@ pub struct PipelineConfig {
     /// black-hole traffic. Zero (the default) applies emptiness at once.
     pub empty_backend_hold: Duration,
     /// Nodes per [`Deployer::deploy`](crate::Deployer::deploy) call (1: the pipeline fans
-    /// out; Ansible wants all nodes in one call).
+    /// out; Ansible wants all nodes in one call). Each batch is kept in sync by a task of its
+    /// own, so with 1 no node ever waits for another.
     pub batch_size: usize,
+    /// A deploy still running after this long is reported (a WARN line, and
+    /// [`NodeStatus::deploying_since`](crate::NodeStatus::deploying_since) for metrics); it
+    /// is not cut short: the deployer's own per-step timeouts end a hung one.
+    pub slow_deploy_after: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -35,6 +40,7 @@ impl Default for PipelineConfig {
             max_concurrency: 8,
             empty_backend_hold: Duration::ZERO,
             batch_size: 1,
+            slow_deploy_after: Duration::from_secs(10),
         }
     }
 }

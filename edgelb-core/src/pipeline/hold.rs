@@ -2,9 +2,10 @@
 //! it entirely) is applied for that backend only once the emptiness has lasted
 //! [`PipelineConfig::empty_backend_hold`](super::PipelineConfig::empty_backend_hold). Until
 //! then the backend keeps its previous endpoints, so a flapping watch cannot black-hole
-//! traffic; every other change goes out at once.
+//! traffic; every other change goes out at once. Only what runs on some edge is held: a
+//! service no edge ever took (refused everywhere) leaves at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,21 +31,22 @@ pub(crate) struct Held {
 }
 
 impl EmptyHold {
-    /// Computes what to apply at `now`, given what is applied (`current`) and what the source
-    /// says (`incoming`).
+    /// Computes what to apply at `now`, given what is applied (`current`), what the source
+    /// says (`incoming`) and which services run on at least one edge (`live`).
     pub(crate) fn apply(
         &mut self,
         current: Option<&Snapshot>,
         incoming: &Snapshot,
         hold: Duration,
         now: Instant,
+        live: &BTreeSet<ServiceKey>,
     ) -> Held {
         let mut effective = incoming.clone();
         let mut held = BTreeMap::new();
         let mut still_empty = BTreeMap::new();
         if let Some(current) = current.filter(|_| !hold.is_zero()) {
             for (key, name, port) in current.ports() {
-                if port.endpoints.is_empty() {
+                if port.endpoints.is_empty() || !live.contains(key) {
                     continue;
                 }
                 let now_empty = incoming
@@ -93,6 +95,10 @@ mod tests {
     use super::*;
     use crate::{Endpoint, PortSpec, ProxyProtocol};
 
+    fn live() -> BTreeSet<ServiceKey> {
+        [ServiceKey::new("ns", "web").unwrap()].into()
+    }
+
     fn snap(endpoints: &[u8]) -> Snapshot {
         let mut port = PortSpec::new(443, ProxyProtocol::V2);
         for i in endpoints {
@@ -109,7 +115,7 @@ mod tests {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0);
+        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0, &live());
         assert_eq!(out.effective, snap(&[1, 2]));
         assert_eq!(out.held.values().next(), Some(&(t0 + hold)));
 
@@ -118,10 +124,11 @@ mod tests {
             &snap(&[]),
             hold,
             t0 + Duration::from_secs(5),
+            &live(),
         );
         assert_eq!(out.effective, snap(&[1, 2]), "still held, clock not reset");
 
-        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0 + hold);
+        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0 + hold, &live());
         assert_eq!(out.effective, snap(&[]));
         assert!(out.held.is_empty());
     }
@@ -131,12 +138,13 @@ mod tests {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0);
+        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0, &live());
         let out = h.apply(
             Some(&snap(&[1])),
             &snap(&[3]),
             hold,
             t0 + Duration::from_secs(1),
+            &live(),
         );
         assert_eq!(out.effective, snap(&[3]));
         let out = h.apply(
@@ -144,6 +152,7 @@ mod tests {
             &snap(&[]),
             hold,
             t0 + Duration::from_secs(2),
+            &live(),
         );
         assert_eq!(
             out.held.values().next(),
@@ -159,6 +168,7 @@ mod tests {
             &Snapshot::default(),
             Duration::from_secs(5),
             Instant::now(),
+            &live(),
         );
         assert_eq!(out.effective, snap(&[1]));
         let out = h.apply(
@@ -166,7 +176,22 @@ mod tests {
             &Snapshot::default(),
             Duration::ZERO,
             Instant::now(),
+            &live(),
         );
         assert_eq!(out.effective, Snapshot::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_no_edge_runs_is_not_held() {
+        let mut h = EmptyHold::default();
+        let out = h.apply(
+            Some(&snap(&[1])),
+            &Snapshot::default(),
+            Duration::from_secs(5),
+            Instant::now(),
+            &BTreeSet::new(),
+        );
+        assert_eq!(out.effective, Snapshot::default());
+        assert!(out.held.is_empty());
     }
 }

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use crate::deploy::{Applied, DeployError};
 use crate::digest::Digest;
-use crate::model::Snapshot;
+use crate::model::{ServiceKey, Snapshot};
 
 /// What the pipeline knows, published through a `tokio::sync::watch` channel after every
 /// change. Status sinks (Service status, events, metrics, readiness) read it.
@@ -32,6 +32,17 @@ impl PipelineStatus {
             .values()
             .filter(|n| n.in_sync(self.generation))
             .count()
+    }
+
+    /// Services quarantined on at least one node, with the nodes.
+    pub fn quarantined(&self) -> BTreeMap<&ServiceKey, Vec<&str>> {
+        let mut out: BTreeMap<&ServiceKey, Vec<&str>> = BTreeMap::new();
+        for (name, node) in &self.nodes {
+            for key in node.quarantined.keys() {
+                out.entry(key).or_default().push(name);
+            }
+        }
+        out
     }
 }
 
@@ -62,10 +73,20 @@ pub struct NodeStatus {
     /// For the last generation this node reached: how long from the source delivering the
     /// snapshot to the node confirming it live.
     pub last_convergence: Option<std::time::Duration>,
+    /// Services this node refused (its `haproxy -c`, its reload or a taken port), with why:
+    /// the node runs the rest of the desired state, and each of these as it last ran there
+    /// (or not at all when it never did), until the service's input changes or the next
+    /// resync tries it again.
+    pub quarantined: BTreeMap<ServiceKey, String>,
+    /// What the node's live config was rendered from: the desired state of
+    /// [`NodeStatus::live_generation`] with its quarantined services as they last ran there.
+    pub live_snapshot: Option<Arc<Snapshot>>,
+    /// When the deploy now in flight to this node started (`None` when none is).
+    pub deploying_since: Option<SystemTime>,
 }
 
 impl NodeStatus {
-    /// Whether the node runs the config of `generation`.
+    /// Whether the node runs the config of `generation` (less its quarantined services).
     pub fn in_sync(&self, generation: u64) -> bool {
         self.live_generation == Some(generation)
             && self.desired_digest.is_some()

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::testing::{MockDeployer, MockRenderer};
-use crate::{Applied, ChannelSource, Digest, Endpoint, PortSpec, ProxyProtocol, ServiceKey};
+use crate::{
+    Applied, ChannelSource, DeployError, Digest, Endpoint, NodeConfig, NodeOutcome, PortSpec,
+    ProxyProtocol, RenderedConfig, ServiceKey,
+};
 
 /// Renders a digest of the snapshot and node, so equal inputs give equal configs.
 struct DebugRenderer;
@@ -30,6 +33,10 @@ struct FakeDeployer {
     live: Mutex<HashMap<String, Digest>>,
     failures_left: Mutex<HashMap<String, u32>>,
     delay: Duration,
+    /// Per node, overriding `delay` (a hung or slow edge).
+    node_delay: HashMap<String, Duration>,
+    /// Whether a node refuses a config (as `haproxy -c`, a reload or a taken port would).
+    refuse: Option<fn(&NodeConfig) -> Option<DeployError>>,
     start: Option<Instant>,
 }
 
@@ -68,11 +75,20 @@ impl Deployer for FakeDeployer {
         let since = Instant::now() - self.start.unwrap_or_else(Instant::now);
         let names = batch.iter().map(|c| c.node.name.clone()).collect();
         self.calls.lock().unwrap().push((since, names));
-        tokio::time::sleep(self.delay).await;
+        let delay = batch
+            .iter()
+            .filter_map(|c| self.node_delay.get(&c.node.name))
+            .max()
+            .copied()
+            .unwrap_or(self.delay);
+        tokio::time::sleep(delay).await;
         batch
             .iter()
             .map(|c| {
                 let name = c.node.name.clone();
+                if let Some(refused) = self.refuse.and_then(|f| f(c)) {
+                    return NodeOutcome::failed(refused);
+                }
                 let mut left = self.failures_left.lock().unwrap();
                 match left.get_mut(&name) {
                     Some(n) if *n > 0 => {
@@ -467,5 +483,275 @@ async fn an_emptied_backend_is_held_while_other_changes_go_out() {
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert_eq!(calls[1].0, Duration::from_millis(13_200));
     assert_eq!(h.status.borrow().snapshot.as_deref(), Some(&snapshot(0)));
+    h.finish().await;
+}
+
+/// [`DebugRenderer`] that blames a refusal on the services named `bad*`, when there are any.
+struct BlamingRenderer;
+
+impl Renderer for BlamingRenderer {
+    fn render(&self, snapshot: &Snapshot, node: &EdgeNode) -> Result<RenderedConfig> {
+        DebugRenderer.render(snapshot, node)
+    }
+
+    fn blame(
+        &self,
+        snapshot: &Snapshot,
+        _node: &EdgeNode,
+        _config: &RenderedConfig,
+        _error: &DeployError,
+    ) -> Option<std::collections::BTreeSet<ServiceKey>> {
+        Some(
+            snapshot
+                .services
+                .keys()
+                .filter(|k| k.name.starts_with("bad"))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn start_with(
+    renderer: Arc<dyn Renderer>,
+    deployer: FakeDeployer,
+    node_names: &[&str],
+    config: PipelineConfig,
+) -> Harness {
+    let deployer = Arc::new(deployer);
+    let pipeline = Pipeline::new(renderer, deployer.clone(), nodes(node_names), config).unwrap();
+    let status = pipeline.status();
+    let (source, tx) = ChannelSource::new();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(pipeline.run(source, stop.clone()));
+    Harness {
+        deployer,
+        status,
+        tx,
+        stop,
+        run,
+    }
+}
+
+/// `snapshot(endpoints)` plus a service `ns/NAME` listening on `listen`.
+fn with_service(mut snap: Snapshot, name: &str, listen: u16, endpoint: u8) -> Snapshot {
+    snap.insert_port(
+        ServiceKey::new("ns", name).unwrap(),
+        "p",
+        PortSpec::new(listen, ProxyProtocol::V2)
+            .with_endpoint(Endpoint::ready([10, 1, 0, endpoint].into(), 80)),
+    )
+    .unwrap();
+    snap
+}
+
+/// Node `b` refuses any config holding the service `bad` (its port is taken there).
+fn b_refuses_bad(c: &NodeConfig) -> Option<DeployError> {
+    (c.node.name == "b" && c.config.text.contains("name: \"bad\"")).then(|| {
+        DeployError::ListenPortTaken {
+            node: "b".into(),
+            ports: vec![22],
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_node_holds_up_neither_the_source_nor_the_other_nodes() {
+    let deployer = FakeDeployer {
+        node_delay: [("b".to_owned(), Duration::from_secs(60))].into(),
+        ..FakeDeployer::new()
+    };
+    let h = start(deployer, &["a", "b", "c"], PipelineConfig::default());
+    for n in 1..=3u8 {
+        h.tx.send(snapshot(n)).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // b's first deploy (at 200 ms) hangs for a minute; a and c took every change 200 ms
+    // after it was sent.
+    for node in ["a", "c"] {
+        assert_eq!(
+            h.deployer.deploys_to(node),
+            vec![
+                Duration::from_millis(200),
+                Duration::from_millis(1200),
+                Duration::from_millis(2200)
+            ],
+            "{node}"
+        );
+    }
+    assert_eq!(h.deployer.deploys_to("b"), vec![Duration::from_millis(200)]);
+    let status = h.status.borrow().clone();
+    assert_eq!(status.generation, 3, "the source was read throughout");
+    assert!(status.nodes["a"].in_sync(3) && status.nodes["c"].in_sync(3));
+    assert!(
+        status.nodes["b"].deploying_since.is_some(),
+        "the hung deploy shows in the status"
+    );
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_service_is_quarantined_on_that_node_and_the_rest_goes_out_at_once() {
+    let deployer = FakeDeployer {
+        refuse: Some(b_refuses_bad),
+        ..FakeDeployer::new()
+    };
+    let config = PipelineConfig {
+        resync_interval: Duration::from_secs(60),
+        ..PipelineConfig::default()
+    };
+    let h = start_with(Arc::new(BlamingRenderer), deployer, &["a", "b"], config);
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.tx.send(with_service(snapshot(1), "bad", 22, 1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // b refused the config with `bad`; without it, b's config is the one it runs already.
+    assert_eq!(
+        h.deployer.deploys_to("b"),
+        vec![Duration::from_millis(200), Duration::from_millis(1200)]
+    );
+    let status = h.status.borrow().clone();
+    let key = ServiceKey::new("ns", "bad").unwrap();
+    assert!(
+        status.nodes["b"].quarantined.contains_key(&key),
+        "{status:?}"
+    );
+    assert!(status.nodes["b"].in_sync(2) && status.nodes["a"].in_sync(2));
+    assert!(
+        status.nodes["b"].last_error.is_none(),
+        "not a failure of the node"
+    );
+    let live_b = status.nodes["b"].live_snapshot.clone().unwrap();
+    assert!(!live_b.services.contains_key(&key));
+    assert!(
+        status.nodes["a"]
+            .live_snapshot
+            .as_ref()
+            .unwrap()
+            .services
+            .contains_key(&key)
+    );
+
+    // Other services' changes keep going out to b; `bad` is not tried again meanwhile.
+    h.tx.send(with_service(snapshot(2), "bad", 22, 1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        h.deployer.deploys_to("b").len(),
+        3,
+        "{:?}",
+        h.deployer.calls()
+    );
+    assert!(h.status.borrow().nodes["b"].in_sync(3));
+
+    // Its own input changes: tried again (refused again, quarantined again).
+    h.tx.send(with_service(snapshot(2), "bad", 22, 2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.deployer.deploys_to("b").len(),
+        4,
+        "{:?}",
+        h.deployer.calls()
+    );
+    // At the resync (60 s), once more; never in a loop.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    assert_eq!(
+        h.deployer.deploys_to("b").len(),
+        5,
+        "{:?}",
+        h.deployer.calls()
+    );
+    assert!(h.status.borrow().nodes["b"].quarantined.contains_key(&key));
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_config_nothing_can_be_blamed_for_is_not_sent_again_unchanged() {
+    fn refuse_all_on_b(c: &NodeConfig) -> Option<DeployError> {
+        (c.node.name == "b").then(|| DeployError::ConfigRejected {
+            node: "b".into(),
+            haproxy_output: "[ALERT] parsing [haproxy.cfg:3] : unknown keyword in 'global'".into(),
+        })
+    }
+    let deployer = FakeDeployer {
+        refuse: Some(refuse_all_on_b),
+        ..FakeDeployer::new()
+    };
+    let h = start(deployer, &["a", "b"], PipelineConfig::default());
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    assert_eq!(h.deployer.deploys_to("b").len(), 1, "no retry loop");
+    let b = h.status.borrow().nodes["b"].clone();
+    assert_eq!(
+        b.last_error.as_ref().map(DeployError::kind),
+        Some("config-rejected")
+    );
+    // A new input renders another config: that one is tried.
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.deployer.deploys_to("b").len(), 2);
+    // The resync (60 s) tries again.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(h.deployer.deploys_to("b").len(), 3);
+    assert!(h.status.borrow().nodes["a"].in_sync(2));
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_renderers_word_the_services_changed_since_the_last_good_config_are_blamed() {
+    let deployer = FakeDeployer {
+        refuse: Some(b_refuses_bad),
+        ..FakeDeployer::new()
+    };
+    // DebugRenderer cannot tell: the change that came with the refusal is blamed.
+    let h = start(deployer, &["a", "b"], PipelineConfig::default());
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.tx.send(with_service(snapshot(1), "bad", 22, 1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = h.status.borrow().clone();
+    let key = ServiceKey::new("ns", "bad").unwrap();
+    assert_eq!(
+        status.nodes["b"].quarantined.keys().collect::<Vec<_>>(),
+        vec![&key]
+    );
+    assert!(status.nodes["b"].in_sync(2));
+    h.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_every_node_refused_is_not_held_when_it_leaves() {
+    fn refuse_bad(c: &NodeConfig) -> Option<DeployError> {
+        c.config
+            .text
+            .contains("name: \"bad\"")
+            .then(|| DeployError::ListenPortTaken {
+                node: c.node.name.clone(),
+                ports: vec![22],
+            })
+    }
+    let deployer = FakeDeployer {
+        refuse: Some(refuse_bad),
+        ..FakeDeployer::new()
+    };
+    let config = PipelineConfig {
+        empty_backend_hold: Duration::from_secs(10),
+        ..PipelineConfig::default()
+    };
+    let h = start_with(Arc::new(BlamingRenderer), deployer, &["a", "b"], config);
+    h.tx.send(with_service(snapshot(1), "bad", 22, 1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.status.borrow().quarantined().len(), 1);
+    // The source drops it: nothing is held, no edge ever ran it.
+    h.tx.send(snapshot(1)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = h.status.borrow().clone();
+    assert!(
+        status.held_backends.is_empty(),
+        "{:?}",
+        status.held_backends
+    );
+    assert_eq!(status.snapshot.as_deref(), Some(&snapshot(1)));
+    assert!(status.quarantined().is_empty());
     h.finish().await;
 }
