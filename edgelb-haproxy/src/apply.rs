@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
+use crate::listen_check;
 use crate::master_cli::MasterProcs;
 use crate::running_drift;
 use crate::runtime_api::RuntimeApi;
@@ -32,6 +33,11 @@ pub async fn apply_config(
     {
         return Ok(applied);
     }
+
+    // `haproxy -c` does not bind: a port another process holds would only fail the reload,
+    // which pauses every listener of the running worker. Refuse it before touching anything.
+    let live_text = live.as_deref().map(String::from_utf8_lossy);
+    listen_check::check_new_listen_ports(host, live_text.as_deref(), &config.text).await?;
 
     let new_path = layout.new_path();
     host.write_file(&new_path, config.text.as_bytes()).await?;

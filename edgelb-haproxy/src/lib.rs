@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+mod config_sections;
 pub mod demo_backend;
 mod error;
 mod host;
 mod layout;
+mod listen_check;
 mod local;
 mod master_cli;
 pub mod proxy_header;

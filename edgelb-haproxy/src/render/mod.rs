@@ -6,6 +6,7 @@
 //! * Servers sit in stable slots (see [`slot_name`]), so endpoint changes can go through the
 //!   runtime API without a reload.
 
+mod blame;
 mod context;
 mod duration;
 mod ident;
@@ -209,6 +210,18 @@ impl edgelb_core::Renderer for HaproxyRenderer {
                 node: node.name.clone(),
                 message: err.to_string(),
             })
+    }
+
+    /// Reads the taken port, or the config lines and section names HAProxy's message
+    /// names, back to the services whose frontends and backends they are (see `blame.rs`).
+    fn blame(
+        &self,
+        snapshot: &Snapshot,
+        _node: &EdgeNode,
+        config: &RenderedConfig,
+        error: &edgelb_core::DeployError,
+    ) -> Option<std::collections::BTreeSet<ServiceKey>> {
+        blame::blame(snapshot, config, error)
     }
 }
 
