@@ -199,8 +199,14 @@ impl StatusWriter {
             };
             let prev = self.seen.get(&node.name).cloned().unwrap_or_default();
             let old = self.records.get(&node.name).cloned();
-            if let (true, Some(snapshot)) = (ns.in_sync(status.generation), &status.snapshot) {
-                if old.as_ref().map(|r| r.generation) != Some(status.generation) {
+            // What the node runs: the desired state less the services it refused.
+            let runs = ns.live_snapshot.as_ref().or(status.snapshot.as_ref());
+            if let (true, Some(snapshot)) = (ns.in_sync(status.generation), runs) {
+                if old.as_ref().map(|r| r.generation) != Some(status.generation)
+                    || old.as_ref().is_some_and(|r| {
+                        !Arc::ptr_eq(&r.snapshot, snapshot) && r.snapshot != *snapshot
+                    })
+                {
                     self.records.insert(
                         node.name.clone(),
                         NodeRecord {
@@ -230,6 +236,20 @@ impl StatusWriter {
             } else if ns.live_digest.is_none() && ns.live_generation.is_none() && old.is_some() {
                 // The node was found running no edgelb config at all.
                 self.records.remove(&node.name);
+            }
+            for (key, reason) in &ns.quarantined {
+                if !prev.quarantined.contains_key(key) {
+                    events.push((
+                        key.clone(),
+                        EventType::Warning,
+                        "Quarantined",
+                        format!(
+                            "edge {} refused this Service and runs every other Service without it (or with its last good config): {reason}; edgelb tries it again when the Service changes or at the next resync",
+                            node.name
+                        ),
+                        node.name.clone(),
+                    ));
+                }
             }
             let failed_again = ns.last_error.is_some()
                 && (ns.consecutive_failures > prev.consecutive_failures

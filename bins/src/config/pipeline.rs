@@ -28,6 +28,11 @@ pub struct PipelineSettings {
     /// the emptiness has lasted this long (default 10s; `0ms` turns the safety off).
     #[serde(with = "edgelb_core::duration")]
     pub empty_backend_hold: Duration,
+    /// A deploy still running after this long is reported (a WARN line and the
+    /// `edgelb_node_deploy_started_timestamp_seconds` metric; default 10s). The other edges
+    /// never wait for it.
+    #[serde(with = "edgelb_core::duration")]
+    pub slow_deploy_after: Duration,
 }
 
 impl Default for PipelineSettings {
@@ -41,6 +46,7 @@ impl Default for PipelineSettings {
             backoff_max: d.backoff_max,
             max_concurrency: d.max_concurrency,
             empty_backend_hold: Duration::from_secs(10),
+            slow_deploy_after: d.slow_deploy_after,
         }
     }
 }
@@ -57,6 +63,9 @@ impl PipelineSettings {
             return Err(
                 "backoff_initial must be above 0 and backoff_max at least backoff_initial".into(),
             );
+        }
+        if self.slow_deploy_after.is_zero() {
+            return Err("slow_deploy_after: must be above 0".into());
         }
         if self.max_debounce < self.debounce {
             return Err("max_debounce must be at least debounce".into());
@@ -75,6 +84,7 @@ impl PipelineSettings {
             max_concurrency: self.max_concurrency,
             empty_backend_hold: self.empty_backend_hold,
             batch_size,
+            slow_deploy_after: self.slow_deploy_after,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Metrics {
     last_success: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     in_sync: Family<NodeLabel, Gauge>,
     consecutive_failures: Family<NodeLabel, Gauge>,
+    quarantined: Family<NodeLabel, Gauge>,
+    deploy_started: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     generation: Gauge,
     held_backends: Gauge,
     leader: Gauge,
@@ -112,6 +114,19 @@ impl Metrics {
             "Failed deploys since the node's last success",
             consecutive_failures.clone(),
         );
+        let quarantined = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "quarantined_services",
+            "Services the node refused (haproxy -c, a failed reload, a taken port) and runs without them (or at their last good config) until they change or the next resync",
+            quarantined.clone(),
+        );
+        let deploy_started =
+            Family::<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "node_deploy_started_timestamp_seconds",
+            "When the deploy now in flight to the node started (Unix time; 0 when none is): a slow or hung edge shows as an old value",
+            deploy_started.clone(),
+        );
         let generation = Gauge::default();
         registry.register(
             "desired_generation",
@@ -139,6 +154,8 @@ impl Metrics {
             last_success,
             in_sync,
             consecutive_failures,
+            quarantined,
+            deploy_started,
             generation,
             held_backends,
             leader,
@@ -195,6 +212,15 @@ impl Metrics {
             self.consecutive_failures
                 .get_or_create(&label)
                 .set(i64::from(ns.consecutive_failures));
+            self.quarantined
+                .get_or_create(&label)
+                .set(i64::try_from(ns.quarantined.len()).unwrap_or(i64::MAX));
+            let started = ns
+                .deploying_since
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+            self.deploy_started
+                .get_or_create(&label)
+                .set(started.map_or(0.0, |t| t.as_secs_f64()));
             if let Some(t) = ns
                 .last_success
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -283,5 +309,40 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("edgelb_desired_generation 3"), "{text}");
+        assert!(
+            text.contains("edgelb_quarantined_services{node=\"edge-1\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgelb_node_deploy_started_timestamp_seconds{node=\"edge-1\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn quarantined_services_and_a_deploy_in_flight_show_per_node() {
+        let mut m = Metrics::new();
+        let mut node = NodeStatus {
+            deploying_since: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            ..NodeStatus::default()
+        };
+        node.quarantined.insert(
+            edgelb_core::ServiceKey::new("default", "ssh").unwrap(),
+            "port 22 taken".into(),
+        );
+        let mut status = PipelineStatus::default();
+        status.nodes.insert("edge-2".into(), node);
+        m.update(&status);
+        let text = m.encode();
+        assert!(
+            text.contains("edgelb_quarantined_services{node=\"edge-2\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "edgelb_node_deploy_started_timestamp_seconds{node=\"edge-2\"} 1700000000.0"
+            ),
+            "{text}"
+        );
     }
 }
