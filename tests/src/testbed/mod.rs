@@ -23,6 +23,7 @@ pub mod ansible;
 mod client;
 mod cluster;
 mod edge;
+mod faults;
 mod held;
 mod keys;
 mod net;

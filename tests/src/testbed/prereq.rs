@@ -14,6 +14,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("unshare", "util-linux"),
     ("nsenter", "util-linux"),
     ("mount", "mount"),
+    ("nft", "nftables"), // link faults (packet loss, a cut link)
 ];
 
 /// Everything missing, one line each (empty when the testbed can run).
