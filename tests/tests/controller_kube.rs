@@ -546,12 +546,16 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
     .unwrap();
     wait_for_backends(&tb, &controller, &[0, 1], LISTEN_PORT, &["b4"], "v2").await;
     let down = &names[2];
+    // Each edge has a task of its own: the dead edge's refusal comes first, the others'
+    // outcomes when their transactions end.
     let metrics = wait_metrics(
         &controller,
-        &format!("{down} out of sync with a failed deploy"),
+        &format!("{down} out of sync with a failed deploy, the others in sync"),
         Duration::from_secs(15),
         |m| {
-            metric(m, &format!("edgelb_node_in_sync{{node=\"{down}\"}}")) == Some(0.0)
+            names[..2].iter().all(|n| {
+                metric(m, &format!("edgelb_node_in_sync{{node=\"{n}\"}}")) == Some(1.0)
+            }) && metric(m, &format!("edgelb_node_in_sync{{node=\"{down}\"}}")) == Some(0.0)
                 && metric(
                     m,
                     &format!("edgelb_node_consecutive_failures{{node=\"{down}\"}}"),
