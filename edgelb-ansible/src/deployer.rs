@@ -358,11 +358,10 @@ impl Deployer for AnsibleDeployer {
             .await
             .into_iter()
             .map(|(node, result)| {
+                // The pipeline logs the outcome once, with its context.
                 match &result {
-                    Ok(applied) => tracing::info!(node = %node, %applied, "deployed"),
-                    Err(e) => {
-                        tracing::warn!(node = %node, kind = e.kind(), error = %e, "deploy failed")
-                    }
+                    Ok(applied) => tracing::debug!(node = %node, %applied, "deployed"),
+                    Err(e) => tracing::debug!(node = %node, kind = e.kind(), "deploy failed"),
                 }
                 NodeOutcome { node, result }
             })

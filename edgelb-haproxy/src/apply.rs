@@ -111,7 +111,10 @@ async fn try_runtime_update(
     );
     if let Err(rejected) = validated {
         if !matches!(pushed, Ok(0)) {
-            tracing::error!(node, error = %rejected, "new config rejected after runtime API changes; undoing them");
+            tracing::debug!(
+                node,
+                "new config rejected after runtime API changes; undoing them"
+            );
             match running_drift::restore_running_servers(host, layout, live_text).await {
                 Ok(applied) => {
                     tracing::info!(node, %applied, "runtime API changes undone; the live config is what runs");
@@ -318,7 +321,8 @@ async fn roll_back(
     message: String,
 ) -> DeployError {
     let node = host.node().to_owned();
-    tracing::error!(node = %node, reason = %message, "reload failed; rolling back");
+    // The outcome (rolled back or not) is logged once, by whoever reports the error.
+    tracing::debug!(node = %node, reason = %message, "reload failed; rolling back");
     if !had_previous {
         return DeployError::ReloadFailed {
             node,

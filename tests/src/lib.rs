@@ -13,6 +13,7 @@
 
 pub mod bench_env;
 pub mod bench_stats;
+pub mod blast_radius;
 pub mod conformance;
 pub mod controller;
 pub mod delay_proxy;

@@ -553,9 +553,10 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
         &format!("{down} out of sync with a failed deploy, the others in sync"),
         Duration::from_secs(15),
         |m| {
-            names[..2].iter().all(|n| {
-                metric(m, &format!("edgelb_node_in_sync{{node=\"{n}\"}}")) == Some(1.0)
-            }) && metric(m, &format!("edgelb_node_in_sync{{node=\"{down}\"}}")) == Some(0.0)
+            names[..2]
+                .iter()
+                .all(|n| metric(m, &format!("edgelb_node_in_sync{{node=\"{n}\"}}")) == Some(1.0))
+                && metric(m, &format!("edgelb_node_in_sync{{node=\"{down}\"}}")) == Some(0.0)
                 && metric(
                     m,
                     &format!("edgelb_node_consecutive_failures{{node=\"{down}\"}}"),

@@ -177,8 +177,9 @@ impl SshDeployer {
         let started = tokio::time::Instant::now();
         let result = apply_config(&host, self.layout_for(&cfg.node.name), &cfg.config).await;
         let ms = started.elapsed().as_millis() as u64;
+        // The pipeline logs the outcome once, with its context; this adds the timing.
         match &result {
-            Ok(applied) => tracing::info!(
+            Ok(applied) => tracing::debug!(
                 node = %cfg.node.name,
                 digest = %cfg.config.digest.short(),
                 %applied,
@@ -186,7 +187,7 @@ impl SshDeployer {
                 "deployed over SSH"
             ),
             Err(e) => {
-                tracing::warn!(node = %cfg.node.name, kind = e.kind(), error = %e, ms, "SSH deploy failed")
+                tracing::debug!(node = %cfg.node.name, kind = e.kind(), ms, "SSH deploy failed")
             }
         }
         result
