@@ -459,3 +459,78 @@ async fn deploy_events_are_rate_limited_on_a_flapping_edge() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_an_edge_quarantined_leaves_that_edge_out_and_only_it_gets_a_warning() {
+    let api = server(0);
+    let publisher = EventPublisher::new(api.client.clone(), EventConfig::default());
+    let (tx, rx) = watch::channel(PipelineStatus::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        StatusWriter::new(api.client.clone(), nodes())
+            .with_events(publisher)
+            .run(rx, stop.clone()),
+    );
+
+    // edge-2 refused `plain` (its port is taken there) and runs `web` alone; edge-1 runs both.
+    let desired = snapshot(true, 1);
+    let mut without_plain = (*desired).clone();
+    without_plain
+        .services
+        .remove(&"shop/plain".parse().unwrap());
+    let mut edge2 = synced(1, Applied::Reloaded);
+    edge2.live_snapshot = Some(Arc::new(without_plain));
+    edge2.quarantined.insert(
+        "shop/plain".parse().unwrap(),
+        "node edge-2: listen port(s) 8080 already taken on the node by another process".into(),
+    );
+    tx.send_replace(status(1, desired, synced(1, Applied::Reloaded), edge2));
+    settle().await;
+
+    let p = patches(&api);
+    let body_of = |name: &str| {
+        p.iter()
+            .rev()
+            .find(|r| r.path == format!("/api/v1/namespaces/shop/services/{name}/status"))
+            .and_then(|r| r.body.clone())
+    };
+    assert_eq!(
+        body_of("plain"),
+        Some(ingress_body(json!([
+            {"ip": "203.0.113.10", "ipMode": "VIP"},
+            {"hostname": "edge-1.example.net"}
+        ]))),
+        "edge-2 does not serve plain: {p:?}"
+    );
+    assert_eq!(
+        body_of("web"),
+        Some(ingress_body(json!([
+            {"ip": "203.0.113.10", "ipMode": "Proxy"},
+            {"hostname": "edge-1.example.net"},
+            {"ip": "2001:db8::10", "ipMode": "Proxy"}
+        ])))
+    );
+    let ev = events(&api);
+    let warnings: Vec<(&str, &str)> = ev
+        .iter()
+        .filter(|e| e["type"] == "Warning")
+        .map(|e| {
+            (
+                e["regarding"]["name"].as_str().unwrap(),
+                e["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(warnings, vec![("plain", "Quarantined")], "{ev:#?}");
+    let note = ev
+        .iter()
+        .find(|e| e["reason"] == "Quarantined")
+        .and_then(|e| e["note"].as_str())
+        .unwrap();
+    assert!(
+        note.contains("edge edge-2 refused") && note.contains("8080"),
+        "{note}"
+    );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
