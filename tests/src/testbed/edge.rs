@@ -208,13 +208,29 @@ Subsystem sftp {sftp}
 
     /// The HAProxy master's `show proc`, asked inside the edge (not over SSH).
     pub fn show_proc(&self, tb_client: &Path) -> edgelb_haproxy::MasterProcs {
-        let out = self
-            .command(tb_client)
-            .args(["sock", "/run/haproxy/master.sock", "show proc"])
-            .output()
-            .expect("nsenter runs");
-        edgelb_haproxy::MasterProcs::parse(&self.name, &String::from_utf8_lossy(&out.stdout))
-            .expect("show proc parses")
+        self.try_show_proc(tb_client).expect("show proc parses")
+    }
+
+    /// [`Edge::show_proc`], asked again for up to 5 s while the master answers nothing (it
+    /// does while it re-executes itself for a reload).
+    pub fn try_show_proc(&self, tb_client: &Path) -> Result<edgelb_haproxy::MasterProcs, String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self
+                .command(tb_client)
+                .args(["sock", "/run/haproxy/master.sock", "show proc"])
+                .output()
+                .map_err(|e| format!("running nsenter: {e}"))?;
+            let parsed = edgelb_haproxy::MasterProcs::parse(
+                &self.name,
+                &String::from_utf8_lossy(&out.stdout),
+            );
+            match parsed {
+                Ok(procs) => return Ok(procs),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     /// The host path of the edge's `/etc/haproxy/<file>`.
