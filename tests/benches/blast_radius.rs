@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench -p edgelb-tests --bench blast_radius                 # root, haproxy, sshd, nft
 //! EDGELB_BLAST_SECS=60 EDGELB_BLAST_CHANGES=15 cargo bench -p edgelb-tests --bench blast_radius
+//! EDGELB_BLAST_ONLY=faulty cargo bench -p edgelb-tests --bench blast_radius   # one scenario
 //! ```
 //!
 //! * taken port: a Service on port 22 (sshd's on every edge) joins while a load loop runs
@@ -29,12 +30,15 @@ fn main() {
     }
     let secs = env_usize("EDGELB_BLAST_SECS", 60) as u64;
     let changes = env_usize("EDGELB_BLAST_CHANGES", 15);
+    let only = std::env::var("EDGELB_BLAST_ONLY").unwrap_or_default();
+    let run = |scenario: &str| only.is_empty() || only.split(',').any(|s| s == scenario);
     runtime().block_on(async {
         let config = TestbedConfig {
             edges: 2,
             backends: 2,
         };
-        if let Some(tb) = testbed_or_skip("blast_radius", config, testbed_tools!()) {
+        let tb = run("taken").then(|| testbed_or_skip("blast_radius", config, testbed_tools!()));
+        if let Some(tb) = tb.flatten() {
             let pipeline = PipelineConfig {
                 empty_backend_hold: Duration::from_secs(10),
                 ..fast_pipeline()
@@ -50,7 +54,8 @@ fn main() {
             edges: 3,
             backends: 3,
         };
-        if let Some(tb) = testbed_or_skip("blast_radius", config, testbed_tools!()) {
+        let tb = run("faulty").then(|| testbed_or_skip("blast_radius", config, testbed_tools!()));
+        if let Some(tb) = tb.flatten() {
             let seen = faulty_edge(&tb, changes).await;
             for (node, latencies) in &seen.latencies {
                 let (median, max) = median_and_max_ms(latencies);

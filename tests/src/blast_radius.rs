@@ -202,14 +202,19 @@ pub async fn taken_port(tb: &Testbed, secs: u64, config: PipelineConfig) -> Take
     }
 }
 
-/// When each node first ran each generation.
-type FirstLive = Arc<Mutex<BTreeMap<(String, u64), Instant>>>;
+/// What the status channel showed, with when: each generation's first appearance as the
+/// desired state, and each node's first run of it.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    desired: BTreeMap<u64, Instant>,
+    live: BTreeMap<(String, u64), Instant>,
+}
 
-/// Records [`FirstLive`] from the status channel until aborted.
+/// Records [`Seen`] from the status channel until aborted.
 fn watch_generations(
     mut status: watch::Receiver<PipelineStatus>,
-) -> (tokio::task::JoinHandle<()>, FirstLive) {
-    let seen: FirstLive = Arc::default();
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Seen>>) {
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let sink = seen.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -217,9 +222,10 @@ fn watch_generations(
                 let s = status.borrow_and_update();
                 let now = Instant::now();
                 let mut seen = sink.lock().expect("lock");
+                seen.desired.entry(s.generation).or_insert(now);
                 for (name, node) in &s.nodes {
                     if let Some(g) = node.live_generation.filter(|g| node.in_sync(*g)) {
-                        seen.entry((name.clone(), g)).or_insert(now);
+                        seen.live.entry((name.clone(), g)).or_insert(now);
                     }
                 }
             }
@@ -258,8 +264,8 @@ pub async fn faulty_edge(tb: &Testbed, changes: usize) -> FaultyEdge {
     })
     .await;
     let (watcher, seen) = watch_generations(p.status.clone());
-    let mut sent: Vec<(u64, Instant)> = Vec::new();
-    let mut generation = p.status.borrow().generation;
+    let mut sent: Vec<Instant> = Vec::new();
+    let mut last = None;
     let mut faulty_reported = false;
     for loss in [100, 30] {
         faulty.set_packet_loss(loss).expect("nft works in the edge");
@@ -268,10 +274,10 @@ pub async fn faulty_edge(tb: &Testbed, changes: usize) -> FaultyEdge {
                 &backends[(i + 1) % backends.len()],
                 &backends[(i + 2) % backends.len()],
             ];
-            p.tx.send(web_snapshot(&pick[..1 + i % 2]))
-                .expect("pipeline runs");
-            generation += 1;
-            sent.push((generation, Instant::now()));
+            let snapshot = web_snapshot(&pick[..1 + i % 2]);
+            p.tx.send(snapshot.clone()).expect("pipeline runs");
+            sent.push(Instant::now());
+            last = Some(snapshot);
             tokio::time::sleep(Duration::from_secs(1)).await;
             let s = p.status.borrow().clone();
             let node = &s.nodes[&faulty.name];
@@ -280,11 +286,10 @@ pub async fn faulty_edge(tb: &Testbed, changes: usize) -> FaultyEdge {
     }
     faulty.set_packet_loss(0).expect("nft works in the edge");
     let healed = Instant::now();
-    let last = generation;
     let caught_up = {
         let wait = p
             .status
-            .wait_for(|s| s.generation >= last && s.nodes_in_sync() == edges);
+            .wait_for(|s| s.snapshot.as_deref() == last.as_ref() && s.nodes_in_sync() == edges);
         matches!(
             tokio::time::timeout(Duration::from_secs(60), wait).await,
             Ok(Ok(_))
@@ -297,10 +302,18 @@ pub async fn faulty_edge(tb: &Testbed, changes: usize) -> FaultyEdge {
     for edge in &tb.edges[..edges - 1] {
         let per_change = sent
             .iter()
-            .map(|(g, at)| {
-                // A change superseded before it went live counts until its successor did.
-                seen.iter()
-                    .filter(|((n, lg), _)| *n == edge.name && lg >= g)
+            .map(|at| {
+                // The first desired state made after the change was sent holds it (or a
+                // later change, when the pipeline took several at once): the change is live
+                // on the edge when the edge first runs that generation or a later one.
+                let g = seen
+                    .desired
+                    .iter()
+                    .find(|(_, t)| *t >= at)
+                    .map(|(g, _)| *g)?;
+                seen.live
+                    .iter()
+                    .filter(|((n, lg), _)| *n == edge.name && *lg >= g)
                     .map(|(_, t)| t.saturating_duration_since(*at))
                     .min()
             })
