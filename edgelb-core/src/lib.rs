@@ -24,6 +24,7 @@ mod deploy;
 mod digest;
 pub mod duration;
 mod error;
+mod health;
 mod model;
 pub mod names;
 mod node;
@@ -34,13 +35,14 @@ mod traits;
 pub use deploy::{Applied, DeployError, NodeConfig, NodeOutcome};
 pub use digest::{DIGEST_LINE_PREFIX, Digest, RenderedConfig};
 pub use error::{Error, Result};
+pub use health::{EdgeHealth, HealthConfig, HealthTracker};
 pub use model::{
     Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot,
 };
 pub use node::{EdgeNode, SshTarget};
 pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
 pub use source::{ChannelSource, FileSource, SnapshotSender, StaticSource};
-pub use traits::{Deployer, EndpointSource, Renderer};
+pub use traits::{Deployer, EndpointSource, HealthProbe, Renderer};
 
 /// Re-exported so embedders use the same cancellation token type as [`Pipeline::run`].
 pub use tokio_util::sync::CancellationToken;
@@ -48,5 +50,5 @@ pub use tokio_util::sync::CancellationToken;
 /// Mocks of the traits, for tests (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod testing {
-    pub use crate::traits::{MockDeployer, MockRenderer};
+    pub use crate::traits::{MockDeployer, MockHealthProbe, MockRenderer};
 }

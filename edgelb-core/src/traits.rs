@@ -71,6 +71,19 @@ pub trait Deployer: Send + Sync {
     }
 }
 
+/// Tells whether an edge serves (see [`HealthConfig`](crate::HealthConfig)). The deployers
+/// that hold a session to their edges implement it; give it to the pipeline with
+/// [`Pipeline::with_health_probe`](crate::Pipeline::with_health_probe).
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    /// Probes whether `node` serves: its session, HAProxy's processes, and a connection to
+    /// each of `listen_ports` made on the node itself (no probe traffic crosses the link).
+    /// The pipeline bounds each probe with
+    /// [`HealthConfig::timeout`](crate::HealthConfig::timeout).
+    async fn probe_health(&self, node: &EdgeNode, listen_ports: &[u16]) -> Result<(), DeployError>;
+}
+
 /// A stream of snapshots is a source too: `source.snapshots()` boxes any source, so a program
 /// can pick one at run time.
 impl EndpointSource for BoxStream<'static, Result<Snapshot>> {

@@ -67,4 +67,14 @@ pub trait EdgeHost: Send + Sync {
     /// Implementations must close their writing half after the command (send EOF): HAProxy
     /// answers a non-interactive CLI connection only then.
     async fn socket_command(&self, socket: &str, command: &str) -> Result<String, DeployError>;
+
+    /// Opens a TCP connection to `127.0.0.1:port` on the host and closes it: whether
+    /// something accepts connections there. Hosts that cannot (the default) say so.
+    async fn tcp_connect(&self, port: u16) -> Result<(), DeployError> {
+        Err(DeployError::Step {
+            node: self.node().to_owned(),
+            step: format!("connecting to port {port}"),
+            message: "this host cannot open TCP connections on the edge".into(),
+        })
+    }
 }

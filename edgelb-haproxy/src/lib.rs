@@ -9,6 +9,7 @@
 pub mod apply;
 mod config_sections;
 pub mod demo_backend;
+pub mod edge_health;
 mod error;
 mod host;
 mod layout;

@@ -6,12 +6,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use edgelb_core::{Applied, DeployError, Deployer, Digest, EdgeNode, NodeConfig, NodeOutcome};
+use edgelb_core::{
+    Applied, DeployError, Deployer, Digest, EdgeNode, HealthProbe, NodeConfig, NodeOutcome,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use crate::apply::{apply_config, live_digest, show_proc, validate_file};
+use crate::edge_health;
 use crate::error::Result;
 use crate::host::{EdgeHost, ExecOutput};
 use crate::layout::HaproxyLayout;
@@ -116,6 +119,20 @@ impl EdgeHost for LocalHost {
             Err(_) => Err(DeployError::Timeout {
                 node: self.node.clone(),
                 step: format!("waiting for {socket} to answer {command:?}"),
+                seconds: self.socket_timeout.as_secs(),
+            }),
+        }
+    }
+
+    async fn tcp_connect(&self, port: u16) -> Result<(), DeployError> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        match tokio::time::timeout(self.socket_timeout, tokio::net::TcpStream::connect(addr)).await
+        {
+            Ok(Ok(_stream)) => Ok(()),
+            Ok(Err(e)) => Err(self.step(format!("connecting to {addr}"), e)),
+            Err(_) => Err(DeployError::Timeout {
+                node: self.node.clone(),
+                step: format!("connecting to {addr}"),
                 seconds: self.socket_timeout.as_secs(),
             }),
         }
@@ -248,5 +265,17 @@ impl Deployer for LocalDeployer {
     async fn live_config(&self, _node: &EdgeNode) -> Result<Option<String>, DeployError> {
         let bytes = self.host.read_file(&self.layout.config_path).await?;
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+}
+
+/// `show proc` on the master socket, then a connection to each listen port on loopback.
+#[async_trait]
+impl HealthProbe for LocalDeployer {
+    async fn probe_health(
+        &self,
+        _node: &EdgeNode,
+        listen_ports: &[u16],
+    ) -> Result<(), DeployError> {
+        edge_health::probe(&self.host, &self.layout, listen_ports).await
     }
 }

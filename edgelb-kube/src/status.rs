@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgelb_core::{
-    Applied, CancellationToken, EdgeNode, NodeStatus, PipelineStatus, ProxyProtocol, ServiceKey,
-    ServiceSpec, Snapshot,
+    Applied, CancellationToken, EdgeHealth, EdgeNode, NodeStatus, PipelineStatus, ProxyProtocol,
+    ServiceKey, ServiceSpec, Snapshot,
 };
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{Api, Patch, PatchParams};
@@ -237,6 +237,53 @@ impl StatusWriter {
                 // The node was found running no edgelb config at all.
                 self.records.remove(&node.name);
             }
+            if ns.health != prev.health
+                && (ns.health.is_unhealthy() || prev.health.is_unhealthy())
+                && let Some(record) = self.records.get(&node.name)
+            {
+                let others_healthy = |key: &ServiceKey| {
+                    self.nodes.iter().any(|other| {
+                        other.name != node.name
+                            && self
+                                .records
+                                .get(&other.name)
+                                .is_some_and(|r| r.snapshot.services.contains_key(key))
+                            && status
+                                .nodes
+                                .get(&other.name)
+                                .is_some_and(|o| !o.health.is_unhealthy())
+                    })
+                };
+                for key in record.snapshot.services.keys() {
+                    let (type_, reason, note) = match &ns.health {
+                        EdgeHealth::Unhealthy { reason, .. } if others_healthy(key) => (
+                            EventType::Warning,
+                            "EdgeUnhealthy",
+                            format!(
+                                "edge {} is unhealthy ({reason}); its addresses leave this Service's status while other edges serve it",
+                                node.name
+                            ),
+                        ),
+                        EdgeHealth::Unhealthy { reason, .. } => (
+                            EventType::Warning,
+                            "EdgeUnhealthy",
+                            format!(
+                                "edge {} is unhealthy ({reason}), and so is every other edge serving this Service: all their addresses stay in its status, since publishing none would help no client",
+                                node.name
+                            ),
+                        ),
+                        _ => (
+                            EventType::Normal,
+                            "EdgeHealthy",
+                            format!(
+                                "edge {} is healthy again; its addresses are back in this Service's status",
+                                node.name
+                            ),
+                        ),
+                    };
+                    events.push((key.clone(), type_, reason, note, node.name.clone()));
+                }
+            }
             for (key, reason) in &ns.quarantined {
                 if !prev.quarantined.contains_key(key) {
                     events.push((
@@ -304,11 +351,16 @@ impl StatusWriter {
             return desired;
         };
         for (key, spec) in &snapshot.services {
-            let serving = self.nodes.iter().filter(|n| {
-                self.records
-                    .get(&n.name)
-                    .is_some_and(|r| r.snapshot.services.contains_key(key))
-            });
+            let serving: Vec<&EdgeNode> = self
+                .nodes
+                .iter()
+                .filter(|n| {
+                    self.records
+                        .get(&n.name)
+                        .is_some_and(|r| r.snapshot.services.contains_key(key))
+                })
+                .collect();
+            let serving = healthy_or_all(serving, status);
             let proxy = spec
                 .ports
                 .values()
@@ -316,7 +368,9 @@ impl StatusWriter {
                 .find(|p| *p != ProxyProtocol::None)
                 .unwrap_or(ProxyProtocol::None);
             let ingress = ingress_for(
-                serving.flat_map(|n| n.public_addresses.iter().map(String::as_str)),
+                serving
+                    .iter()
+                    .flat_map(|n| n.public_addresses.iter().map(String::as_str)),
                 proxy,
             );
             desired.insert(key.clone(), ingress);
@@ -425,6 +479,19 @@ impl StatusWriter {
             }
         }
     }
+}
+
+/// The edges of `serving` that are not known to be unhealthy; all of them when that leaves
+/// none (publishing nothing would only turn an outage of the edges into an outage of DNS).
+fn healthy_or_all<'a>(serving: Vec<&'a EdgeNode>, status: &PipelineStatus) -> Vec<&'a EdgeNode> {
+    let unhealthy = |n: &EdgeNode| {
+        status
+            .nodes
+            .get(&n.name)
+            .is_some_and(|ns| ns.health.is_unhealthy())
+    };
+    let healthy: Vec<&EdgeNode> = serving.iter().copied().filter(|n| !unhealthy(n)).collect();
+    if healthy.is_empty() { serving } else { healthy }
 }
 
 fn service_of<'a>(record: Option<&'a NodeRecord>, key: &ServiceKey) -> Option<&'a ServiceSpec> {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use edgelb_core::{
-    Applied, CancellationToken, DeployError, Digest, EdgeNode, Endpoint, NodeStatus,
+    Applied, CancellationToken, DeployError, Digest, EdgeHealth, EdgeNode, Endpoint, NodeStatus,
     PipelineStatus, PortSpec, ProxyProtocol, Snapshot,
 };
 use edgelb_kube::{EventConfig, EventPublisher, StatusWriter};
@@ -530,6 +530,110 @@ async fn a_service_an_edge_quarantined_leaves_that_edge_out_and_only_it_gets_a_w
     assert!(
         note.contains("edge edge-2 refused") && note.contains("8080"),
         "{note}"
+    );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_edge_leaves_the_status_while_another_serves_and_returns_when_healthy() {
+    let api = server(0);
+    let publisher = EventPublisher::new(api.client.clone(), EventConfig::default());
+    let (tx, rx) = watch::channel(PipelineStatus::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        StatusWriter::new(api.client.clone(), nodes())
+            .with_events(publisher)
+            .run(rx, stop.clone()),
+    );
+    let snap = snapshot(false, 1);
+    let healthy = |mut n: NodeStatus| {
+        n.health = EdgeHealth::Healthy {
+            since: std::time::SystemTime::now(),
+        };
+        n
+    };
+    let unhealthy = |mut n: NodeStatus, why: &str| {
+        n.health = EdgeHealth::Unhealthy {
+            since: std::time::SystemTime::now(),
+            reason: why.into(),
+        };
+        n
+    };
+    let web = |api: &FakeApi| {
+        patches(api)
+            .iter()
+            .rev()
+            .find(|r| r.path.ends_with("/services/web/status"))
+            .and_then(|r| r.body.clone())
+    };
+    let both = ingress_body(json!([
+        {"ip": "203.0.113.10", "ipMode": "Proxy"},
+        {"hostname": "edge-1.example.net"},
+        {"ip": "2001:db8::10", "ipMode": "Proxy"}
+    ]));
+    let up = synced(1, Applied::Reloaded);
+    tx.send_replace(status(
+        1,
+        snap.clone(),
+        healthy(up.clone()),
+        healthy(up.clone()),
+    ));
+    settle().await;
+    assert_eq!(web(&api), Some(both.clone()));
+
+    // edge-2's HAProxy dies: its address leaves, with a Warning.
+    tx.send_replace(status(
+        1,
+        snap.clone(),
+        healthy(up.clone()),
+        unhealthy(up.clone(), "the master runs no worker"),
+    ));
+    settle().await;
+    assert_eq!(
+        web(&api),
+        Some(ingress_body(json!([
+            {"ip": "203.0.113.10", "ipMode": "Proxy"},
+            {"hostname": "edge-1.example.net"}
+        ])))
+    );
+    // edge-1 fails too: every address stays (publishing none helps no client).
+    tx.send_replace(status(
+        1,
+        snap.clone(),
+        unhealthy(up.clone(), "connection refused"),
+        unhealthy(up.clone(), "the master runs no worker"),
+    ));
+    settle().await;
+    assert_eq!(web(&api), Some(both.clone()));
+    // Both back.
+    tx.send_replace(status(1, snap, healthy(up.clone()), healthy(up)));
+    settle().await;
+    assert_eq!(web(&api), Some(both));
+
+    let reasons: Vec<(String, String)> = events(&api)
+        .iter()
+        .filter(|e| e["reason"] != "Deployed")
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap().to_owned(),
+                e["note"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:#?}");
+    assert_eq!(reasons[0].0, "EdgeUnhealthy");
+    assert!(
+        reasons[0]
+            .1
+            .contains("edge edge-2 is unhealthy (the master runs no worker)")
+    );
+    assert!(
+        reasons[1].1.contains("edge edge-1") && reasons[1].1.contains("all their addresses stay")
+    );
+    assert_eq!(
+        (reasons[2].0.as_str(), reasons[3].0.as_str()),
+        ("EdgeHealthy", "EdgeHealthy")
     );
     stop.cancel();
     task.await.unwrap().unwrap();

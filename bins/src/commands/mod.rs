@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgelb_ansible::AnsibleDeployer;
-use edgelb_core::{Deployer, EdgeNode, RenderedConfig, Renderer, Snapshot};
+use edgelb_core::{Deployer, EdgeNode, HealthProbe, RenderedConfig, Renderer, Snapshot};
 use edgelb_haproxy::{HaproxyRenderer, LocalDeployer};
 use edgelb_kube::{EventConfig, EventPublisher};
 
@@ -27,14 +27,30 @@ pub fn renderer(loaded: &LoadedConfig) -> Result<Arc<HaproxyRenderer>> {
 
 /// The deployer the config asks for.
 pub fn deployer(loaded: &LoadedConfig) -> Result<Arc<dyn Deployer>> {
+    deployer_and_probe(loaded).map(|(deployer, _)| deployer)
+}
+
+/// The deployer, and the same object as the edges' health probe where it can probe (the
+/// native SSH and local deployers; the Ansible one cannot).
+pub fn deployer_and_probe(
+    loaded: &LoadedConfig,
+) -> Result<(Arc<dyn Deployer>, Option<Arc<dyn HealthProbe>>)> {
     let config = &loaded.config;
     Ok(match &config.deployer {
-        DeployerConfig::Local(local) => Arc::new(
-            LocalDeployer::new(config.edges[0].name.clone(), local.layout())?
-                .start_if_missing(local.start_haproxy),
-        ),
-        DeployerConfig::Ssh(ssh) => Arc::new(ssh.deployer()?),
-        DeployerConfig::Ansible(ansible) => Arc::new(AnsibleDeployer::new((**ansible).clone())?),
+        DeployerConfig::Local(local) => {
+            let local = Arc::new(
+                LocalDeployer::new(config.edges[0].name.clone(), local.layout())?
+                    .start_if_missing(local.start_haproxy),
+            );
+            (local.clone(), Some(local))
+        }
+        DeployerConfig::Ssh(ssh) => {
+            let ssh = Arc::new(ssh.deployer()?);
+            (ssh.clone(), Some(ssh))
+        }
+        DeployerConfig::Ansible(ansible) => {
+            (Arc::new(AnsibleDeployer::new((**ansible).clone())?), None)
+        }
     })
 }
 

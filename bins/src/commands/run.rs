@@ -23,19 +23,23 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     let config = loaded.config.clone();
     let kube = KubeContext::connect_if_needed(&loaded).await?;
     let renderer = super::renderer(&loaded)?;
-    let deployer = super::deployer(&loaded)?;
+    let (deployer, probe) = super::deployer_and_probe(&loaded)?;
     let seed = SlotSeed {
         renderer: renderer.clone(),
         deployer: deployer.clone(),
     };
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         renderer,
         deployer,
         config.edges.clone(),
-        config
-            .pipeline
-            .to_pipeline_config(config.deployer.batch_size()),
+        config.pipeline.to_pipeline_config(
+            config.deployer.batch_size(),
+            config.health.to_health_config(),
+        ),
     )?;
+    if let Some(probe) = probe {
+        pipeline = pipeline.with_health_probe(probe);
+    }
     let status = pipeline.status();
     tokio::spawn(report_progress(status.clone()));
 

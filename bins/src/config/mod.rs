@@ -4,6 +4,7 @@
 //! paths are resolved against the config file's directory.
 
 mod deployer;
+mod health;
 mod http;
 mod leader;
 mod pipeline;
@@ -16,6 +17,7 @@ use edgelb_haproxy::RenderOptions;
 use serde::Deserialize;
 
 pub use deployer::DeployerConfig;
+pub use health::HealthSettings;
 pub use http::HttpSettings;
 pub use leader::LeaderElectionSettings;
 pub use pipeline::PipelineSettings;
@@ -41,6 +43,9 @@ pub struct Config {
     /// Timings of the pipeline.
     #[serde(default)]
     pub pipeline: PipelineSettings,
+    /// How the edges' health is probed.
+    #[serde(default)]
+    pub health: HealthSettings,
     /// Health and metrics endpoint.
     #[serde(default)]
     pub http: HttpSettings,
@@ -164,6 +169,7 @@ impl Config {
         self.pipeline
             .validate()
             .map_err(|e| format!("pipeline: {e}"))?;
+        self.health.validate().map_err(|e| format!("health: {e}"))?;
         self.http
             .validate(self.edges.len())
             .map_err(|e| format!("http: {e}"))?;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use edgelb_core::PipelineConfig;
+use edgelb_core::{HealthConfig, PipelineConfig};
 use serde::Deserialize;
 
 /// `pipeline:` — timings. Durations take a unit: `250ms`, `5s`, `1m`.
@@ -73,8 +73,9 @@ impl PipelineSettings {
         Ok(())
     }
 
-    /// The pipeline's config, with `batch_size` chosen by the deployer.
-    pub fn to_pipeline_config(&self, batch_size: usize) -> PipelineConfig {
+    /// The pipeline's config, with `batch_size` chosen by the deployer and the `health:`
+    /// settings.
+    pub fn to_pipeline_config(&self, batch_size: usize, health: HealthConfig) -> PipelineConfig {
         PipelineConfig {
             debounce: self.debounce,
             max_debounce: self.max_debounce,
@@ -85,6 +86,7 @@ impl PipelineSettings {
             empty_backend_hold: self.empty_backend_hold,
             batch_size,
             slow_deploy_after: self.slow_deploy_after,
+            health,
         }
     }
 }

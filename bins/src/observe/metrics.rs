@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
-use edgelb_core::PipelineStatus;
+use edgelb_core::{EdgeHealth, PipelineStatus};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,6 +52,9 @@ pub struct Metrics {
     in_sync: Family<NodeLabel, Gauge>,
     consecutive_failures: Family<NodeLabel, Gauge>,
     quarantined: Family<NodeLabel, Gauge>,
+    healthy: Family<NodeLabel, Gauge>,
+    health_transitions: Family<NodeLabel, Counter>,
+    health_checked: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     deploy_started: Family<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     generation: Gauge,
     held_backends: Gauge,
@@ -60,6 +63,8 @@ pub struct Metrics {
     counted: BTreeMap<(String, String), u64>,
     /// The convergence observations made so far: (node, generation).
     observed: BTreeMap<String, u64>,
+    /// Health transitions counted so far, per node.
+    transitions: BTreeMap<String, u64>,
 }
 
 impl Default for Metrics {
@@ -127,6 +132,25 @@ impl Metrics {
             "When the deploy now in flight to the node started (Unix time; 0 when none is): a slow or hung edge shows as an old value",
             deploy_started.clone(),
         );
+        let healthy = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "edge_healthy",
+            "1 when the edge's health probes say it serves, 0 when they say it does not, -1 while unknown (not probed yet, or probes off)",
+            healthy.clone(),
+        );
+        let health_transitions = Family::<NodeLabel, Counter>::default();
+        registry.register(
+            "edge_health_transitions",
+            "Changes of the edge's health (healthy, unhealthy)",
+            health_transitions.clone(),
+        );
+        let health_checked =
+            Family::<NodeLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "edge_health_checked_timestamp_seconds",
+            "When the edge's health was last probed (Unix time; 0 never): an old value means its health is not known now",
+            health_checked.clone(),
+        );
         let generation = Gauge::default();
         registry.register(
             "desired_generation",
@@ -155,12 +179,16 @@ impl Metrics {
             in_sync,
             consecutive_failures,
             quarantined,
+            healthy,
+            health_transitions,
+            health_checked,
             deploy_started,
             generation,
             held_backends,
             leader,
             counted: BTreeMap::new(),
             observed: BTreeMap::new(),
+            transitions: BTreeMap::new(),
         }
     }
 
@@ -215,6 +243,24 @@ impl Metrics {
             self.quarantined
                 .get_or_create(&label)
                 .set(i64::try_from(ns.quarantined.len()).unwrap_or(i64::MAX));
+            self.healthy.get_or_create(&label).set(match &ns.health {
+                EdgeHealth::Healthy { .. } => 1,
+                EdgeHealth::Unhealthy { .. } => 0,
+                EdgeHealth::Unknown => -1,
+            });
+            let counted = self.transitions.entry(node.clone()).or_default();
+            if ns.health_transitions > *counted {
+                self.health_transitions
+                    .get_or_create(&label)
+                    .inc_by(ns.health_transitions - *counted);
+                *counted = ns.health_transitions;
+            }
+            let checked = ns
+                .health_checked_at
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+            self.health_checked
+                .get_or_create(&label)
+                .set(checked.map_or(0.0, |t| t.as_secs_f64()));
             let started = ns
                 .deploying_since
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
@@ -330,6 +376,11 @@ mod tests {
             edgelb_core::ServiceKey::new("default", "ssh").unwrap(),
             "port 22 taken".into(),
         );
+        node.health = EdgeHealth::Unhealthy {
+            since: SystemTime::now(),
+            reason: "no worker".into(),
+        };
+        node.health_transitions = 2;
         let mut status = PipelineStatus::default();
         status.nodes.insert("edge-2".into(), node);
         m.update(&status);
@@ -342,6 +393,11 @@ mod tests {
             text.contains(
                 "edgelb_node_deploy_started_timestamp_seconds{node=\"edge-2\"} 1700000000.0"
             ),
+            "{text}"
+        );
+        assert!(text.contains("edgelb_edge_healthy{node=\"edge-2\"} 0"), "{text}");
+        assert!(
+            text.contains("edgelb_edge_health_transitions_total{node=\"edge-2\"} 2"),
             "{text}"
         );
     }

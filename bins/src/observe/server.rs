@@ -26,7 +26,8 @@ pub struct Observed {
 }
 
 /// Readiness: a standby replica is ready (it is healthy and waiting); the leader is ready
-/// once `ready_quorum` edges run a config it deployed.
+/// once `ready_quorum` edges run a config it deployed. The edges' health is said, but does
+/// not count: it decides what is published, not whether the controller works.
 pub fn readiness(observed: &Observed) -> (bool, String) {
     if !*observed.leader.borrow() {
         return (true, "standby: another replica holds the lease".into());
@@ -38,8 +39,13 @@ pub fn readiness(observed: &Observed) -> (bool, String) {
         .filter(|n| n.live_generation.is_some())
         .count();
     let in_sync = status.nodes_in_sync();
+    let unhealthy = status
+        .nodes
+        .values()
+        .filter(|n| n.health.is_unhealthy())
+        .count();
     let text = format!(
-        "{live}/{} edges run a config from this controller ({in_sync} the current one, generation {}); quorum {}",
+        "{live}/{} edges run a config from this controller ({in_sync} the current one, generation {}); quorum {}; {unhealthy} unhealthy",
         status.nodes.len(),
         status.generation,
         observed.ready_quorum

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::health::HealthConfig;
+
 /// Timings and limits of a [`Pipeline`](super::Pipeline).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineConfig {
@@ -27,6 +29,8 @@ pub struct PipelineConfig {
     /// [`NodeStatus::deploying_since`](crate::NodeStatus::deploying_since) for metrics); it
     /// is not cut short: the deployer's own per-step timeouts end a hung one.
     pub slow_deploy_after: Duration,
+    /// How each edge's health is probed (see [`HealthConfig`]).
+    pub health: HealthConfig,
 }
 
 impl Default for PipelineConfig {
@@ -41,6 +45,7 @@ impl Default for PipelineConfig {
             empty_backend_hold: Duration::ZERO,
             batch_size: 1,
             slow_deploy_after: Duration::from_secs(10),
+            health: HealthConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod config;
 mod hold;
 mod lane;
+mod prober;
 mod quarantine;
 mod status;
 
@@ -25,7 +26,7 @@ pub use status::{NodeStatus, PipelineStatus};
 use crate::error::{Error, Result};
 use crate::model::{ServiceKey, Snapshot};
 use crate::node::EdgeNode;
-use crate::traits::{Deployer, EndpointSource, Renderer};
+use crate::traits::{Deployer, EndpointSource, HealthProbe, Renderer};
 use lane::Target;
 
 /// Keeps every edge node running the config rendered from the latest snapshot.
@@ -71,6 +72,7 @@ pub struct Pipeline {
     nodes: Vec<EdgeNode>,
     config: PipelineConfig,
     status: Arc<watch::Sender<PipelineStatus>>,
+    health_probe: Option<Arc<dyn HealthProbe>>,
 }
 
 /// The source side of a running pipeline: reads snapshots, debounces, applies the
@@ -134,7 +136,15 @@ impl Pipeline {
             nodes,
             config,
             status: Arc::new(status),
+            health_probe: None,
         })
+    }
+
+    /// Probes every node's health with `probe` (with [`PipelineConfig::health`]'s settings,
+    /// unless they turn it off), so [`NodeStatus::health`] says which edges serve.
+    pub fn with_health_probe(mut self, probe: Arc<dyn HealthProbe>) -> Self {
+        self.health_probe = Some(probe);
+        self
     }
 
     /// A receiver of the status, updated after every change.
@@ -161,13 +171,24 @@ impl Pipeline {
             status: self.status.clone(),
             permits: Arc::new(Semaphore::new(self.config.max_concurrency.max(1))),
         });
-        let lanes: Vec<_> = lane::lanes(&self.nodes, self.config.batch_size)
+        let mut tasks: Vec<_> = lane::lanes(&self.nodes, self.config.batch_size)
             .into_iter()
             .map(|nodes| {
                 let lane = lane::Lane::new(nodes, shared.clone());
                 tokio::spawn(lane.run(targets.subscribe(), shutdown.clone()))
             })
             .collect();
+        if let Some(probe) = self.health_probe.filter(|_| self.config.health.enabled) {
+            tasks.extend(self.nodes.iter().map(|node| {
+                let run = prober::run(
+                    node.clone(),
+                    probe.clone(),
+                    shared.clone(),
+                    shutdown.clone(),
+                );
+                tokio::spawn(run)
+            }));
+        }
         let run = Run {
             config: self.config,
             status: self.status,
@@ -177,9 +198,9 @@ impl Pipeline {
             recheck: None,
         };
         run.run(source, shutdown).await;
-        for lane in lanes {
-            if let Err(e) = lane.await {
-                tracing::error!(error = %e, "a node's deploy task ended abnormally");
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a node's deploy or health task ended abnormally");
             }
         }
         tracing::info!("pipeline stopped");

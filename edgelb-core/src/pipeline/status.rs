@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use crate::deploy::{Applied, DeployError};
 use crate::digest::Digest;
+use crate::health::EdgeHealth;
 use crate::model::{ServiceKey, Snapshot};
 
 /// What the pipeline knows, published through a `tokio::sync::watch` channel after every
@@ -83,6 +84,12 @@ pub struct NodeStatus {
     pub live_snapshot: Option<Arc<Snapshot>>,
     /// When the deploy now in flight to this node started (`None` when none is).
     pub deploying_since: Option<SystemTime>,
+    /// Whether the node serves, from its health probes.
+    pub health: EdgeHealth,
+    /// When its health was last probed, whatever the result (`None`: never).
+    pub health_checked_at: Option<SystemTime>,
+    /// Health changes since start (healthy ↔ unhealthy, and the first verdict).
+    pub health_transitions: u64,
 }
 
 impl NodeStatus {

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use super::*;
 use crate::testing::{MockDeployer, MockRenderer};
 use crate::{
-    Applied, ChannelSource, DeployError, Digest, Endpoint, NodeConfig, NodeOutcome, PortSpec,
-    ProxyProtocol, RenderedConfig, ServiceKey,
+    Applied, ChannelSource, DeployError, Digest, EdgeHealth, Endpoint, NodeConfig, NodeOutcome,
+    PortSpec, ProxyProtocol, RenderedConfig, ServiceKey,
 };
 
 /// Renders a digest of the snapshot and node, so equal inputs give equal configs.
@@ -754,4 +754,93 @@ async fn a_service_every_node_refused_is_not_held_when_it_leaves() {
     assert_eq!(status.snapshot.as_deref(), Some(&snapshot(1)));
     assert!(status.quarantined().is_empty());
     h.finish().await;
+}
+
+/// Probes that fail for the nodes in `down` and never answer for those in `hung`.
+#[derive(Default)]
+struct FakeProbe {
+    down: Mutex<Vec<String>>,
+    hung: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl crate::HealthProbe for FakeProbe {
+    async fn probe_health(&self, node: &EdgeNode, _ports: &[u16]) -> Result<(), DeployError> {
+        if self.hung.lock().unwrap().contains(&node.name) {
+            std::future::pending::<()>().await;
+        }
+        if self.down.lock().unwrap().contains(&node.name) {
+            return Err(DeployError::Connect {
+                node: node.name.clone(),
+                message: "connection refused".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_follows_probes_with_fall_and_rise_even_while_a_deploy_hangs() {
+    let deployer = Arc::new(FakeDeployer {
+        node_delay: [("b".to_owned(), Duration::from_secs(3600))].into(),
+        ..FakeDeployer::new()
+    });
+    let probe = Arc::new(FakeProbe::default());
+    let pipeline = Pipeline::new(
+        Arc::new(DebugRenderer),
+        deployer.clone(),
+        nodes(&["a", "b"]),
+        PipelineConfig::default(), // probes every 2 s, timeout 3 s, fall 3, rise 2
+    )
+    .unwrap()
+    .with_health_probe(probe.clone());
+    let status = pipeline.status();
+    let (source, tx) = ChannelSource::new();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(pipeline.run(source, stop.clone()));
+    tx.send(snapshot(1)).unwrap();
+
+    // Probes at 0 s and 2 s: healthy (rise 2), b too although its deploy hangs.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let s = status.borrow().clone();
+    assert!(
+        s.nodes["a"].health.is_healthy() && s.nodes["b"].health.is_healthy(),
+        "{s:?}"
+    );
+    assert_eq!(s.nodes["b"].health_transitions, 1);
+
+    // a goes down at 2.1 s: probes at 4, 6, 8 s fail; unhealthy at the third.
+    probe.down.lock().unwrap().push("a".into());
+    tokio::time::sleep(Duration::from_millis(3900)).await; // 6.0 s
+    assert!(
+        status.borrow().nodes["a"].health.is_healthy(),
+        "2 failures: not yet"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await; // 8.1 s
+    let a = status.borrow().nodes["a"].clone();
+    assert!(
+        matches!(&a.health, EdgeHealth::Unhealthy { reason, .. } if reason.contains("connection refused")),
+        "{a:?}"
+    );
+    assert!(status.borrow().nodes["b"].health.is_healthy());
+
+    // b's probes stop answering: each times out after 3 s, and three make it unhealthy.
+    probe.hung.lock().unwrap().push("b".into());
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let b = status.borrow().nodes["b"].clone();
+    assert!(
+        matches!(&b.health, EdgeHealth::Unhealthy { reason, .. } if reason.contains("no answer")),
+        "{b:?}"
+    );
+
+    // a comes back: healthy after two good probes.
+    probe.down.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let a = status.borrow().nodes["a"].clone();
+    assert!(a.health.is_healthy(), "{a:?}");
+    assert_eq!(a.health_transitions, 3, "healthy, unhealthy, healthy");
+    stop.cancel();
+    // b's deploy hangs for an hour: the pipeline waits for it (a deploy is never cut).
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    run.await.unwrap().unwrap();
 }

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use edgelb_core::{
-    Applied, DeployError, Deployer, Digest, EdgeNode, NodeConfig, NodeOutcome, SshTarget,
+    Applied, DeployError, Deployer, Digest, EdgeNode, HealthProbe, NodeConfig, NodeOutcome,
+    SshTarget,
 };
 use tokio::sync::Semaphore;
 
@@ -13,6 +14,7 @@ use super::credentials::SshCredentials;
 use super::host::SshHost;
 use super::options::SshOptions;
 use crate::apply::{apply_config, live_digest};
+use crate::edge_health;
 use crate::error::{Error, Result};
 use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
@@ -217,6 +219,16 @@ impl Deployer for SshDeployer {
             .read_file(&self.layout_for(&node.name).config_path)
             .await?;
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+}
+
+/// Over the same session as the deploys: `show proc`, then a connection to each listen
+/// port made by the edge's sshd (see [`crate::edge_health`]).
+#[async_trait]
+impl HealthProbe for SshDeployer {
+    async fn probe_health(&self, node: &EdgeNode, listen_ports: &[u16]) -> Result<(), DeployError> {
+        let host = self.host(node)?;
+        edge_health::probe(&host, self.layout_for(&node.name), listen_ports).await
     }
 }
 

@@ -266,4 +266,9 @@ impl EdgeHost for SshHost {
             .await?;
         Ok(String::from_utf8_lossy(&answer).into_owned())
     }
+
+    async fn tcp_connect(&self, port: u16) -> Result<(), DeployError> {
+        let step = format!("connecting to port {port} on the edge");
+        self.session.tcp_connect(&step, port).await
+    }
 }

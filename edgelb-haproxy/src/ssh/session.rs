@@ -150,6 +150,8 @@ impl Connection {
 enum ChannelKind<'a> {
     Session,
     StreamLocal(&'a str),
+    /// A TCP connection the edge's sshd makes to its own loopback, on this port.
+    DirectTcp(u16),
 }
 
 /// The session to one edge, reused across deploys and reopened when it died.
@@ -461,6 +463,16 @@ impl Session {
                             .channel_open_direct_streamlocal(path.to_string())
                             .await
                     }
+                    ChannelKind::DirectTcp(port) => {
+                        conn.handle
+                            .channel_open_direct_tcpip(
+                                "127.0.0.1",
+                                u32::from(*port),
+                                "127.0.0.1",
+                                0,
+                            )
+                            .await
+                    }
                 }
             };
             let Ok(opened) = tokio::time::timeout_at(deadline, opening).await else {
@@ -486,8 +498,17 @@ impl Session {
                         ChannelKind::StreamLocal(path) => format!(
                             "reaching UNIX socket {path} through SSH stream-local forwarding"
                         ),
+                        ChannelKind::DirectTcp(port) => {
+                            format!(
+                                "connecting to 127.0.0.1:{port} on the edge through SSH TCP forwarding"
+                            )
+                        }
                     };
                     let hint = match (kind, &e) {
+                        (ChannelKind::DirectTcp(_), russh::Error::ChannelOpenFailure(_)) => {
+                            "; nothing accepts connections there (is haproxy listening?), or sshd \
+                             forbids TCP forwarding (AllowTcpForwarding yes|local)"
+                        }
                         (ChannelKind::StreamLocal(_), russh::Error::ChannelOpenFailure(_)) => {
                             "; either nothing listens there (is haproxy running with that socket?) \
                              or sshd forbids forwarding to it: OpenSSH needs \
@@ -679,6 +700,21 @@ impl Session {
             })
             .await;
         self.forget_if_lost(&conn, answer).await
+    }
+
+    /// Connects to `127.0.0.1:port` on the edge (sshd makes the connection, so nothing
+    /// crosses the link but the channel) and closes it at once.
+    pub(crate) async fn tcp_connect(&self, step: &str, port: u16) -> Result<(), DeployError> {
+        let deadline = Instant::now() + self.options.step_timeout;
+        let (conn, channel) = self
+            .open_channel(&ChannelKind::DirectTcp(port), step, deadline)
+            .await?;
+        let closed = self
+            .timed_until(step, &conn, deadline, async {
+                channel.close().await.map_err(|e| self.step_error(step, e))
+            })
+            .await;
+        self.forget_if_lost(&conn, closed).await
     }
 
     /// Whether `conn` still answers: a ping round trip within a second.

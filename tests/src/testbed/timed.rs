@@ -75,4 +75,9 @@ impl<H: EdgeHost> EdgeHost for TimedHost<H> {
         )
         .await
     }
+
+    async fn tcp_connect(&self, port: u16) -> Result<(), DeployError> {
+        self.time(format!("tcp {port}"), self.inner.tcp_connect(port))
+            .await
+    }
 }
