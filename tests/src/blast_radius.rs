@@ -34,6 +34,22 @@ impl Running {
         let deployer = SshDeployer::new(tb.deployer_config()).expect("deployer config is valid");
         let pipeline = Pipeline::new(Arc::new(renderer()), Arc::new(deployer), tb.nodes(), config)
             .expect("pipeline config is valid");
+        Self::run(pipeline)
+    }
+
+    /// Starts it with `deployer` as the edges' health probe too.
+    pub fn start_with_probe(
+        tb: &Testbed,
+        config: PipelineConfig,
+        deployer: Arc<SshDeployer>,
+    ) -> Self {
+        let pipeline = Pipeline::new(Arc::new(renderer()), deployer.clone(), tb.nodes(), config)
+            .expect("pipeline config is valid")
+            .with_health_probe(deployer);
+        Self::run(pipeline)
+    }
+
+    fn run(pipeline: Pipeline) -> Self {
         let status = pipeline.status();
         let (source, tx) = ChannelSource::new();
         let stop = CancellationToken::new();

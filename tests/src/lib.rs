@@ -17,6 +17,7 @@ pub mod blast_radius;
 pub mod conformance;
 pub mod controller;
 pub mod delay_proxy;
+pub mod edge_failover;
 pub mod fake_apiserver;
 pub mod openssh_baseline;
 pub mod testbed;

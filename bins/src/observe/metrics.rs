@@ -395,7 +395,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("edgelb_edge_healthy{node=\"edge-2\"} 0"), "{text}");
+        assert!(
+            text.contains("edgelb_edge_healthy{node=\"edge-2\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains("edgelb_edge_health_transitions_total{node=\"edge-2\"} 2"),
             "{text}"

@@ -7,11 +7,24 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use super::edge::Edge;
+use super::net::Net;
+use super::sys::{comm, signal};
 
 /// The table the faults live in.
 const TABLE: &str = "edgelb_fault";
 
 impl Edge {
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) every HAProxy process of the edge, master and
+    /// workers: a hung HAProxy, whose sockets still complete handshakes in the kernel but
+    /// never answer.
+    pub fn freeze_haproxy(&self, frozen: bool) {
+        for pid in Net::pids_in(&self.netns) {
+            if comm(pid).as_deref() == Some("haproxy") {
+                signal(pid, if frozen { "STOP" } else { "CONT" });
+            }
+        }
+    }
+
     /// Drops `percent` % of the packets in and out of the edge's link at random (0 heals it,
     /// 100 cuts it). Established connections see it like a real lossy or dead link.
     pub fn set_packet_loss(&self, percent: u8) -> Result<(), String> {
