@@ -46,13 +46,18 @@
 #![forbid(unsafe_code)]
 
 mod convert;
+mod dns_endpoint;
 mod error;
 mod events;
 mod leader;
+mod publish;
 mod source;
 mod status;
 
 pub use convert::SERVICE_NAME_LABEL;
+pub use dns_endpoint::{
+    DNSEndpoint, DnsEndpointConfig, DnsEndpointSpec, DnsEndpointWriter, DnsRecord,
+};
 pub use error::{Error, Result};
 pub use events::{EventConfig, EventPublisher, EventType};
 pub use leader::{LeaderElectionConfig, LeaderElector, Leadership};

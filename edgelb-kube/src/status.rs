@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::error::{Result, status_code};
 use crate::events::{EventPublisher, EventType};
+use crate::publish::healthy_or_all;
 
 /// The field manager edgelb patches with.
 pub const FIELD_MANAGER: &str = "edgelb";
@@ -479,19 +480,6 @@ impl StatusWriter {
             }
         }
     }
-}
-
-/// The edges of `serving` that are not known to be unhealthy; all of them when that leaves
-/// none (publishing nothing would only turn an outage of the edges into an outage of DNS).
-fn healthy_or_all<'a>(serving: Vec<&'a EdgeNode>, status: &PipelineStatus) -> Vec<&'a EdgeNode> {
-    let unhealthy = |n: &EdgeNode| {
-        status
-            .nodes
-            .get(&n.name)
-            .is_some_and(|ns| ns.health.is_unhealthy())
-    };
-    let healthy: Vec<&EdgeNode> = serving.iter().copied().filter(|n| !unhealthy(n)).collect();
-    if healthy.is_empty() { serving } else { healthy }
 }
 
 fn service_of<'a>(record: Option<&'a NodeRecord>, key: &ServiceKey) -> Option<&'a ServiceSpec> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use edgelb_core::{CancellationToken, Deployer, Pipeline, PipelineStatus};
 use edgelb_haproxy::HaproxyRenderer;
-use edgelb_kube::{LeaderElector, StatusWriter};
+use edgelb_kube::{DnsEndpointWriter, LeaderElector, StatusWriter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -120,6 +120,15 @@ async fn lead(
         }
         _ => None,
     };
+    let dns = match (&kube, &config.dns_endpoint) {
+        (Some(k), Some(dns)) => {
+            let writer =
+                DnsEndpointWriter::new(k.client.clone(), config.edges.clone(), dns.to_config())?;
+            Some(tokio::spawn(writer.run(pipeline.status(), stop.clone())))
+        }
+        _ => None,
+    };
+    let writers: Vec<_> = writer.into_iter().chain(dns).collect();
     let source = config
         .source
         .into_source(kube.as_ref().map(KubeContext::parts))?;
@@ -131,7 +140,7 @@ async fn lead(
         biased;
         () = shutdown.cancelled() => true,
         () = term.cancelled() => false,
-        done = &mut run => { stop.cancel(); finish_writer(writer).await; return flatten(done); }
+        done = &mut run => { stop.cancel(); finish_writers(writers).await; return flatten(done); }
     };
     if signalled {
         tracing::info!("shutting down; letting the deploy in flight finish");
@@ -140,7 +149,7 @@ async fn lead(
     }
     stop.cancel();
     let result = flatten(run.await);
-    finish_writer(writer).await;
+    finish_writers(writers).await;
     result?;
     if signalled {
         Ok(())
@@ -152,12 +161,12 @@ async fn lead(
     }
 }
 
-async fn finish_writer(writer: Option<JoinHandle<edgelb_kube::Result<()>>>) {
-    if let Some(Ok(Err(e))) = match writer {
-        Some(w) => Some(w.await),
-        None => None,
-    } {
-        tracing::warn!(error = %e, "the Service status writer stopped with an error");
+/// Waits for the status and DNSEndpoint writers (cancelled with the pipeline).
+async fn finish_writers(writers: Vec<JoinHandle<edgelb_kube::Result<()>>>) {
+    for writer in writers {
+        if let Ok(Err(e)) = writer.await {
+            tracing::warn!(error = %e, "a status or DNSEndpoint writer stopped with an error");
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! paths are resolved against the config file's directory.
 
 mod deployer;
+mod dns;
 mod health;
 mod http;
 mod leader;
@@ -17,6 +18,7 @@ use edgelb_haproxy::RenderOptions;
 use serde::Deserialize;
 
 pub use deployer::DeployerConfig;
+pub use dns::DnsEndpointSettings;
 pub use health::HealthSettings;
 pub use http::HttpSettings;
 pub use leader::LeaderElectionSettings;
@@ -46,6 +48,9 @@ pub struct Config {
     /// How the edges' health is probed.
     #[serde(default)]
     pub health: HealthSettings,
+    /// Publish the healthy edges' addresses as an external-dns DNSEndpoint; absent: off.
+    #[serde(default)]
+    pub dns_endpoint: Option<DnsEndpointSettings>,
     /// Health and metrics endpoint.
     #[serde(default)]
     pub http: HttpSettings,
@@ -170,6 +175,15 @@ impl Config {
             .validate()
             .map_err(|e| format!("pipeline: {e}"))?;
         self.health.validate().map_err(|e| format!("health: {e}"))?;
+        if let Some(dns) = &self.dns_endpoint {
+            if !self.source.is_kubernetes() {
+                return Err(
+                    "dns_endpoint: needs a Kubernetes source (it writes a DNSEndpoint object in the cluster)"
+                        .into(),
+                );
+            }
+            dns.validate().map_err(|e| format!("dns_endpoint: {e}"))?;
+        }
         self.http
             .validate(self.edges.len())
             .map_err(|e| format!("http: {e}"))?;

@@ -163,3 +163,43 @@ fn the_deployment_configmap_holds_a_valid_config() {
     assert!(matches!(loaded.config.deployer, DeployerConfig::Ssh(_)));
     assert!(loaded.config.http.listen.is_some());
 }
+
+#[test]
+fn health_and_dns_endpoint_settings_are_read_and_checked() {
+    let loaded = parse(&format!(
+        "{MINIMAL}health:\n  interval: 1s\n  timeout: 500ms\n  fall: 4\n  rise: 1\n"
+    ))
+    .unwrap();
+    let health = loaded.config.health.to_health_config();
+    assert_eq!(
+        (health.interval, health.timeout, health.fall, health.rise),
+        (
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(500),
+            4,
+            1
+        )
+    );
+    assert!(health.enabled, "on by default");
+    let msg = err(&format!("{MINIMAL}health:\n  fall: 0\n"));
+    assert!(msg.contains("health: fall"), "{msg}");
+    let msg = err(&format!("{MINIMAL}health:\n  interval: 1ms\n"));
+    assert!(msg.contains("health: interval"), "{msg}");
+
+    // A DNSEndpoint lives in the cluster: not with a file source.
+    let msg = err(&format!(
+        "{MINIMAL}dns_endpoint:\n  hostnames: [example.com]\n"
+    ));
+    assert!(msg.contains("needs a Kubernetes source"), "{msg}");
+    let kube = "source:\n  kubernetes:\n    load_balancer: {}\nedges:\n  - name: e1\n    ssh: {host: 192.0.2.1}\ndeployer:\n  local: {}\n";
+    let with_dns = |dns: &str| format!("{kube}dns_endpoint:\n{dns}");
+    let msg = err(&with_dns("  hostnames: [\"bad name\"]\n"));
+    assert!(
+        msg.contains("dns_endpoint") && msg.contains("hostname"),
+        "{msg}"
+    );
+    let loaded = parse(&with_dns("  hostnames: [\"*.example.com\"]\n  ttl: 30s\n")).unwrap();
+    let dns = loaded.config.dns_endpoint.unwrap().to_config();
+    assert_eq!(dns.hostnames, vec!["*.example.com"]);
+    assert_eq!(dns.ttl, std::time::Duration::from_secs(30));
+}
