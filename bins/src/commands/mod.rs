@@ -30,11 +30,12 @@ pub fn deployer(loaded: &LoadedConfig) -> Result<Arc<dyn Deployer>> {
     deployer_and_probe(loaded).map(|(deployer, _)| deployer)
 }
 
+/// A deployer and, where it can probe the edges' health, the same object as the probe.
+pub type DeployerAndProbe = (Arc<dyn Deployer>, Option<Arc<dyn HealthProbe>>);
+
 /// The deployer, and the same object as the edges' health probe where it can probe (the
 /// native SSH and local deployers; the Ansible one cannot).
-pub fn deployer_and_probe(
-    loaded: &LoadedConfig,
-) -> Result<(Arc<dyn Deployer>, Option<Arc<dyn HealthProbe>>)> {
+pub fn deployer_and_probe(loaded: &LoadedConfig) -> Result<DeployerAndProbe> {
     let config = &loaded.config;
     Ok(match &config.deployer {
         DeployerConfig::Local(local) => {
