@@ -66,8 +66,7 @@ fn last_records(api: &FakeApi) -> Value {
     let last = api
         .requests()
         .into_iter()
-        .filter(|r| r.method == "POST" || r.method == "PATCH")
-        .next_back()
+        .rfind(|r| r.method == "POST" || r.method == "PATCH")
         .unwrap();
     last.body.unwrap()["spec"]["endpoints"].clone()
 }
