@@ -29,7 +29,9 @@ pub mod names;
 mod node;
 mod pipeline;
 pub mod source;
+pub mod text;
 mod traits;
+pub mod yaml;
 
 pub use deploy::{Applied, DeployError, NodeConfig, NodeOutcome};
 pub use digest::{DIGEST_LINE_PREFIX, Digest, RenderedConfig};
