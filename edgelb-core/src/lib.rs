@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use model::{
     Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot,
 };
-pub use node::{EdgeNode, SshTarget};
+pub use node::{EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
 pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
 pub use source::{ChannelSource, FileSource, SnapshotSender, StaticSource};
 pub use traits::{Deployer, EndpointSource, Renderer};
