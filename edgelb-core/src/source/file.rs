@@ -83,7 +83,7 @@ impl FileSource {
     async fn read(&self) -> Result<(Vec<u8>, Stamp)> {
         let path = self.path.clone();
         let max = self.max_bytes;
-        tokio::task::spawn_blocking(move || read_regular_file(&path, max))
+        tokio::task::spawn_blocking(move || read_stamped(&path, max))
             .await
             .map_err(|e| self.error(format!("reading it failed: {e}")))?
             .map_err(|message| self.error(message))
@@ -111,9 +111,15 @@ impl FileSource {
     }
 }
 
+/// Reads `path` if it is a regular file of at most `max` bytes, without ever blocking on a
+/// FIFO or reading a device; `Err` says why not, on one line, without the path.
+pub fn read_regular_file(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
+    read_stamped(path, max).map(|(bytes, _)| bytes)
+}
+
 /// Opens `path` without blocking (a FIFO would otherwise wait for a writer), checks that it
 /// is a regular file of at most `max` bytes, and reads at most that much.
-fn read_regular_file(path: &Path, max: u64) -> std::result::Result<(Vec<u8>, Stamp), String> {
+fn read_stamped(path: &Path, max: u64) -> std::result::Result<(Vec<u8>, Stamp), String> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -128,7 +134,7 @@ fn read_regular_file(path: &Path, max: u64) -> std::result::Result<(Vec<u8>, Sta
     }
     if meta.len() > max {
         return Err(format!(
-            "is {} bytes, more than the limit of {max}; raise limits.endpoints_file_bytes if it is meant to be this big",
+            "is {} bytes, more than the limit of {max}",
             meta.len()
         ));
     }

@@ -101,6 +101,7 @@ async fn a_file_over_the_size_cap_is_not_read() {
     std::fs::write(&path, format!("{V1}{padding}")).unwrap();
     let err = load_err(FileSource::new(&path).with_max_bytes(1_000)).await;
     assert!(err.contains("more than the limit of 1000"), "{err}");
+    assert!(read_regular_file(&path, 10).is_err());
     assert_eq!(
         FileSource::new(&path)
             .load()
