@@ -187,6 +187,11 @@ impl Config {
             .validate(self.edges.len())
             .map_err(|e| format!("http: {e}"))?;
         self.limits.validate().map_err(|e| format!("limits.{e}"))?;
+        if let Some(leader) = &self.leader_election {
+            leader
+                .validate()
+                .map_err(|e| format!("leader_election: {e}"))?;
+        }
         Ok(())
     }
 }

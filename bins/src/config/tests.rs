@@ -216,6 +216,10 @@ fn what_run_would_refuse_the_config_refuses() {
             "socket_dirs",
         ),
         (
+            format!("{MINIMAL}leader_election: {{lease_duration: 5s, renew_deadline: 10s}}\n"),
+            "retry_period < renew_deadline < lease_duration",
+        ),
+        (
             MINIMAL.replace(
                 "  file: eps.yaml",
                 "  services: [{name: web, ports: [{name: http, listen: 80}, {name: http, listen: 81}]}]",
