@@ -26,9 +26,21 @@ use crate::yaml::YamlError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotDocument {
-    /// The services.
-    #[serde(default)]
+    /// The services: required, as a list (`services: []` serves nothing, on purpose). A
+    /// missing or null `services` is an error, so a truncated file is never read as "no
+    /// services".
+    #[serde(deserialize_with = "explicit_list")]
     pub services: Vec<ServiceEntry>,
+}
+
+fn explicit_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<ServiceEntry>, D::Error> {
+    Option::<Vec<ServiceEntry>>::deserialize(d)?.ok_or_else(|| {
+        serde::de::Error::custom(
+            "services has no value; list the services, or write `services: []` to serve nothing on purpose",
+        )
+    })
 }
 
 /// One service.
@@ -249,6 +261,16 @@ services:
             .into_snapshot("f")
             .unwrap_err();
         assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_null_service_list_is_an_error() {
+        for text in ["services:\n", "{}\n", "---\n", "services: ~\n"] {
+            let err = SnapshotDocument::from_yaml(text).unwrap_err().to_string();
+            assert!(err.contains("services"), "{text:?}: {err}");
+        }
+        let none = SnapshotDocument::from_yaml("services: []\n").unwrap();
+        assert!(none.services.is_empty());
     }
 
     #[test]
