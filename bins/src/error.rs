@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The config file is missing, malformed or inconsistent.
-    #[error("{path}: {message}", path = path.display())]
+    #[error("{path}: {}", edgelb_core::text::one_line(message), path = path.display())]
     Config {
         /// The config file.
         path: PathBuf,

@@ -133,3 +133,79 @@ fn check_covers_the_deployment_configmap_offline() {
         assert!(stdout.contains("ok    haproxy -c edge-1"), "{stdout}");
     }
 }
+
+/// `edgelb check` on hostile endpoints files: each is refused, with a clear single-line
+/// error naming the file, where `run` used to hang, exhaust memory or misbehave later.
+#[test]
+fn check_refuses_hostile_endpoints_files_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let eps = dir.path().join("eps.yaml");
+    let fifo = dir.path().join("eps.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bomb = {
+        let list: Vec<String> = (0..20_000)
+            .map(|i| format!("\"10.0.{}.{}:80\"", i / 250, i % 250 + 1))
+            .collect();
+        let mut text = format!(
+            "services:\n  - name: s0\n    ports:\n      - {{name: p0, listen: 1, endpoints: &a [{}]}}\n",
+            list.join(", ")
+        );
+        for j in 1..=500 {
+            text.push_str(&format!(
+                "      - {{name: p{j}, listen: {}, endpoints: *a}}\n",
+                j + 1
+            ));
+        }
+        text
+    };
+    let cases: Vec<(&str, Option<String>, PathBuf, &str)> = vec![
+        ("empty", Some(String::new()), eps.clone(), "the file is empty"),
+        ("alias bomb", Some(bomb), eps.clone(), "alias replay limit"),
+        (
+            "nesting",
+            Some(format!("services: {}\n", "[".repeat(160_000))),
+            eps.clone(),
+            "32 levels",
+        ),
+        (
+            "same port name twice",
+            Some("services:\n  - name: web\n    ports:\n      - {name: http, listen: 80}\n      - {name: http, listen: 81}\n".into()),
+            eps.clone(),
+            "is used twice",
+        ),
+        ("FIFO", None, fifo, "not a regular file"),
+        ("device", None, PathBuf::from("/dev/zero"), "not a regular file"),
+    ];
+    let config = dir.path().join("edgelb.yaml");
+    for (what, content, file, expected) in cases {
+        if let Some(text) = content {
+            std::fs::write(&file, text).unwrap();
+        }
+        std::fs::write(
+            &config,
+            format!(
+                "source: {{file: {}}}\nedges: [{{name: local}}]\ndeployer: {{local: {{}}}}\n",
+                file.display()
+            ),
+        )
+        .unwrap();
+        let out = edgelb()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: check passed");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(expected))
+            .unwrap_or_else(|| panic!("{what}: expected {expected:?} in: {stderr}"));
+        assert!(line.contains(&file.display().to_string()), "{what}: {line}");
+    }
+}

@@ -36,7 +36,7 @@ async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
             "source: {{file: endpoints.yaml}}\n\
              edges: [{{name: local}}]\n\
              deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
-             haproxy: {{stats_socket: {state}/admin.sock}}\n\
+             haproxy: {{stats_socket: {state}/admin.sock, socket_dirs: [{state}]}}\n\
              pipeline: {{debounce: 50ms, resync: 5s}}\n\
              http: {{listen: \"127.0.0.1:{http}\"}}\n"
         ),

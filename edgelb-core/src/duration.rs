@@ -15,11 +15,20 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
-/// Parses `500ms`, `5s`, `2m`, `1h`, `1d` or a combination such as `1m30s`.
+/// The longest duration accepted: far beyond any timeout or interval edgelb uses, and short
+/// enough that adding it to the current time can never overflow.
+pub const MAX: Duration = Duration::from_secs(365 * 86_400);
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, `1d` or a combination such as `1m30s`, of at most
+/// [`MAX`] (365 days).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let bad =
-        || format!("invalid duration {text:?}: use a number with a unit, e.g. 250ms, 5s, 2m or 1h");
+    let bad = || {
+        format!(
+            "invalid duration {}: use a number with a unit, e.g. 250ms, 5s, 2m or 1h",
+            crate::text::quoted(text)
+        )
+    };
     if text.is_empty() {
         return Err(bad());
     }
@@ -45,6 +54,12 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         };
         total = total.saturating_add(unit);
         rest = &rest[unit_len..];
+    }
+    if total > MAX {
+        return Err(format!(
+            "duration {} is too long: use at most 365d",
+            crate::text::quoted(text)
+        ));
     }
     Ok(total)
 }
@@ -79,6 +94,14 @@ mod tests {
     fn units_and_errors() {
         assert_eq!(parse("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse("1h2m3s4ms"), Ok(Duration::from_millis(3_723_004)));
+        assert_eq!(parse("365d"), Ok(MAX));
+        for too_long in ["366d", "200000000000000d", "99999999999999999999s"] {
+            let err = parse(too_long).unwrap_err();
+            assert!(
+                err.contains("at most 365d") || err.contains("invalid"),
+                "{err}"
+            );
+        }
         for bad in ["", "30", "s", "5x", "-5s", "5.5s", "5 s", "ms5"] {
             assert!(parse(bad).is_err(), "{bad}");
         }

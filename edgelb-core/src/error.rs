@@ -8,11 +8,11 @@ use crate::deploy::DeployError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A name from the input (namespace, service, port, node) is not usable.
-    #[error("invalid {kind} {value:?}: {reason}")]
+    #[error("invalid {kind} {}: {reason}", crate::text::quoted(value))]
     InvalidName {
         /// What the name is for ("namespace", "service name", "port name", "node name").
         kind: &'static str,
-        /// The rejected value, as given.
+        /// The rejected value, as given (quoted, escaped and cut in the message).
         value: String,
         /// Why it was rejected and what is allowed.
         reason: String,
@@ -23,7 +23,7 @@ pub enum Error {
     InvalidSnapshot(String),
 
     /// An endpoints file could not be read or parsed.
-    #[error("{path}: {message}", path = path.display())]
+    #[error("{path}: {}", crate::text::one_line(message), path = path.display())]
     File {
         /// The file.
         path: PathBuf,

@@ -30,7 +30,9 @@ pub mod names;
 mod node;
 mod pipeline;
 pub mod source;
+pub mod text;
 mod traits;
+pub mod yaml;
 
 pub use deploy::{Applied, DeployError, NodeConfig, NodeOutcome};
 pub use digest::{DIGEST_LINE_PREFIX, Digest, RenderedConfig};
@@ -39,7 +41,7 @@ pub use health::{EdgeHealth, HealthConfig, HealthTracker};
 pub use model::{
     Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot,
 };
-pub use node::{EdgeNode, SshTarget};
+pub use node::{EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
 pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
 pub use source::{ChannelSource, FileSource, SnapshotSender, StaticSource};
 pub use traits::{Deployer, EndpointSource, HealthProbe, Renderer};

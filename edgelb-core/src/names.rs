@@ -68,4 +68,18 @@ mod tests {
         }
         assert!(validate_name("name", &"a".repeat(254)).is_err());
     }
+
+    #[test]
+    fn a_huge_or_forged_name_makes_a_short_single_line_error() {
+        let huge = format!(
+            "web\n2026-01-01T00:00:00Z INFO forged{}",
+            "a".repeat(50 << 20)
+        );
+        let err = validate_name("service name", &huge)
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 500, "{} bytes", err.len());
+        assert!(!err.contains('\n') && err.contains(r"web\n2026"), "{err}");
+        assert!(err.contains("bytes in all"), "{err}");
+    }
 }

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::names::validate_name;
 
+/// The longest node name: names become parts of file names (`NAME.cfg` and the like), which
+/// may have at most 255 bytes, and of host names, whose labels have at most 63.
+pub const MAX_NODE_NAME_LEN: usize = 63;
+
 /// How to reach a node over SSH.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +122,15 @@ impl EdgeNode {
     /// Checks the name, addresses and binds for anything that could break or inject config.
     pub fn validate(&self) -> Result<()> {
         validate_name("node name", &self.name)?;
+        if self.name.len() > MAX_NODE_NAME_LEN {
+            return Err(Error::InvalidName {
+                kind: "node name",
+                value: self.name.clone(),
+                reason: format!(
+                    "it is longer than {MAX_NODE_NAME_LEN} characters (node names become parts of file names)"
+                ),
+            });
+        }
         let bad = |what: &str, value: &str, why: &str| Error::InvalidName {
             kind: "node setting",
             value: value.to_owned(),
@@ -211,6 +224,9 @@ mod tests {
                 .is_err()
         );
         assert!(EdgeNode::new("e 1").validate().is_err());
+        let long = EdgeNode::new("e".repeat(252)).validate().unwrap_err();
+        assert!(long.to_string().contains("longer than 63"), "{long}");
+        EdgeNode::new("e".repeat(63)).validate().unwrap();
         let mut ssh = SshTarget::new("10.0.0.1");
         ssh.user = "root;rm".into();
         assert!(EdgeNode::new("e1").with_ssh(ssh).validate().is_err());

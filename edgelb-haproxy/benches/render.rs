@@ -55,6 +55,7 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let dir = tempfile::tempdir().expect("tempdir");
     let options = RenderOptions {
+        socket_dirs: vec![dir.path().display().to_string()],
         stats_socket: dir.path().join("admin.sock").display().to_string(),
         ..RenderOptions::default()
     };
@@ -69,6 +70,8 @@ fn main() {
             ("100 svc x 10 ep", 100, 10),
             ("1,000 svc x 10 ep", 1_000, 10),
             ("1 svc x 10,000 ep", 1, 10_000),
+            ("1 svc x 30,000 ep", 1, 30_000),
+            ("1 svc x 100,000 ep", 1, 100_000),
         ]
     };
 
@@ -80,6 +83,8 @@ fn main() {
         let snap = snapshot(services, per_service);
         let runs = if quick {
             1
+        } else if services * per_service >= 30_000 {
+            3
         } else if services * per_service >= 10_000 {
             7
         } else {

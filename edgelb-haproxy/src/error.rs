@@ -4,11 +4,11 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A value from the input cannot be put in a config safely.
-    #[error("invalid {what} {value:?}: {reason}")]
+    #[error("invalid {what} {}: {reason}", edgelb_core::text::quoted(value))]
     InvalidInput {
         /// What the value is ("service name", "endpoint address", "template directory", …).
         what: &'static str,
-        /// The value as given.
+        /// The value as given (quoted, escaped and cut in the message).
         value: String,
         /// Why, and what is allowed.
         reason: String,

@@ -156,8 +156,8 @@ fn user_template_overrides_and_extends_the_builtin() {
     std::fs::write(
         dir.path().join("haproxy.cfg.j2"),
         "{% extends \"builtin/haproxy.cfg.j2\" %}\n\
-         {% block global_extra %}\n    log /dev/log local0\n{% endblock %}\n\
-         {% block defaults_extra %}\n    log global\n{% endblock %}\n\
+         {% block global_extra %}\n    nbthread 2\n{% endblock %}\n\
+         {% block defaults_extra %}\n    option log-health-checks\n{% endblock %}\n\
          {% block extra %}\n\n{% include \"stats.j2\" %}\n{% endblock %}\n",
     )
     .unwrap();

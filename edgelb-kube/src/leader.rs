@@ -52,7 +52,8 @@ impl LeaderElectionConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks names and timings as [`LeaderElector::new`] does (for `edgelb check`).
+    pub fn validate(&self) -> Result<()> {
         for (setting, value) in [
             ("leader election namespace", &self.namespace),
             ("leader election lease name", &self.lease_name),

@@ -63,7 +63,7 @@ pub use events::{EventConfig, EventPublisher, EventType};
 pub use leader::{LeaderElectionConfig, LeaderElector, Leadership};
 pub use source::{
     DEFAULT_LOAD_BALANCER_CLASS, LoadBalancerConfig, LoadBalancerSource, NamedService,
-    NamedServicesSource, PROXY_PROTOCOL_ANNOTATION, PortMapping, PortRef,
+    NamedServicesSource, PROXY_PROTOCOL_ANNOTATION, PortMapping, PortRef, validate_named_services,
 };
 pub use status::{FIELD_MANAGER, Ingress, StatusConfig, StatusWriter, ingress_for};
 

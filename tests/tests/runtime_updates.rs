@@ -87,6 +87,8 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
         deploy(&deployer, &renderer, &node, &snapshot(&[b[0]], &[])).await,
         Applied::Reloaded
     );
+    // The edge started HAProxy as root; the deployed config drops its workers' privileges.
+    edge.assert_workers_not_root(tool, "after the first deploy");
     let mut held = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while held.len() < 20 {
@@ -153,6 +155,7 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
     );
     assert_eq!(after.workers, before.workers, "same worker");
     assert!(after.old_workers.is_empty(), "no old worker: {after:?}");
+    edge.assert_workers_not_root(tool, "after 50 runtime updates");
     for (n, h) in held.iter_mut().enumerate() {
         h.ping(9_000 + n, PING_LIMIT)
             .await
@@ -185,6 +188,7 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
     let results = load.stop().await;
     let after = edge.show_proc(tool);
     assert_eq!(after.reloads, before.reloads + 1);
+    edge.assert_workers_not_root(tool, "after the growing reload");
     assert!(
         failures(&results).is_empty(),
         "{} of {} short connections failed across the growing reload, e.g. {:?}",

@@ -129,9 +129,10 @@ async fn lead(
         _ => None,
     };
     let writers: Vec<_> = writer.into_iter().chain(dns).collect();
-    let source = config
-        .source
-        .into_source(kube.as_ref().map(KubeContext::parts))?;
+    let source = config.source.into_source(
+        kube.as_ref().map(KubeContext::parts),
+        config.limits.endpoints_file_bytes,
+    )?;
     let mut run = tokio::spawn(pipeline.run(source, stop.clone()));
     // Biased: losing the lease cancels `stop` too, so the pipeline may have finished by the
     // time this is polled; the lost lease (or the signal) must still win over a pipeline

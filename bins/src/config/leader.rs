@@ -40,6 +40,17 @@ impl Default for LeaderElectionSettings {
 }
 
 impl LeaderElectionSettings {
+    /// Checks the lease name and timings offline, as the elector will when `run` starts it
+    /// (namespace and identity may come from the pod's environment, so they are not checked).
+    pub(super) fn validate(&self) -> Result<(), String> {
+        let mut config = LeaderElectionConfig::new("check", "check");
+        config.lease_name = self.lease.clone();
+        config.lease_duration = self.lease_duration;
+        config.renew_deadline = self.renew_deadline;
+        config.retry_period = self.retry_period;
+        config.validate().map_err(|e| e.to_string())
+    }
+
     /// The elector's config, with namespace and identity from the environment where unset.
     pub fn to_config(&self) -> Result<LeaderElectionConfig, String> {
         let namespace = self

@@ -8,6 +8,7 @@ mod dns;
 mod health;
 mod http;
 mod leader;
+mod limits;
 mod pipeline;
 mod source;
 
@@ -22,6 +23,7 @@ pub use dns::DnsEndpointSettings;
 pub use health::HealthSettings;
 pub use http::HttpSettings;
 pub use leader::LeaderElectionSettings;
+pub use limits::LimitSettings;
 pub use pipeline::PipelineSettings;
 pub use source::SourceConfig;
 
@@ -57,6 +59,9 @@ pub struct Config {
     /// One active replica at a time (Kubernetes Lease); absent: this replica always leads.
     #[serde(default)]
     pub leader_election: Option<LeaderElectionSettings>,
+    /// Caps on input sizes.
+    #[serde(default)]
+    pub limits: LimitSettings,
 }
 
 /// A loaded config and where it came from.
@@ -73,11 +78,21 @@ impl LoadedConfig {
     ///
     /// A Kubernetes ConfigMap manifest holding the config under `data."config.yaml"` (as
     /// `deploy/configmap.yaml` does) is read too, so `edgelb check` covers the manifest.
+    /// Only a regular file of at most [`limits::max_config_bytes`] is read.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        let fail = |message: String| Error::Config {
             path: path.to_owned(),
-            message: format!("cannot read it: {e}"),
+            message,
+        };
+        let max = limits::max_config_bytes();
+        let bytes = edgelb_core::source::read_regular_file(path, max).map_err(|e| {
+            fail(format!(
+                "cannot read it: {e} (the limit is EDGELB_MAX_CONFIG_BYTES, default {})",
+                limits::DEFAULT_MAX_CONFIG_BYTES
+            ))
         })?;
+        let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8".into()))?;
+        edgelb_core::yaml::check_budget(&text).map_err(fail)?;
         match config_map_payload(&text) {
             Some(embedded) => Self::parse(path, &embedded).map_err(|e| match e {
                 Error::Config { path, message } => Error::Config {
@@ -96,6 +111,7 @@ impl LoadedConfig {
             path: path.to_owned(),
             message,
         };
+        edgelb_core::yaml::check_budget(text).map_err(fail)?;
         let mut config: Config = parse_yaml(text).map_err(fail)?;
         let base = path
             .parent()
@@ -158,6 +174,9 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for (i, edge) in self.edges.iter().enumerate() {
             edge.validate().map_err(|e| format!("edges[{i}]: {e}"))?;
+            self.haproxy
+                .validate_node(edge)
+                .map_err(|e| format!("edges[{i}]: {e}"))?;
             if !names.insert(edge.name.as_str()) {
                 return Err(format!(
                     "edges[{i}].name: {:?} is used twice; node names must be unique",
@@ -187,6 +206,12 @@ impl Config {
         self.http
             .validate(self.edges.len())
             .map_err(|e| format!("http: {e}"))?;
+        self.limits.validate().map_err(|e| format!("limits.{e}"))?;
+        if let Some(leader) = &self.leader_election {
+            leader
+                .validate()
+                .map_err(|e| format!("leader_election: {e}"))?;
+        }
         Ok(())
     }
 }

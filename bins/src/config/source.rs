@@ -5,6 +5,7 @@ use edgelb_core::source::{ServiceEntry, SnapshotDocument};
 use edgelb_core::{EndpointSource, FileSource, Snapshot, StaticSource};
 use edgelb_kube::{
     EventPublisher, LoadBalancerConfig, LoadBalancerSource, NamedService, NamedServicesSource,
+    validate_named_services,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -45,15 +46,28 @@ impl SourceConfig {
         }
     }
 
+    /// Checks offline everything the source would refuse when `run` starts it.
     pub(super) fn validate(&self) -> std::result::Result<(), String> {
         match self {
             Self::Kubernetes(k) => match (&k.load_balancer, &k.services) {
+                (Some(lb), None) if lb.class.is_empty() => Err(
+                    "kubernetes.load_balancer.class: it is empty; use a domain-prefixed name such as edgelb.io/haproxy".into(),
+                ),
                 (Some(_), None) => Ok(()),
-                (None, Some(services)) if !services.is_empty() => Ok(()),
+                (None, Some(services)) if !services.is_empty() => {
+                    validate_named_services(services)
+                        .map_err(|e| format!("kubernetes.services: {e}"))
+                }
                 (None, Some(_)) => Err("kubernetes.services: list at least one Service".into()),
                 _ => Err("kubernetes: give exactly one of load_balancer and services".into()),
             },
-            _ => Ok(()),
+            Self::Services(services) => SnapshotDocument {
+                services: services.clone(),
+            }
+            .into_snapshot("services")
+            .map(drop)
+            .map_err(|e| e.to_string()),
+            Self::File(_) => Ok(()),
         }
     }
 
@@ -73,13 +87,17 @@ impl SourceConfig {
         )
     }
 
-    /// The source to run the pipeline on. `kube` is required for the Kubernetes source.
+    /// The source to run the pipeline on. `kube` is required for the Kubernetes source;
+    /// `max_file_bytes` caps an endpoints file.
     pub fn into_source(
         self,
         kube: Option<(&edgelb_kube::Client, &EventPublisher)>,
+        max_file_bytes: u64,
     ) -> Result<BoxedSource> {
         Ok(match self {
-            Self::File(path) => FileSource::new(path).snapshots(),
+            Self::File(path) => FileSource::new(path)
+                .with_max_bytes(max_file_bytes)
+                .snapshots(),
             Self::Services(services) => {
                 StaticSource::new(SnapshotDocument { services }.into_snapshot("source.services")?)
                     .snapshots()
@@ -109,15 +127,19 @@ impl SourceConfig {
         &self,
         kube: Option<(&edgelb_kube::Client, &EventPublisher)>,
         timeout: Duration,
+        max_file_bytes: u64,
     ) -> Result<Snapshot> {
         match self {
-            Self::File(path) => Ok(FileSource::new(path).load().await?),
+            Self::File(path) => Ok(FileSource::new(path)
+                .with_max_bytes(max_file_bytes)
+                .load()
+                .await?),
             Self::Services(services) => Ok(SnapshotDocument {
                 services: services.clone(),
             }
             .into_snapshot("source.services")?),
             Self::Kubernetes(_) => {
-                let mut stream = self.clone().into_source(kube)?;
+                let mut stream = self.clone().into_source(kube, max_file_bytes)?;
                 let first = tokio::time::timeout(timeout, async {
                     loop {
                         match stream.next().await {

@@ -203,3 +203,130 @@ fn health_and_dns_endpoint_settings_are_read_and_checked() {
     assert_eq!(dns.hostnames, vec!["*.example.com"]);
     assert_eq!(dns.ttl, std::time::Duration::from_secs(30));
 }
+
+/// Everything `run` would refuse (or choke on) once started, the config refuses offline, so
+/// `edgelb check` refuses it too.
+#[test]
+fn what_run_would_refuse_the_config_refuses() {
+    let base =
+        "edges: [{name: e1, ssh: {host: 10.0.0.1}}]\ndeployer: {ssh: {key: k, known_hosts: kh}}\n";
+    let cases = [
+        // `run` panicked adding this to an Instant.
+        (
+            format!("{MINIMAL}pipeline: {{resync: 200000000000000d}}\n"),
+            "pipeline.resync: duration \"200000000000000d\" is too long",
+        ),
+        (
+            MINIMAL.replace("name: local", &format!("name: {}", "e".repeat(252))),
+            "longer than 63",
+        ),
+        (
+            format!(
+                "source:\n  kubernetes:\n    services: [{{service: a/b, ports: [{{port: web, listen_port: 0}}]}}]\n{base}"
+            ),
+            "listen port 0",
+        ),
+        (
+            format!(
+                "source:\n  kubernetes:\n    services: [{{service: a/b, ports: [{{port: \"web\\nx\"}}]}}]\n{base}"
+            ),
+            "invalid port name \"web\\nx\"",
+        ),
+        (
+            format!("source:\n  kubernetes:\n    load_balancer: {{class: \"\"}}\n{base}"),
+            "class: it is empty",
+        ),
+        // A port no service uses yet: `run` froze the edge when one appeared.
+        (
+            MINIMAL.replace(
+                "name: local",
+                "name: local\n    extra_binds: {9999: [\"edge.example.com:9999\"]}",
+            ),
+            "host names",
+        ),
+        (
+            MINIMAL.replace(
+                "name: local",
+                "name: local\n    extra_binds: {80: [/etc/passwd]}",
+            ),
+            "socket_dirs",
+        ),
+        (
+            format!("{MINIMAL}haproxy: {{stats_socket: /etc/passwd}}\n"),
+            "socket_dirs",
+        ),
+        (
+            format!("{MINIMAL}leader_election: {{lease_duration: 5s, renew_deadline: 10s}}\n"),
+            "retry_period < renew_deadline < lease_duration",
+        ),
+        (
+            MINIMAL.replace(
+                "  file: eps.yaml",
+                "  services: [{name: web, ports: [{name: http, listen: 80}, {name: http, listen: 81}]}]",
+            ),
+            "is used twice",
+        ),
+    ];
+    for (text, expected) in cases {
+        let msg = err(&text);
+        assert!(msg.contains(expected), "expected {expected:?} in: {msg}");
+        assert!(msg.len() < 2_000 && !msg.contains('\n'), "{msg}");
+    }
+}
+
+#[test]
+fn hostile_config_files_cost_bounded_time_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    // Over the size cap: refused unread.
+    std::fs::write(&path, format!("{MINIMAL}# {}\n", "x".repeat(2 << 20))).unwrap();
+    let msg = LoadedConfig::load(&path).unwrap_err().to_string();
+    assert!(msg.contains("more than the limit"), "{msg}");
+    // Deep nesting and aliases: refused by the budget, in linear time.
+    std::fs::write(&path, format!("{MINIMAL}x: {}\n", "[".repeat(160_000))).unwrap();
+    let msg = LoadedConfig::load(&path).unwrap_err().to_string();
+    assert!(msg.contains("32 levels"), "{msg}");
+    let eps: Vec<String> = (0..20_000)
+        .map(|i| format!("\"10.0.{}.{}:80\"", i / 250, i % 250 + 1))
+        .collect();
+    let mut bomb = format!(
+        "source:\n  services:\n    - name: s0\n      ports:\n        - {{name: p0, listen: 1, endpoints: &a [{}]}}\n",
+        eps.join(", ")
+    );
+    for j in 1..500 {
+        bomb.push_str(&format!(
+            "        - {{name: p{j}, listen: {}, endpoints: *a}}\n",
+            j + 1
+        ));
+    }
+    bomb.push_str("edges: [{name: local}]\ndeployer: {local: {}}\n");
+    std::fs::write(&path, bomb).unwrap();
+    let msg = LoadedConfig::load(&path).unwrap_err().to_string();
+    assert!(msg.contains("alias"), "{msg}");
+    // A FIFO: refused, not waited on.
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let msg = LoadedConfig::load(&fifo).unwrap_err().to_string();
+    assert!(msg.contains("not a regular file"), "{msg}");
+}
+
+#[test]
+fn limits_section_sets_the_endpoints_file_cap() {
+    let loaded = parse(&format!(
+        "{MINIMAL}limits: {{endpoints_file_bytes: 5000000}}\n"
+    ))
+    .unwrap();
+    assert_eq!(loaded.config.limits.endpoints_file_bytes, 5_000_000);
+    assert_eq!(
+        parse(MINIMAL).unwrap().config.limits.endpoints_file_bytes,
+        1 << 20
+    );
+    let msg = err(&format!("{MINIMAL}limits: {{endpoints_file_bytes: 0}}\n"));
+    assert!(msg.contains("limits.endpoints_file_bytes"), "{msg}");
+}

@@ -1,4 +1,6 @@
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::stream::{BoxStream, StreamExt};
@@ -7,16 +9,44 @@ use super::file_format::SnapshotDocument;
 use crate::error::{Error, Result};
 use crate::model::Snapshot;
 use crate::traits::EndpointSource;
+use crate::yaml::DEFAULT_MAX_FILE_BYTES;
 
-/// A YAML endpoints file (see [`SnapshotDocument`]), re-read whenever its content changes.
+/// A YAML endpoints file (see [`SnapshotDocument`]), re-read whenever it changes.
 ///
-/// The file is polled (default every 250 ms), which works the same on every filesystem,
-/// including ConfigMap volumes whose files are swapped by symlink. A file that fails to parse
-/// yields one `Err` per bad version; the pipeline keeps serving the last good snapshot.
+/// The file's metadata is polled (default every 250 ms), which works the same on every
+/// filesystem, including ConfigMap volumes whose files are swapped by symlink; the file is
+/// read again only when its size, times or inode changed. Only a regular file of at most
+/// [`DEFAULT_MAX_FILE_BYTES`] (see [`FileSource::with_max_bytes`]) is read, and its YAML is
+/// parsed within [`yaml`](crate::yaml)'s budget, so a hostile file costs bounded time and
+/// memory. A file that fails to load yields one `Err` per bad version; the pipeline keeps
+/// serving the last good snapshot.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     path: PathBuf,
     poll_interval: Duration,
+    max_bytes: u64,
+}
+
+/// What a poll compares to notice a change without reading the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 impl FileSource {
@@ -25,6 +55,7 @@ impl FileSource {
         Self {
             path: path.into(),
             poll_interval: Duration::from_millis(250),
+            max_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 
@@ -34,16 +65,40 @@ impl FileSource {
         self
     }
 
+    /// Changes the largest file read (default [`DEFAULT_MAX_FILE_BYTES`]); a larger one is an
+    /// error, not read at all.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
     /// Reads and parses the file once.
     pub async fn load(&self) -> Result<Snapshot> {
-        let bytes = tokio::fs::read(&self.path)
-            .await
-            .map_err(|e| self.error(e.to_string()))?;
+        let (bytes, _) = self.read().await?;
         self.parse(&bytes)
+    }
+
+    /// Reads the file if it is a regular file within the size cap, without ever blocking on
+    /// a FIFO or a device; returns its content and stamp.
+    async fn read(&self) -> Result<(Vec<u8>, Stamp)> {
+        let path = self.path.clone();
+        let max = self.max_bytes;
+        tokio::task::spawn_blocking(move || read_stamped(&path, max))
+            .await
+            .map_err(|e| self.error(format!("reading it failed: {e}")))?
+            .map_err(|message| self.error(message))
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<Snapshot> {
         let text = std::str::from_utf8(bytes).map_err(|_| self.error("is not UTF-8".into()))?;
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            return Err(self.error(
+                "the file is empty; write `services: []` to serve nothing on purpose".into(),
+            ));
+        }
         let doc = SnapshotDocument::from_yaml(text).map_err(|e| self.error(e.to_string()))?;
         doc.into_snapshot(&self.path.display().to_string())
     }
@@ -56,30 +111,86 @@ impl FileSource {
     }
 }
 
-struct PollState {
-    source: FileSource,
-    last: Option<std::result::Result<Vec<u8>, String>>,
-    first: bool,
+/// Reads `path` if it is a regular file of at most `max` bytes, without ever blocking on a
+/// FIFO or reading a device; `Err` says why not, on one line, without the path.
+pub fn read_regular_file(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
+    read_stamped(path, max).map(|(bytes, _)| bytes)
 }
 
-impl EndpointSource for FileSource {
-    fn snapshots(self) -> BoxStream<'static, Result<Snapshot>> {
-        let state = PollState {
-            source: self,
-            last: None,
-            first: true,
-        };
-        futures::stream::unfold(state, |mut st| async move {
+/// Opens `path` without blocking (a FIFO would otherwise wait for a writer), checks that it
+/// is a regular file of at most `max` bytes, and reads at most that much.
+fn read_stamped(path: &Path, max: u64) -> std::result::Result<(Vec<u8>, Stamp), String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(
+            "is not a regular file (a FIFO, device or directory); point source.file at a YAML file"
+                .into(),
+        );
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "is {} bytes, more than the limit of {max}",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "grew beyond the limit of {max} bytes while being read"
+        ));
+    }
+    Ok((bytes, Stamp::of(&meta)))
+}
+
+/// What one read gave: the content, or why it failed.
+type ReadOutcome = std::result::Result<Vec<u8>, String>;
+
+struct PollState {
+    source: FileSource,
+    /// The last stamp seen and what reading at it gave (content, or the error).
+    last: Option<(Option<Stamp>, ReadOutcome)>,
+    first: bool,
+    #[cfg(test)]
+    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Polls the file's stamp and reads it only when the stamp changed; yields what changed.
+fn poll_stream(state: PollState) -> BoxStream<'static, Result<Snapshot>> {
+    futures::stream::unfold(state, |mut st| async move {
             loop {
                 if !st.first {
                     tokio::time::sleep(st.source.poll_interval).await;
                 }
                 st.first = false;
-                let read = tokio::fs::read(&st.source.path).await.map_err(|e| e.to_string());
-                if st.last.as_ref() == Some(&read) {
+                let stamp = tokio::fs::metadata(&st.source.path)
+                    .await
+                    .ok()
+                    .map(|m| Stamp::of(&m));
+                if let (Some(stamp), Some((Some(last), _))) = (&stamp, &st.last)
+                    && stamp == last
+                {
                     continue;
                 }
-                st.last = Some(read.clone());
+                #[cfg(test)]
+                st.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (stamp, read) = match st.source.read().await {
+                    Ok((bytes, stamp)) => (Some(stamp), Ok(bytes)),
+                    Err(Error::File { message, .. }) => (stamp, Err(message)),
+                    Err(e) => (stamp, Err(e.to_string())),
+                };
+                let unchanged = st.last.as_ref().is_some_and(|(_, last)| *last == read);
+                st.last = Some((stamp, read.clone()));
+                if unchanged {
+                    continue;
+                }
                 let item = match read {
                     Ok(bytes) => st.source.parse(&bytes),
                     Err(e) => Err(st.source.error(e)),
@@ -93,35 +204,19 @@ impl EndpointSource for FileSource {
             }
         })
         .boxed()
+}
+
+impl EndpointSource for FileSource {
+    fn snapshots(self) -> BoxStream<'static, Result<Snapshot>> {
+        poll_stream(PollState {
+            source: self,
+            last: None,
+            first: true,
+            #[cfg(test)]
+            reads: Default::default(),
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn emits_on_change_only_and_reports_bad_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("eps.yaml");
-        let v1 = "services:\n  - name: web\n    ports:\n      - {name: http, listen: 80, endpoints: [\"10.0.0.1:80\"]}\n";
-        std::fs::write(&path, v1).unwrap();
-        let mut stream = FileSource::new(&path)
-            .with_poll_interval(Duration::from_millis(10))
-            .snapshots();
-        let first = stream.next().await.unwrap().unwrap();
-        assert_eq!(first.endpoint_count(), 1);
-
-        std::fs::write(&path, "services: [oops").unwrap();
-        let err = stream.next().await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("eps.yaml"), "{err}");
-
-        std::fs::write(
-            &path,
-            v1.replace("[\"10.0.0.1:80\"]", "[\"10.0.0.1:80\", \"10.0.0.2:80\"]"),
-        )
-        .unwrap();
-        let next = stream.next().await.unwrap().unwrap();
-        assert_eq!(next.endpoint_count(), 2);
-    }
-}
+mod tests;

@@ -20,14 +20,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, Snapshot};
+use crate::yaml::YamlError;
 
 /// A whole endpoints file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotDocument {
-    /// The services.
-    #[serde(default)]
+    /// The services: required, as a list (`services: []` serves nothing, on purpose). A
+    /// missing or null `services` is an error, so a truncated file is never read as "no
+    /// services".
+    #[serde(deserialize_with = "explicit_list")]
     pub services: Vec<ServiceEntry>,
+}
+
+fn explicit_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<ServiceEntry>, D::Error> {
+    Option::<Vec<ServiceEntry>>::deserialize(d)?.ok_or_else(|| {
+        serde::de::Error::custom(
+            "services has no value; list the services, or write `services: []` to serve nothing on purpose",
+        )
+    })
 }
 
 /// One service.
@@ -127,9 +140,9 @@ impl<'de> Deserialize<'de> for EndpointEntry {
 }
 
 impl SnapshotDocument {
-    /// Parses YAML; errors carry line and column.
-    pub fn from_yaml(text: &str) -> std::result::Result<Self, serde_yaml_ng::Error> {
-        serde_yaml_ng::from_str(text)
+    /// Parses YAML within [`yaml`](crate::yaml)'s budget; errors carry line and column.
+    pub fn from_yaml(text: &str) -> std::result::Result<Self, YamlError> {
+        crate::yaml::from_str(text)
     }
 
     /// Converts to a validated [`Snapshot`]. `origin` names the file in errors.
@@ -145,7 +158,14 @@ impl SnapshotDocument {
                     "{origin}: services[{i}]: service {key} is listed twice; merge its ports into one entry"
                 )));
             }
+            let mut port_names = std::collections::BTreeSet::new();
             for (j, port) in svc.ports.into_iter().enumerate() {
+                if !port_names.insert(port.name.clone()) {
+                    return Err(Error::InvalidSnapshot(format!(
+                        "{origin}: services[{i}].ports[{j}]: port name {} is used twice in service {key}; give each port its own name",
+                        crate::text::quoted(&port.name)
+                    )));
+                }
                 let mut spec = PortSpec::new(port.listen, port.proxy_protocol);
                 for ep in port.endpoints {
                     spec.add_endpoint(match ep {
@@ -241,5 +261,82 @@ services:
             .into_snapshot("f")
             .unwrap_err();
         assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_null_service_list_is_an_error() {
+        for text in ["services:\n", "{}\n", "---\n", "services: ~\n"] {
+            let err = SnapshotDocument::from_yaml(text).unwrap_err().to_string();
+            assert!(err.contains("services"), "{text:?}: {err}");
+        }
+        let none = SnapshotDocument::from_yaml("services: []\n").unwrap();
+        assert!(none.services.is_empty());
+    }
+
+    #[test]
+    fn a_port_name_used_twice_in_one_service_is_an_error_not_a_silent_drop() {
+        let twice = GOOD.replace(
+            "        endpoints:\n",
+            "        endpoints: [\"10.0.0.9:80\"]\n      - name: http\n        listen: 8081\n        endpoints:\n",
+        );
+        let err = SnapshotDocument::from_yaml(&twice)
+            .unwrap()
+            .into_snapshot("f.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("services[0].ports[1]") && err.contains("\"http\" is used twice"),
+            "{err}"
+        );
+    }
+
+    /// 20,000 endpoints in one anchored list, aliased by `aliases` more ports.
+    fn alias_bomb(aliases: usize) -> String {
+        let eps: Vec<String> = (0..20_000)
+            .map(|i| format!("\"10.{}.{}.1:80\"", (i >> 8) & 255, i & 255))
+            .collect();
+        let mut text = format!(
+            "services:\n  - name: s0\n    ports:\n      - {{name: p0, listen: 1, endpoints: &a [{}]}}\n",
+            eps.join(", ")
+        );
+        for j in 1..=aliases {
+            text.push_str(&format!(
+                "      - {{name: p{j}, listen: {}, endpoints: *a}}\n",
+                j + 1
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_expands() {
+        let text = alias_bomb(500);
+        assert!(text.len() < 541 * 1024, "{}", text.len());
+        let err = SnapshotDocument::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("alias") && err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_in_linear_time() {
+        let text = format!("services: {}\n", "[".repeat(160_000));
+        let err = SnapshotDocument::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("32 levels"), "{err}");
+    }
+
+    #[test]
+    fn control_characters_in_the_input_never_reach_the_message() {
+        let forged = "services:\n  - name: a\n    \"x\\n2026-01-01T00:00:00Z INFO forged\": 1\n";
+        let err = SnapshotDocument::from_yaml(forged).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown field") && !err.contains('\n'),
+            "{err}"
+        );
+        let bad = GOOD.replace("name: web", "name: \"web\\nINFO forged\"");
+        let err = SnapshotDocument::from_yaml(&bad)
+            .unwrap()
+            .into_snapshot("f")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\n') && err.contains("web\\nINFO"), "{err}");
     }
 }

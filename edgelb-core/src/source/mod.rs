@@ -6,6 +6,6 @@ mod file_format;
 mod static_source;
 
 pub use channel::{ChannelSource, SnapshotSender};
-pub use file::FileSource;
+pub use file::{FileSource, read_regular_file};
 pub use file_format::{EndpointEntry, PortEntry, ServiceEntry, SnapshotDocument};
 pub use static_source::StaticSource;

@@ -38,6 +38,8 @@ struct BackendInput<'a> {
 #[derive(Debug)]
 struct ServerView {
     name: String,
+    /// HAProxy's numeric server id: the slot's number.
+    id: usize,
     address: String,
     state: ServerState,
 }
@@ -62,12 +64,13 @@ impl ServerState {
     }
 }
 
-const SERVER_KEYS: [&str; 5] = ["name", "address", "state", "spare", "draining"];
+const SERVER_KEYS: [&str; 6] = ["name", "id", "address", "state", "spare", "draining"];
 
 impl Object for ServerView {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         Some(match key.as_str()? {
             "name" => Value::from(self.name.as_str()),
+            "id" => Value::from(self.id),
             "address" => Value::from(self.address.as_str()),
             "state" => Value::from(self.state.as_str()),
             // A leaving slot is disabled like a spare one; it only keeps its old address.
@@ -120,16 +123,23 @@ fn server_options(opts: &RenderOptions, proxy: ProxyProtocol) -> String {
 }
 
 /// The node's `bind` addresses for a listen port, checked, without duplicates, in order.
-fn binds(node: &EdgeNode, listen_port: u16) -> Result<Vec<String>> {
+fn binds(node: &EdgeNode, listen_port: u16, socket_dirs: &[String]) -> Result<Vec<String>> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for bind in node.binds_for(listen_port) {
-        let bind = bind_address(&bind, &node.name, listen_port)?;
+        let bind = bind_address(&bind, &node.name, listen_port, socket_dirs)?;
         if seen.insert(bind.clone()) {
             out.push(bind);
         }
     }
     Ok(out)
+}
+
+/// The template context, and how many server lines and frontends it holds (what a render's
+/// work grows with).
+pub(crate) struct Context {
+    pub(crate) value: Value,
+    pub(crate) items: u64,
 }
 
 /// Builds the template context for `node`, placing every backend's endpoints in slots.
@@ -139,7 +149,7 @@ pub(crate) fn build(
     node: &EdgeNode,
     opts: &RenderOptions,
     memory: &mut SlotMemory,
-) -> Result<Value> {
+) -> Result<Context> {
     let mut inputs = Vec::new();
     for (key, port_name, port) in snapshot.ports() {
         inputs.push(BackendInput {
@@ -155,6 +165,7 @@ pub(crate) fn build(
     }
 
     let mut backends = Vec::with_capacity(inputs.len());
+    let mut items: u64 = 0;
     let mut frontends = BTreeMap::new();
     for input in &inputs {
         let owner = format!("{}:{}", input.service, input.port_name);
@@ -162,6 +173,7 @@ pub(crate) fn build(
             .table(&input.name)
             .assign(input.endpoints.keys(), &opts.slots);
         let mut servers = Vec::with_capacity(slots.len());
+        items = items.saturating_add(slots.len() as u64 + 1);
         for (index, occupant) in slots.iter().enumerate() {
             let (address, state) = match occupant {
                 SlotView::Endpoint(addr) => {
@@ -180,6 +192,7 @@ pub(crate) fn build(
             };
             servers.push(Value::from_object(ServerView {
                 name: slot_name(index),
+                id: index + 1,
                 address,
                 state,
             }));
@@ -212,7 +225,10 @@ pub(crate) fn build(
             map([
                 ("name", Value::from(frontend_name(input.listen_port))),
                 ("listen_port", Value::from(input.listen_port)),
-                ("binds", Value::from(binds(node, input.listen_port)?)),
+                (
+                    "binds",
+                    Value::from(binds(node, input.listen_port, &opts.socket_dirs)?),
+                ),
                 ("backend", Value::from(input.name.as_str())),
                 ("service", Value::from(input.service.as_str())),
                 ("port_name", Value::from(input.port_name)),
@@ -224,7 +240,7 @@ pub(crate) fn build(
 
     let hc = &opts.health_check;
     let t = &opts.timeouts;
-    Ok(map([
+    let value = map([
         ("node", map([("name", Value::from(node.name.as_str()))])),
         (
             "global",
@@ -238,6 +254,25 @@ pub(crate) fn build(
                 (
                     "httpclient_system_ca",
                     Value::from(opts.httpclient_system_ca),
+                ),
+                (
+                    "run_as",
+                    opts.run_as.as_ref().map_or(Value::from(()), |r| {
+                        map([
+                            ("user", Value::from(r.user.as_str())),
+                            ("group", Value::from(r.group.as_str())),
+                            ("chroot", Value::from(r.chroot.as_deref())),
+                        ])
+                    }),
+                ),
+                (
+                    "log",
+                    opts.log.as_ref().map_or(Value::from(()), |l| {
+                        map([
+                            ("target", Value::from(l.target.as_str())),
+                            ("facility", Value::from(l.facility.as_str())),
+                        ])
+                    }),
                 ),
             ]),
         ),
@@ -268,7 +303,8 @@ pub(crate) fn build(
             Value::from(frontends.into_values().collect::<Vec<_>>()),
         ),
         ("backends", Value::from(backends)),
-    ]))
+    ]);
+    Ok(Context { value, items })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use edgelb_core::ServiceKey;
 use edgelb_core::names::validate_name;
 
+use super::privilege::{check_socket_path, is_plain_absolute_path};
 use crate::error::{Error, Result};
 
 /// The frontend of a listen port: `fe_<listen_port>`.
@@ -88,9 +89,15 @@ pub(crate) fn server_address(addr: &SocketAddr, owner: &str) -> Result<String> {
 /// A `bind` address of a node, checked against the forms HAProxy reads unambiguously:
 /// an optional `ipv4@` / `ipv6@` prefix, then `:PORT`, `*:PORT`, `IPv4:PORT`, `[IPv6]:PORT`
 /// or `IPv6:PORT` (the last colon starts the port; `PORT` may be a range `LOW-HIGH`), or a
-/// UNIX socket path (`/run/x.sock`, `unix@/run/x.sock`). Host names are refused: HAProxy
-/// would resolve them once at start and silently keep a stale address.
-pub(crate) fn bind_address(bind: &str, node: &str, listen_port: u16) -> Result<String> {
+/// UNIX socket path (`/run/x.sock`, `unix@/run/x.sock`) inside one of `socket_dirs`. Host
+/// names are refused: HAProxy would resolve them once at start and silently keep a stale
+/// address.
+pub(crate) fn bind_address(
+    bind: &str,
+    node: &str,
+    listen_port: u16,
+    socket_dirs: &[String],
+) -> Result<String> {
     let bad = |reason: &str| Error::InvalidInput {
         what: "bind address",
         value: bind.to_owned(),
@@ -102,18 +109,17 @@ pub(crate) fn bind_address(bind: &str, node: &str, listen_port: u16) -> Result<S
         .strip_prefix("unix@")
         .or(bind.starts_with('/').then_some(bind))
     {
-        let safe = path.starts_with('/')
-            && path.len() <= 107
-            && path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
-            && !path.split('/').any(|p| p == "..");
-        return if safe {
-            Ok(bind.to_owned())
-        } else {
-            Err(bad(
+        if !is_plain_absolute_path(path, 107) {
+            return Err(bad(
                 "a UNIX socket path must be absolute, at most 107 characters of letters, digits and / . _ -",
-            ))
+            ));
+        }
+        return match check_socket_path("UNIX bind", path, socket_dirs) {
+            Ok(()) => Ok(bind.to_owned()),
+            Err(_) => Err(bad(&format!(
+                "a UNIX socket may only be created inside haproxy.socket_dirs ({})",
+                socket_dirs.join(", ")
+            ))),
         };
     }
     let (family, rest) = match bind.split_once('@') {
@@ -224,6 +230,7 @@ mod tests {
 
     #[test]
     fn bind_addresses() {
+        let dirs = crate::render::privilege::default_socket_dirs();
         for ok in [
             ":443",
             "*:443",
@@ -239,7 +246,7 @@ mod tests {
             "/run/haproxy/web.sock",
             "unix@/run/haproxy/web.sock",
         ] {
-            assert_eq!(bind_address(ok, "e1", 443).unwrap(), ok);
+            assert_eq!(bind_address(ok, "e1", 443, &dirs).unwrap(), ok);
         }
         for (bad, why) in [
             ("443", "port is missing"),
@@ -253,9 +260,11 @@ mod tests {
             ("ipv4@[::1]:443", "prefix"),
             ("fd@3", "prefixes"),
             ("/run/../etc/x", "UNIX socket"),
+            ("/etc/passwd", "socket_dirs (/run/haproxy)"),
+            ("unix@/run/haproxy-x/a.sock", "socket_dirs"),
             ("*", "port is missing"),
         ] {
-            let err = bind_address(bad, "e1", 443).unwrap_err().to_string();
+            let err = bind_address(bad, "e1", 443, &dirs).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
             assert!(err.contains("node e1"), "{err}");
         }

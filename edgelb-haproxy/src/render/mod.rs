@@ -12,6 +12,7 @@ mod duration;
 mod ident;
 mod live;
 mod options;
+mod privilege;
 mod slots;
 
 use std::net::Ipv6Addr;
@@ -28,6 +29,7 @@ pub use context::SPARE_ADDRESS;
 pub use duration::{ConfigDuration, MAX_HAPROXY_MILLIS};
 pub use ident::{backend_name, frontend_name};
 pub use options::{Balance, HealthCheck, MAX_SLOT_SETTING, RenderOptions, SlotOptions, Timeouts};
+pub use privilege::{LogTarget, RunAs};
 pub use slots::slot_name;
 
 use crate::error::{Error, Result};
@@ -38,6 +40,14 @@ pub const TEMPLATE_NAME: &str = "haproxy.cfg.j2";
 
 /// The name under which the built-in template stays reachable for `{% extends %}`.
 pub const BUILTIN_TEMPLATE_NAME: &str = "builtin/haproxy.cfg.j2";
+
+/// Template instructions every render may execute, beyond [`FUEL_PER_ITEM`] per server line
+/// and frontend. The built-in template needs a small fraction of this; a template that loops
+/// without end (`range(100000)` nested) stops at this bound, in about a second, with an error.
+pub const FUEL_BASE: u64 = 5_000_000;
+
+/// Template instructions allowed per server line and frontend of the snapshot.
+pub const FUEL_PER_ITEM: u64 = 500;
 
 /// The built-in template's source.
 pub const BUILTIN_TEMPLATE: &str = include_str!("../../templates/haproxy.cfg.j2");
@@ -72,10 +82,10 @@ pub const BUILTIN_TEMPLATE: &str = include_str!("../../templates/haproxy.cfg.j2"
 /// assert!(config.text.contains("bind ipv6@:443\n"));
 /// assert!(config.text.contains("backend be_kube-system_traefik_websecure\n"));
 /// assert!(config.text.contains(
-///     "server s001 10.42.0.7:8443 check inter 2s fall 3 rise 2 send-proxy-v2 check-send-proxy\n"
+///     "server s001 10.42.0.7:8443 id 1 check inter 2s fall 3 rise 2 send-proxy-v2 check-send-proxy\n"
 /// ));
-/// assert!(config.text.contains("server s002 [fd00::7]:8443 check inter 2s fall 3 rise 2 send-proxy-v2 check-send-proxy weight 0\n"));
-/// assert!(config.text.contains("server s003 127.0.0.1:1 check inter 2s fall 3 rise 2 send-proxy-v2 check-send-proxy disabled\n"));
+/// assert!(config.text.contains("server s002 [fd00::7]:8443 id 2 check inter 2s fall 3 rise 2 send-proxy-v2 check-send-proxy weight 0\n"));
+/// assert!(config.text.contains("server s003 127.0.0.1:1 id 3 check inter 2s fall 3 rise 2 send-proxy-v2 check-send-proxy disabled\n"));
 /// // Same input, same bytes.
 /// assert_eq!(renderer.render(&snapshot, &node)?, config);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -126,10 +136,7 @@ impl HaproxyRenderer {
     /// [`Error::InvalidInput`] for a value that cannot go into the config,
     /// [`Error::Template`] for a template that fails (with its line number).
     pub fn render_config(&self, snapshot: &Snapshot, node: &EdgeNode) -> Result<RenderedConfig> {
-        node.validate().map_err(|source| Error::Validation {
-            object: format!("edge node {:?}", node.name),
-            source,
-        })?;
+        self.options.validate_node(node)?;
         snapshot.validate().map_err(|source| Error::Validation {
             object: "snapshot".to_owned(),
             source,
@@ -143,7 +150,7 @@ impl HaproxyRenderer {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             context::build(snapshot, node, &self.options, &mut memory)?
         };
-        let body = self.render_template(ctx)?;
+        let body = self.render_template(&ctx)?;
         Ok(RenderedConfig::from_body(body))
     }
 
@@ -165,10 +172,14 @@ impl HaproxyRenderer {
         seeded
     }
 
-    fn render_template(&self, ctx: minijinja::Value) -> Result<String> {
-        self.env
-            .get_template(TEMPLATE_NAME)
-            .and_then(|t| t.render(ctx))
+    /// Renders with fuel for the context's size: the work a template may do is bounded.
+    fn render_template(&self, ctx: &context::Context) -> Result<String> {
+        let mut env = self.env.clone();
+        env.set_fuel(Some(
+            FUEL_BASE.saturating_add(FUEL_PER_ITEM.saturating_mul(ctx.items)),
+        ));
+        env.get_template(TEMPLATE_NAME)
+            .and_then(|t| t.render(&ctx.value))
             .map_err(|err| template_error(&self.template_source, &err))
     }
 
@@ -199,7 +210,7 @@ impl HaproxyRenderer {
         })?;
         let mut memory = SlotMemory::default();
         let ctx = context::build(&snapshot, &node, &self.options, &mut memory)?;
-        self.render_template(ctx).map(drop)
+        self.render_template(&ctx).map(drop)
     }
 }
 
@@ -300,6 +311,11 @@ fn check_template_dir(dir: &Path) -> Result<()> {
 fn template_error(source: &str, err: &minijinja::Error) -> Error {
     use std::error::Error as _;
     let mut message = err.to_string();
+    if err.kind() == ErrorKind::OutOfFuel {
+        message.push_str(&format!(
+            "\n  the template did more work than a render may ({FUEL_BASE} steps plus {FUEL_PER_ITEM} per server and frontend); look for a loop that runs too long"
+        ));
+    }
     if let (Some(line), Some(text)) = (err.line(), err.template_source())
         && let Some(code) = text.lines().nth(line.saturating_sub(1))
     {

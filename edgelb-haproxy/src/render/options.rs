@@ -5,7 +5,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use edgelb_core::EdgeNode;
+
 use super::duration::{ConfigDuration, MAX_HAPROXY_MILLIS};
+use super::ident::bind_address;
+use super::privilege::{
+    LogTarget, RunAs, check_socket_path, default_socket_dirs, validate_socket_dirs,
+};
 use crate::error::{Error, Result};
 
 /// How the renderer builds `haproxy.cfg`.
@@ -16,6 +22,9 @@ use crate::error::{Error, Result};
 /// haproxy:
 ///   template_dir: /etc/edgelb/templates   # optional: your own haproxy.cfg.j2
 ///   stats_socket: /run/haproxy/admin.sock
+///   socket_dirs: [/run/haproxy]            # where UNIX sockets (stats, binds) may be created
+///   run_as: { user: haproxy, group: haproxy, chroot: /var/lib/haproxy }   # null: stay root
+///   log: { target: /dev/log, facility: local0 }                         # null: no logging
 ///   hard_stop_after: 15m
 ///   maxconn: 8192                          # null: let HAProxy derive it from the fd limit
 ///   httpclient_system_ca: false            # true: let HAProxy's HTTP client load the CA store
@@ -35,8 +44,20 @@ pub struct RenderOptions {
     /// `builtin/haproxy.cfg.j2` so yours can `{% extends %}` it. Default: none (built-in).
     pub template_dir: Option<PathBuf>,
     /// Path of HAProxy's stats socket on the edge (`level admin expose-fd listeners`, used by
-    /// the runtime API and seamless reloads). Default `/run/haproxy/admin.sock`.
+    /// the runtime API and seamless reloads). Default `/run/haproxy/admin.sock`. It must lie
+    /// inside one of `socket_dirs`.
     pub stats_socket: String,
+    /// The directories UNIX sockets may be created in: the stats socket and `unix@` binds.
+    /// HAProxy's master (root) replaces whatever file a socket path names, so a path outside
+    /// these is refused. Default `[/run/haproxy]`.
+    pub socket_dirs: Vec<String>,
+    /// Who the workers run as: by default user and group `haproxy` in a chroot at
+    /// `/var/lib/haproxy`, as Debian's package sets up. `None` (`null`) keeps them as the
+    /// master's user (root when started as root), with no chroot.
+    pub run_as: Option<RunAs>,
+    /// Where HAProxy logs (with `option tcplog`): default `/dev/log`, facility `local0`.
+    /// `None` (`null`) renders no logging.
+    pub log: Option<LogTarget>,
     /// How long an old worker may keep serving long-lived connections after a reload.
     /// Default `15m`.
     pub hard_stop_after: ConfigDuration,
@@ -67,6 +88,9 @@ impl Default for RenderOptions {
         Self {
             template_dir: None,
             stats_socket: "/run/haproxy/admin.sock".to_owned(),
+            socket_dirs: default_socket_dirs(),
+            run_as: Some(RunAs::default()),
+            log: Some(LogTarget::default()),
             hard_stop_after: ConfigDuration::from_mins(15),
             maxconn: Some(8192),
             httpclient_system_ca: false,
@@ -201,7 +225,14 @@ impl RenderOptions {
     /// Checks every value for something HAProxy would reject or that could break the config.
     /// [`HaproxyRenderer::new`](crate::HaproxyRenderer::new) calls it.
     pub fn validate(&self) -> Result<()> {
-        validate_socket_path(&self.stats_socket)?;
+        validate_socket_dirs(&self.socket_dirs)?;
+        check_socket_path("stats_socket", &self.stats_socket, &self.socket_dirs)?;
+        if let Some(run_as) = &self.run_as {
+            run_as.validate()?;
+        }
+        if let Some(log) = &self.log {
+            log.validate()?;
+        }
         let durations = [
             ("hard_stop_after", self.hard_stop_after),
             ("timeouts.connect", self.timeouts.connect),
@@ -240,23 +271,28 @@ impl RenderOptions {
         }
         Ok(())
     }
-}
 
-fn validate_socket_path(path: &str) -> Result<()> {
-    let ok = path.starts_with('/')
-        && path.len() <= 107 // sun_path holds 108 bytes, NUL included
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
-        && !path.split('/').any(|part| part == "..");
-    if ok {
+    /// Checks `node` as the renderer will use it: its names and addresses, and every one of
+    /// its `extra_binds`, also on listen ports no service uses yet (a bad one would otherwise
+    /// fail only when a service appears there, freezing the edge at that moment).
+    pub fn validate_node(&self, node: &EdgeNode) -> Result<()> {
+        node.validate().map_err(|source| Error::Validation {
+            object: format!("edge node {}", edgelb_core::text::quoted(&node.name)),
+            source,
+        })?;
+        for (port, binds) in &node.extra_binds {
+            if *port == 0 {
+                return Err(Error::InvalidInput {
+                    what: "extra_binds listen port",
+                    value: "0".to_owned(),
+                    reason: format!("of node {}: use a port between 1 and 65535", node.name),
+                });
+            }
+            for bind in binds {
+                bind_address(bind, &node.name, *port, &self.socket_dirs)?;
+            }
+        }
         Ok(())
-    } else {
-        Err(Error::InvalidInput {
-            what: "stats_socket",
-            value: path.to_owned(),
-            reason: "use an absolute path of at most 107 characters made of letters, digits and / . _ - (e.g. /run/haproxy/admin.sock)".to_owned(),
-        })
     }
 }
 
@@ -328,8 +364,24 @@ slots: { min_spare: 0, block: 1 }
                 "stats_socket",
             ),
             (
-                Box::new(|o| o.stats_socket = format!("/{}", "a".repeat(107))),
+                Box::new(|o| o.stats_socket = format!("/run/haproxy/{}", "a".repeat(100))),
                 "stats_socket",
+            ),
+            (
+                Box::new(|o| o.stats_socket = "/etc/passwd".into()),
+                "stats_socket",
+            ),
+            (
+                Box::new(|o| o.socket_dirs = vec!["/".into()]),
+                "socket_dirs",
+            ),
+            (
+                Box::new(|o| o.log.as_mut().unwrap().facility = "local9".into()),
+                "log.facility",
+            ),
+            (
+                Box::new(|o| o.run_as.as_mut().unwrap().user = "root\nchroot /".into()),
+                "run_as.user",
             ),
             (
                 Box::new(|o| o.timeouts.connect = ConfigDuration::from_millis(0)),

@@ -220,3 +220,97 @@ fn renderer_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<HaproxyRenderer>();
 }
+
+#[test]
+fn workers_drop_root_into_a_chroot_and_log_by_default() {
+    let r = HaproxyRenderer::new(RenderOptions::default()).unwrap();
+    let text = r.render_config(&snap(), &node()).unwrap().text;
+    for line in [
+        "\n    user haproxy\n",
+        "\n    group haproxy\n",
+        "\n    chroot /var/lib/haproxy\n",
+        "\n    log /dev/log local0\n",
+        "\n    log global\n    option tcplog\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    let off = HaproxyRenderer::new(RenderOptions {
+        run_as: None,
+        log: None,
+        ..RenderOptions::default()
+    })
+    .unwrap();
+    let text = off.render_config(&snap(), &node()).unwrap().text;
+    for word in ["user ", "group ", "chroot ", "log ", "tcplog"] {
+        assert!(!text.contains(word), "{word:?} rendered:\n{text}");
+    }
+    let no_jail = HaproxyRenderer::new(RenderOptions {
+        run_as: Some(RunAs {
+            chroot: None,
+            ..RunAs::default()
+        }),
+        ..RenderOptions::default()
+    })
+    .unwrap();
+    let text = no_jail.render_config(&snap(), &node()).unwrap().text;
+    assert!(text.contains("    user haproxy\n") && !text.contains("chroot"));
+}
+
+#[test]
+fn every_server_line_carries_its_slot_number_as_id() {
+    let r = HaproxyRenderer::new(RenderOptions::default()).unwrap();
+    let text = r.render_config(&snap(), &node()).unwrap().text;
+    assert!(
+        text.contains("    server s001 10.0.0.1:8080 id 1 check "),
+        "{text}"
+    );
+    assert!(
+        text.contains("    server s008 127.0.0.1:1 id 8 check "),
+        "{text}"
+    );
+}
+
+#[test]
+fn sockets_outside_the_allowed_directories_are_refused() {
+    let err = HaproxyRenderer::new(RenderOptions {
+        stats_socket: "/etc/passwd".into(),
+        ..RenderOptions::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("stats_socket") && err.contains("socket_dirs"),
+        "{err}"
+    );
+    let r = HaproxyRenderer::new(RenderOptions::default()).unwrap();
+    for bind in ["/etc/passwd", "unix@/etc/shadow"] {
+        let err = r
+            .render_config(&snap(), &node().with_bind(80, bind))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("socket_dirs"), "{bind}: {err}");
+    }
+}
+
+#[test]
+fn a_bad_extra_bind_fails_before_any_service_uses_its_port() {
+    let r = HaproxyRenderer::new(RenderOptions::default()).unwrap();
+    // Port 9999 is in no service of the snapshot.
+    let edge = node().with_bind(9999, "edge.example.com:9999");
+    let err = r.render_config(&snap(), &edge).unwrap_err().to_string();
+    assert!(err.contains("host names"), "{err}");
+    let err = RenderOptions::default()
+        .validate_node(&edge)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listen port 9999"), "{err}");
+}
+
+#[test]
+fn a_template_that_loops_too_long_runs_out_of_fuel() {
+    let (_dir, r) = with_template(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+    );
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("fuel") && err.contains("loop"), "{err}");
+}

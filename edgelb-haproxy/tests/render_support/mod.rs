@@ -306,6 +306,7 @@ pub fn require_haproxy(test: &str) -> Option<PathBuf> {
 
 /// Options whose stats socket lives in `dir`, so `haproxy -c` needs no `/run/haproxy`.
 pub fn options_in(dir: &Path, mut options: RenderOptions) -> RenderOptions {
+    options.socket_dirs = vec![dir.display().to_string()];
     options.stats_socket = dir.join("admin.sock").display().to_string();
     options
 }

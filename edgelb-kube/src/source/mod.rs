@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 pub use lb::{
     DEFAULT_LOAD_BALANCER_CLASS, LoadBalancerConfig, LoadBalancerSource, PROXY_PROTOCOL_ANNOTATION,
 };
-pub use named::{NamedService, NamedServicesSource, PortMapping, PortRef};
+pub use named::{NamedService, NamedServicesSource, PortMapping, PortRef, validate_named_services};
 
 use crate::convert::Warning;
 use crate::events::{EventPublisher, EventType};

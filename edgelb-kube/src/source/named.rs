@@ -127,6 +127,44 @@ mod service_key {
     }
 }
 
+/// Checks a named-services list as [`NamedServicesSource::new`] does, without a cluster (for
+/// `edgelb check`): not empty, each Service once, every listen port 1-65535, every port name
+/// a valid name.
+pub fn validate_named_services(services: &[NamedService]) -> Result<()> {
+    if services.is_empty() {
+        return Err(Error::config(
+            "named services",
+            "the list is empty; name at least one Service as namespace/name",
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for svc in services {
+        if !seen.insert(&svc.service) {
+            return Err(Error::config(
+                "named services",
+                format!(
+                    "{} is listed twice; list each Service once with all its ports",
+                    svc.service
+                ),
+            ));
+        }
+        if svc.ports.iter().any(|p| p.listen_port == Some(0)) {
+            return Err(Error::config(
+                "named services",
+                format!("{} maps a port to listen port 0; use 1-65535", svc.service),
+            ));
+        }
+        for port in &svc.ports {
+            if let PortRef::Name(name) = &port.port {
+                edgelb_core::names::validate_name("port name", name).map_err(|e| {
+                    Error::config("named services", format!("{}: {e}", svc.service))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Watches a fixed list of Services and their EndpointSlices.
 ///
 /// For each Service it watches the Service itself (ports, names) and the EndpointSlices
@@ -158,30 +196,7 @@ impl NamedServicesSource {
     /// A source for `services`; fails when the list is empty, names a Service twice or maps a
     /// port to listen port 0.
     pub fn new(client: Client, services: Vec<NamedService>) -> Result<Self> {
-        if services.is_empty() {
-            return Err(Error::config(
-                "named services",
-                "the list is empty; name at least one Service as namespace/name",
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        for svc in &services {
-            if !seen.insert(&svc.service) {
-                return Err(Error::config(
-                    "named services",
-                    format!(
-                        "{} is listed twice; list each Service once with all its ports",
-                        svc.service
-                    ),
-                ));
-            }
-            if svc.ports.iter().any(|p| p.listen_port == Some(0)) {
-                return Err(Error::config(
-                    "named services",
-                    format!("{} maps a port to listen port 0; use 1-65535", svc.service),
-                ));
-            }
-        }
+        validate_named_services(&services)?;
         Ok(Self {
             client,
             services,

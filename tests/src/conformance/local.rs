@@ -88,6 +88,7 @@ impl LocalHaproxy {
             .expect("valid layout")
             .start_if_missing(true);
         let renderer = HaproxyRenderer::new(RenderOptions {
+            socket_dirs: vec![dir.display().to_string()],
             stats_socket: path("admin.sock"),
             hard_stop_after: ConfigDuration::from_secs(10),
             ..RenderOptions::default()

@@ -41,6 +41,8 @@ mkdir -p /run/sshd /run/haproxy
 chmod 0755 /run/sshd
 mount --bind "$dir/etc-haproxy" /etc/haproxy
 mount --bind "$dir/etc-ssh" /etc/ssh
+# The edge's own empty chroot for HAProxy's workers (rendered configs jail them there).
+mount --bind "$dir/chroot" /var/lib/haproxy
 if [ -e /root/.bashrc ]; then mount --bind "$dir/bashrc" /root/.bashrc; fi
 haproxy -W -S /run/haproxy/master.sock -f /etc/haproxy/haproxy.cfg -p /run/haproxy/haproxy.pid >>"$dir/state/haproxy.log" 2>&1 &
 echo $! > "$dir/state/haproxy.pid"
@@ -92,6 +94,7 @@ impl Edge {
             "etc-ssh",
             "etc-ssh/authorized_keys",
             "state",
+            "chroot",
         ] {
             mkdir(&dir.join(sub))?;
         }
@@ -230,6 +233,46 @@ Subsystem sftp {sftp}
                 Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
+        }
+    }
+
+    /// `(pid, uids)` of each current HAProxy worker, with the real, effective, saved and
+    /// filesystem uids from `/proc/PID/status` (the edge shares the host's PID namespace).
+    pub fn worker_uids(&self, tb_client: &Path) -> Vec<(u32, Vec<u32>)> {
+        self.show_proc(tb_client)
+            .workers
+            .iter()
+            .map(|(pid, _)| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let uids = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .map(|u| {
+                        u.split_whitespace()
+                            .filter_map(|n| n.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (*pid, uids)
+            })
+            .collect()
+    }
+
+    /// Panics unless every current HAProxy worker runs as a user other than root.
+    pub fn assert_workers_not_root(&self, tb_client: &Path, when: &str) {
+        let workers = self.worker_uids(tb_client);
+        assert!(
+            !workers.is_empty(),
+            "{when}: no HAProxy worker on {}",
+            self.name
+        );
+        for (pid, uids) in &workers {
+            assert!(
+                uids.len() == 4 && uids.iter().all(|u| *u != 0),
+                "{when}: HAProxy worker {pid} on {} runs with uids {uids:?} (real, effective, saved, fs); it must not be root",
+                self.name
+            );
         }
     }
 

@@ -33,6 +33,15 @@ pub fn missing() -> Vec<String> {
             missing.push(format!("{program} (apt-get install -y {package})"));
         }
     }
+    // Rendered configs run HAProxy's workers as user haproxy in a chroot; Debian's haproxy
+    // package creates both (each edge mounts its own empty directory over the chroot).
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if !passwd.lines().any(|l| l.starts_with("haproxy:"))
+        || !std::path::Path::new("/var/lib/haproxy").is_dir()
+    {
+        missing
+            .push("the haproxy user and /var/lib/haproxy (apt-get install -y haproxy)".to_owned());
+    }
     missing
 }
 
