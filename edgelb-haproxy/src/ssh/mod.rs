@@ -16,8 +16,9 @@
 //! group with those rights).
 //!
 //! Errors are typed per node ([`edgelb_core::DeployError`]): `Connect` (refused,
-//! unreachable, handshake failed), `HostKeyMismatch` (with the SHA-256 fingerprint seen),
-//! `Auth`, `Timeout`, and the deploy transaction's own. Key material is never logged.
+//! unreachable, handshake failed), `HostKeyUnknown` (nothing pinned for the edge's
+//! `[host]:port`), `HostKeyMismatch` (another key is pinned; both with the SHA-256
+//! fingerprint seen), `Auth`, `Timeout`, and the deploy transaction's own. Key material is never logged.
 
 mod credentials;
 mod deployer;

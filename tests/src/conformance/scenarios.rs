@@ -441,8 +441,14 @@ async fn wrong_keys(dut: &dyn DeployerUnderTest, tb: &Testbed) {
     let err = deploy(&*others, edge1.node(), config.clone())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "host-key-mismatch", "{err}");
+    assert_eq!(err.kind(), "host-key-unknown", "{err}");
     assert_eq!(err.node(), "edge1", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("ssh-keyscan -p 22 -t ed25519 {}", edge1.ip))
+            && !text.contains("attack"),
+        "{err}"
+    );
 
     // A key edge1 does not authorize.
     let stranger = dut.with_client_key(tb, &tb.stranger_key);
