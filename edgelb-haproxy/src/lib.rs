@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+mod child_log;
 pub mod demo_backend;
 mod error;
 mod host;

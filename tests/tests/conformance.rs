@@ -99,4 +99,11 @@ mod local {
         super::init_logs();
         local::failed_reload_rolled_back("conformance::local::failed_reload_is_rolled_back").await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_start_carries_haproxys_reason() {
+        super::init_logs();
+        local::start_failure_says_why("conformance::local::a_failed_start_carries_haproxys_reason")
+            .await;
+    }
 }
