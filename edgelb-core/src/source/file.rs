@@ -60,6 +60,8 @@ struct PollState {
     source: FileSource,
     last: Option<std::result::Result<Vec<u8>, String>>,
     first: bool,
+    /// Unusable versions seen since the last good one.
+    unusable: u32,
 }
 
 impl EndpointSource for FileSource {
@@ -68,6 +70,7 @@ impl EndpointSource for FileSource {
             source: self,
             last: None,
             first: true,
+            unusable: 0,
         };
         futures::stream::unfold(state, |mut st| async move {
             loop {
@@ -84,10 +87,21 @@ impl EndpointSource for FileSource {
                     Ok(bytes) => st.source.parse(&bytes),
                     Err(e) => Err(st.source.error(e)),
                 };
-                if let Err(e) = &item {
-                    tracing::warn!(error = %e, "endpoints file is unusable; keeping the last good state");
-                } else {
-                    tracing::info!(path = %st.source.path.display(), "endpoints file changed");
+                let path = st.source.path.display();
+                match &item {
+                    Err(e) => {
+                        st.unusable = st.unusable.saturating_add(1);
+                        tracing::warn!(error = %e, "endpoints file is unusable; keeping the last good state");
+                    }
+                    Ok(_) if st.unusable > 0 => {
+                        tracing::info!(
+                            %path,
+                            unusable_versions = st.unusable,
+                            "endpoints file is usable again"
+                        );
+                        st.unusable = 0;
+                    }
+                    Ok(_) => tracing::info!(%path, "endpoints file changed"),
                 }
                 return Some((item, st));
             }
@@ -100,8 +114,36 @@ impl EndpointSource for FileSource {
 mod tests {
     use super::*;
 
+    /// Log lines written while it lives (this thread only).
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
     #[tokio::test]
     async fn emits_on_change_only_and_reports_bad_versions() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("eps.yaml");
         let v1 = "services:\n  - name: web\n    ports:\n      - {name: http, listen: 80, endpoints: [\"10.0.0.1:80\"]}\n";
@@ -123,5 +165,15 @@ mod tests {
         .unwrap();
         let next = stream.next().await.unwrap().unwrap();
         assert_eq!(next.endpoint_count(), 2);
+        let text = logs.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].contains("endpoints file changed"), "{text}");
+        assert!(lines[1].contains("endpoints file is unusable"), "{text}");
+        assert!(
+            lines[2].contains("endpoints file is usable again")
+                && lines[2].contains("unusable_versions=1"),
+            "{text}"
+        );
     }
 }
