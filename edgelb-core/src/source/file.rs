@@ -45,7 +45,7 @@ impl FileSource {
     fn parse(&self, bytes: &[u8]) -> Result<Snapshot> {
         let text = std::str::from_utf8(bytes).map_err(|_| self.error("is not UTF-8".into()))?;
         let doc = SnapshotDocument::from_yaml(text).map_err(|e| self.error(e.to_string()))?;
-        doc.into_snapshot(&self.path.display().to_string())
+        doc.into_snapshot_from(&self.path.display().to_string(), Some(text))
     }
 
     fn error(&self, message: String) -> Error {
