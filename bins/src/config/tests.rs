@@ -163,3 +163,20 @@ fn the_deployment_configmap_holds_a_valid_config() {
     assert!(matches!(loaded.config.deployer, DeployerConfig::Ssh(_)));
     assert!(loaded.config.http.listen.is_some());
 }
+
+#[test]
+fn one_duration_grammar_for_every_setting() {
+    let loaded = parse(&format!(
+        "{MINIMAL}pipeline:\n  debounce: 1m30s\n  max_debounce: 2m\nhaproxy:\n  timeouts:\n    client: 1m30s\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        loaded.config.pipeline.debounce,
+        std::time::Duration::from_secs(90)
+    );
+    assert_eq!(loaded.config.haproxy.timeouts.client.as_millis(), 90_000);
+    for key in ["pipeline:\n  debounce", "haproxy:\n  timeouts:\n    client"] {
+        let msg = err(&format!("{MINIMAL}{key}: 1m30\n"));
+        assert!(msg.contains("30 has no unit"), "{key}: {msg}");
+    }
+}
