@@ -180,3 +180,37 @@ fn one_duration_grammar_for_every_setting() {
         assert!(msg.contains("30 has no unit"), "{key}: {msg}");
     }
 }
+
+#[test]
+fn an_encrypted_deploy_key_takes_its_passphrase_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "s3cret", "-C", "", "-f"])
+        .arg(dir.path().join("id_ed25519"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        assert!(std::env::var_os("CI").is_none(), "ssh-keygen is missing");
+        eprintln!("SKIP: ssh-keygen is not installed (apt-get install openssh-client)");
+        return;
+    }
+    std::fs::write(dir.path().join("pass"), "s3cret\n").unwrap();
+    let path = dir.path().join("config.yaml");
+    let text = "source: {file: e.yaml}\nedges: [{name: e1, ssh: {host: 10.0.0.1}}]\ndeployer:\n  ssh: {key: id_ed25519, known_hosts: kh, key_passphrase_file: pass}\n";
+    let key = |text: &str| {
+        let loaded = LoadedConfig::parse(&path, text).unwrap();
+        let DeployerConfig::Ssh(ssh) = &loaded.config.deployer else {
+            panic!("{:?}", loaded.config.deployer)
+        };
+        ssh.client_key()
+    };
+    assert!(key(text).is_ok());
+    let err = key(&text.replace(", key_passphrase_file: pass", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("it is encrypted and no passphrase was given")
+            && err.contains("key_passphrase_file"),
+        "{err}"
+    );
+}
