@@ -9,7 +9,9 @@ mod config;
 mod error;
 mod logging;
 mod observe;
+mod out;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,17 +28,24 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("edgelb: cannot start the async runtime: {e}");
+            report(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
+        // The reader went away (`edgelb plan | head -1`): nobody is left to tell.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("edgelb: {e}");
+            report(&e.to_string());
             ExitCode::FAILURE
         }
     }
+}
+
+/// `edgelb: MESSAGE` on stderr; a closed stderr is not worth a panic.
+fn report(message: &str) {
+    let _ = writeln!(std::io::stderr(), "edgelb: {message}");
 }
 
 async fn dispatch(command: Command) -> error::Result<ExitCode> {

@@ -85,6 +85,19 @@ pub async fn snapshot_once(loaded: &LoadedConfig) -> Result<Snapshot> {
         .await
 }
 
+/// The desired state for `render` and `check`, which touch no cluster object: a Kubernetes
+/// source that cannot reach a cluster (a manifest checked before it is applied) gives an empty
+/// state, with the reason. Every other failure is an error.
+pub async fn snapshot_or_offline(loaded: &LoadedConfig) -> Result<(Snapshot, Option<String>)> {
+    match snapshot_once(loaded).await {
+        Ok(snapshot) => Ok((snapshot, None)),
+        Err(crate::error::Error::Kube(e)) if loaded.config.source.is_kubernetes() => {
+            Ok((Snapshot::default(), Some(e.to_string())))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Renders `snapshot` for every edge, in config order.
 pub fn render_all(
     renderer: &dyn Renderer,
