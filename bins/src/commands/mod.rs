@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod credentials;
 pub mod demo_backend;
 pub mod plan;
+mod plan_hold;
 pub mod render;
 pub mod run;
 pub mod slot_seed;

@@ -56,6 +56,9 @@ pub struct LoadedConfig {
     pub config: Config,
     /// The file it came from.
     pub path: PathBuf,
+    /// Whether that file is a ConfigMap manifest: its paths then name files in the pod
+    /// (the mounted Secret), not on this machine.
+    pub from_manifest: bool,
 }
 
 impl LoadedConfig {
@@ -69,13 +72,20 @@ impl LoadedConfig {
             message: format!("cannot read it: {e}"),
         })?;
         match config_map_payload(&text) {
-            Some(embedded) => Self::parse(path, &embedded).map_err(|e| match e {
-                Error::Config { path, message } => Error::Config {
-                    path,
-                    message: format!("data.\"config.yaml\" (lines counted inside it): {message}"),
-                },
-                other => other,
-            }),
+            Some(embedded) => Self::parse(path, &embedded)
+                .map(|loaded| Self {
+                    from_manifest: true,
+                    ..loaded
+                })
+                .map_err(|e| match e {
+                    Error::Config { path, message } => Error::Config {
+                        path,
+                        message: format!(
+                            "data.\"config.yaml\" (lines counted inside it): {message}"
+                        ),
+                    },
+                    other => other,
+                }),
             None => Self::parse(path, &text),
         }
     }
@@ -97,6 +107,7 @@ impl LoadedConfig {
         Ok(Self {
             config,
             path: path.to_owned(),
+            from_manifest: false,
         })
     }
 }
