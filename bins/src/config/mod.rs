@@ -96,7 +96,17 @@ impl LoadedConfig {
             path: path.to_owned(),
             message,
         };
-        let mut config: Config = parse_yaml(text).map_err(fail)?;
+        let mut config: Config = parse_yaml(text).map_err(|e| {
+            fail(if looks_like_endpoints_file(text) {
+                format!(
+                    "this looks like an endpoints file (it lists `services:`), not edgelb's config; \
+                     give the config file whose `source: {{file: …}}` names it, such as \
+                     examples/quickstart.yaml ({e})"
+                )
+            } else {
+                e
+            })
+        })?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -119,6 +129,17 @@ fn config_map_payload(text: &str) -> Option<String> {
         return None;
     }
     Some(doc.get("data")?.get("config.yaml")?.as_str()?.to_owned())
+}
+
+/// Whether `text` is a mapping with `services` and none of the config's own keys.
+fn looks_like_endpoints_file(text: &str) -> bool {
+    let Ok(serde_yaml_ng::Value::Mapping(doc)) = serde_yaml_ng::from_str(text) else {
+        return false;
+    };
+    doc.contains_key("services")
+        && !["source", "edges", "deployer"]
+            .iter()
+            .any(|k| doc.contains_key(*k))
 }
 
 /// Parses YAML, naming the full key path and the line of any error:

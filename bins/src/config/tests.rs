@@ -165,6 +165,18 @@ fn the_deployment_configmap_holds_a_valid_config() {
 }
 
 #[test]
+fn an_endpoints_file_given_as_the_config_is_recognised() {
+    let msg = err("services:\n  - name: web\n    ports: [{name: http, listen: 80}]\n");
+    assert!(
+        msg.contains("this looks like an endpoints file") && msg.contains("source: {file: …}"),
+        "{msg}"
+    );
+    // A config with a typo is not mistaken for one.
+    let msg = err(&format!("{MINIMAL}services: []\n"));
+    assert!(!msg.contains("endpoints file"), "{msg}");
+}
+
+#[test]
 fn one_duration_grammar_for_every_setting() {
     let loaded = parse(&format!(
         "{MINIMAL}pipeline:\n  debounce: 1m30s\n  max_debounce: 2m\nhaproxy:\n  timeouts:\n    client: 1m30s\n"
