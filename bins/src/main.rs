@@ -72,7 +72,7 @@ async fn dispatch(command: Command) -> error::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves on SIGTERM, Ctrl-C or SIGHUP (the terminal closed).
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
@@ -80,19 +80,21 @@ pub(crate) async fn shutdown_signal() {
             std::future::pending::<()>().await;
         }
     };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let signal = |kind: tokio::signal::unix::SignalKind, name: &'static str| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                tracing::error!(error = %e, "cannot listen for {name}");
                 std::future::pending::<()>().await;
             }
         }
     };
+    use tokio::signal::unix::SignalKind;
     tokio::select! {
         () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
+        () = signal(SignalKind::terminate(), "SIGTERM") => tracing::info!("SIGTERM received"),
+        () = signal(SignalKind::hangup(), "SIGHUP") => tracing::info!("SIGHUP received (the terminal closed)"),
     }
 }
