@@ -247,7 +247,8 @@ mod tests {
         .await
         .unwrap();
         assert!(finished.status.is_none());
-        assert!(finished.elapsed < Duration::from_secs(5));
+        // Loose: only tells a killed run from one that ran the script's full 30 s.
+        assert!(finished.elapsed < Duration::from_secs(25));
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "a child outlived the killed run");
     }

@@ -254,8 +254,9 @@ async fn hung_edge_times_out() {
     };
     assert_eq!(*seconds, 1);
     assert!(step.contains("/etc/haproxy/haproxy.cfg"), "{err}");
+    // Loose: only tells the 1 s step timeout from a session that hung for good.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
