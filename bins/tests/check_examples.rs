@@ -140,6 +140,11 @@ fn render_prints_a_config_with_its_digest_line() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# edgelb-digest: sha256:"), "{text}");
     assert!(text.contains("send-proxy-v2"), "{text}");
+    // The quick start listens on loopback only, not on every interface.
+    assert!(
+        text.contains("bind 127.0.0.1:8080") && !text.contains("bind :8080"),
+        "{text}"
+    );
 }
 
 #[test]

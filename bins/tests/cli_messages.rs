@@ -258,3 +258,17 @@ fn render_and_check_agree_on_a_kubernetes_source_without_a_cluster() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("# edgelb-digest:"));
 }
+
+#[test]
+fn a_demo_backend_on_a_taken_port_fails_and_says_where() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = edgelb()
+        .args(["demo-backend", "--listen"])
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("listening on {addr}")), "{err}");
+}
