@@ -110,6 +110,16 @@ pub(crate) fn ssh_failure(
             fingerprint: seen_fingerprint(message),
         };
     }
+    if message.contains("No user exists for uid") {
+        return DeployError::Step {
+            node,
+            step: "starting ssh".into(),
+            message: format!(
+                "{}; ssh needs a passwd entry for its UID: install libnss-wrapper (the deployer then provides one) or run as a user in /etc/passwd",
+                truncate(message, 300)
+            ),
+        };
+    }
     if message.contains("Permission denied (") || message.contains("Too many authentication") {
         return DeployError::Auth {
             node,

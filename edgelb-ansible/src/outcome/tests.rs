@@ -165,6 +165,14 @@ fn ssh_refusals_are_typed() {
             fingerprint: None,
         })
     );
+    let no_user = ssh_failure(
+        "edge-1",
+        "root",
+        "Failed to connect to the host via ssh: No user exists for uid 12345",
+        CONNECT_TIMEOUT,
+    );
+    assert_eq!(no_user.kind(), "step");
+    assert!(no_user.to_string().contains("libnss-wrapper"), "{no_user}");
     let unknown = ssh_failure(
         "edge-2",
         "root",
