@@ -226,3 +226,17 @@ fn an_encrypted_deploy_key_takes_its_passphrase_from_a_file() {
         "{err}"
     );
 }
+
+#[test]
+fn http_listen_takes_ip_port_and_says_so() {
+    let loaded = parse(&format!("{MINIMAL}http:\n  listen: \"[::1]:9090\"\n")).unwrap();
+    assert_eq!(
+        loaded.config.http.listen,
+        Some("[::1]:9090".parse().unwrap())
+    );
+    let msg = err(&format!("{MINIMAL}http:\n  listen: localhost:9090\n"));
+    assert!(
+        msg.contains("http.listen") && msg.contains("is not an IP:PORT address"),
+        "{msg}"
+    );
+}
