@@ -41,8 +41,8 @@ pub enum Command {
         /// The config file.
         #[arg(short, long, env = "EDGELB_CONFIG")]
         config: PathBuf,
-        /// Serve /healthz, /readyz and /metrics here (overrides http.listen).
-        #[arg(long, env = "EDGELB_HTTP_LISTEN")]
+        /// Serve /healthz, /readyz and /metrics here, as IP:PORT (overrides http.listen).
+        #[arg(long, env = "EDGELB_HTTP_LISTEN", value_parser = socket_addr)]
         http_listen: Option<SocketAddr>,
     },
     /// Print the HAProxy config each edge would get, without touching any edge.
@@ -72,11 +72,44 @@ pub enum Command {
     },
     /// Run demo backends that answer with the client address HAProxy's PROXY header carried.
     DemoBackend {
-        /// Addresses to listen on (repeat for several backends).
-        #[arg(long, required = true)]
+        /// Addresses to listen on, as IP:PORT (repeat for several backends).
+        #[arg(long, required = true, value_parser = socket_addr)]
         listen: Vec<SocketAddr>,
         /// Name in the answers (suffixed -1, -2, … with several addresses).
         #[arg(long, default_value = "demo")]
         name: String,
     },
+}
+
+/// Parses `IP:PORT`, saying what is expected (a host name is not resolved).
+pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an IP:PORT address; give one such as 127.0.0.1:9090, 0.0.0.0:9090 or [::1]:9090 (host names such as localhost are not resolved)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_addresses_say_ip_port() {
+        assert_eq!(
+            socket_addr("127.0.0.1:9090"),
+            Ok(([127, 0, 0, 1], 9090).into())
+        );
+        let err = socket_addr("localhost:9090").unwrap_err();
+        assert!(
+            err.contains("IP:PORT") && err.contains("localhost"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -1,4 +1,9 @@
 //! Logs to stderr through `tracing`, as text or JSON.
+//!
+//! Text is coloured only when stderr is a terminal and `NO_COLOR` is unset or empty
+//! (<https://no-color.org>): files, pipes and `kubectl logs` get plain lines.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,6 +17,10 @@ pub fn init(format: LogFormat, filter: &str) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -19,5 +28,25 @@ pub fn init(format: LogFormat, filter: &str) {
     }
     if let Some(e) = bad {
         tracing::warn!(filter, error = %e, "invalid log filter; using info");
+    }
+}
+
+/// Whether to colour the text: on a terminal, unless `NO_COLOR` is set to anything non-empty.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
     }
 }

@@ -9,7 +9,9 @@ mod config;
 mod error;
 mod logging;
 mod observe;
+mod out;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,17 +28,24 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("edgelb: cannot start the async runtime: {e}");
+            report(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
+        // The reader went away (`edgelb plan | head -1`): nobody is left to tell.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("edgelb: {e}");
+            report(&e.to_string());
             ExitCode::FAILURE
         }
     }
+}
+
+/// `edgelb: MESSAGE` on stderr; a closed stderr is not worth a panic.
+fn report(message: &str) {
+    let _ = writeln!(std::io::stderr(), "edgelb: {message}");
 }
 
 async fn dispatch(command: Command) -> error::Result<ExitCode> {
@@ -63,7 +72,7 @@ async fn dispatch(command: Command) -> error::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves on SIGTERM, Ctrl-C or SIGHUP (the terminal closed).
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
@@ -71,19 +80,21 @@ pub(crate) async fn shutdown_signal() {
             std::future::pending::<()>().await;
         }
     };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let signal = |kind: tokio::signal::unix::SignalKind, name: &'static str| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                tracing::error!(error = %e, "cannot listen for {name}");
                 std::future::pending::<()>().await;
             }
         }
     };
+    use tokio::signal::unix::SignalKind;
     tokio::select! {
         () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
+        () = signal(SignalKind::terminate(), "SIGTERM") => tracing::info!("SIGTERM received"),
+        () = signal(SignalKind::hangup(), "SIGHUP") => tracing::info!("SIGHUP received (the terminal closed)"),
     }
 }

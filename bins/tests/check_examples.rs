@@ -4,29 +4,55 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use support::*;
 
-fn examples() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".yaml") && !name.contains("endpoints")
-        })
-        .collect();
+/// The shipped examples, copied into `dir` with a generated deploy key and a known_hosts file
+/// that pins a key for every edge they name (the examples' `keys/` is the user's to fill).
+/// `None` without ssh-keygen (outside CI).
+fn examples_with_keys(dir: &Path) -> Option<Vec<PathBuf>> {
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let public = keygen(&keys.join("id_ed25519"))?;
+    let mut known_hosts = String::new();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let copy = dir.join(&name);
+        std::fs::copy(&path, &copy).unwrap();
+        if name.ends_with(".yaml") && !name.contains("endpoints") {
+            let doc: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for edge in doc["edges"].as_sequence().unwrap() {
+                let ssh = &edge["ssh"];
+                if let Some(host) = ssh["host"].as_str() {
+                    // As ssh-keyscan writes them: the bare host for port 22.
+                    match ssh["port"].as_u64().unwrap_or(22) {
+                        22 => known_hosts.push_str(&format!("{host} {public}\n")),
+                        port => known_hosts.push_str(&format!("[{host}]:{port} {public}\n")),
+                    }
+                }
+            }
+            files.push(copy);
+        }
+    }
+    std::fs::write(keys.join("known_hosts"), known_hosts).unwrap();
     files.sort();
     assert!(!files.is_empty());
-    files
+    Some(files)
 }
 
 #[test]
 fn every_example_passes_check_including_haproxy_c() {
     let with_haproxy = haproxy_or_skip("every_example_passes_check_including_haproxy_c");
-    for file in examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(files) = examples_with_keys(dir.path()) else {
+        return;
+    };
+    for file in files {
         let out = edgelb()
             .arg("check")
             .arg("--config")
@@ -47,6 +73,63 @@ fn every_example_passes_check_including_haproxy_c() {
 }
 
 #[test]
+fn check_fails_on_a_missing_key_or_an_unpinned_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(files) = examples_with_keys(dir.path()) else {
+        return;
+    };
+    let ssh = files
+        .iter()
+        .find(|f| f.ends_with("ssh-edges.yaml"))
+        .unwrap();
+    let check = || {
+        let out = edgelb()
+            .args(["check", "--haproxy", "/nonexistent/haproxy", "--config"])
+            .arg(ssh)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = check();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("ok    deploy key")
+            && text.contains("a key is pinned for edge-2 [192.0.2.12]:2222"),
+        "{text}"
+    );
+
+    // edge-2's line goes: check names the edge and says how to pin it.
+    let known_hosts = dir.path().join("keys/known_hosts");
+    let pins = std::fs::read_to_string(&known_hosts).unwrap();
+    let without: String = pins
+        .lines()
+        .filter(|l| !l.starts_with("[192.0.2.12]:2222 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&known_hosts, without).unwrap();
+    let (ok, text) = check();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL  known_hosts")
+            && text.contains("no key is pinned for edge-2 [192.0.2.12]:2222")
+            && text.contains("ssh-keyscan -p 2222 -t ed25519 192.0.2.12"),
+        "{text}"
+    );
+
+    // The key goes: check says so instead of "all is well".
+    std::fs::remove_file(dir.path().join("keys/id_ed25519")).unwrap();
+    let (ok, text) = check();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("FAIL  deploy key") && text.contains("id_ed25519"),
+        "{text}"
+    );
+}
+
+#[test]
 fn render_prints_a_config_with_its_digest_line() {
     let out = edgelb()
         .args(["render", "--node", "local", "--config"])
@@ -57,6 +140,11 @@ fn render_prints_a_config_with_its_digest_line() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# edgelb-digest: sha256:"), "{text}");
     assert!(text.contains("send-proxy-v2"), "{text}");
+    // The quick start listens on loopback only, not on every interface.
+    assert!(
+        text.contains("bind 127.0.0.1:8080") && !text.contains("bind :8080"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -129,6 +217,12 @@ fn check_covers_the_deployment_configmap_offline() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("skip  source: no cluster"), "{stdout}");
+    // The key and known_hosts are the pod's (its Secret), not this machine's.
+    assert!(
+        stdout.contains("skip  /etc/edgelb/ssh/id_ed25519: read in the pod")
+            && stdout.contains("skip  /etc/edgelb/ssh/known_hosts: read in the pod"),
+        "{stdout}"
+    );
     if with_haproxy {
         assert!(stdout.contains("ok    haproxy -c edge-1"), "{stdout}");
     }

@@ -167,3 +167,69 @@ async fn run_keeps_a_local_haproxy_in_sync_with_the_endpoints_file() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Ctrl-C or a closed terminal signals the whole foreground process group (edgelb, and
+/// whatever shares its group): edgelb stops cleanly and so does the haproxy it started, which
+/// takes SIGHUP as a reload and would otherwise keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_or_ctrl_c_to_the_terminal_group_stops_edgelb_and_its_haproxy() {
+    if !haproxy_or_skip("sighup_or_ctrl_c_to_the_terminal_group_stops_edgelb_and_its_haproxy") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(edgelb_haproxy::demo_backend::serve(
+        listener,
+        "alpha".into(),
+    ));
+    for signal in ["-HUP", "-INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = free_port();
+        let front: SocketAddr = ([127, 0, 0, 1], listen).into();
+        write_endpoints(&dir.path().join("endpoints.yaml"), listen, &[backend]);
+        let state = dir.path().display();
+        let config = dir.path().join("edgelb.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "source: {{file: endpoints.yaml}}\n\
+                 edges: [{{name: local}}]\n\
+                 deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
+                 haproxy: {{stats_socket: {state}/admin.sock}}\n"
+            ),
+        )
+        .unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgelb"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let group = child.id().unwrap();
+        let _cleanup = KillGroupOnDrop(group);
+        wait_for_backend(front, "alpha", Duration::from_secs(20)).await;
+
+        // As the terminal does: the signal goes to the whole process group.
+        assert!(
+            std::process::Command::new("kill")
+                .args([signal, "--", &format!("-{group}")])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("edgelb did not exit after {signal}"))
+            .unwrap();
+        assert!(status.success(), "{signal}: edgelb exited with {status}");
+        let gone = Instant::now();
+        while ask(front).await.is_some() {
+            assert!(
+                gone.elapsed() < Duration::from_secs(10),
+                "{signal}: haproxy still serves after edgelb exited"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -19,6 +19,8 @@ pub(crate) struct CfgSettings<'a> {
     pub local_tmp: &'a Path,
     /// ssh's `ControlPath` directory.
     pub control_dir: &'a Path,
+    /// The `ssh` Ansible runs ([`ssh_wrapper`](crate::ssh_wrapper)).
+    pub ssh_executable: &'a Path,
     /// The pinned host keys.
     pub known_hosts: &'a Path,
     /// The deploy key, if one is configured.
@@ -95,6 +97,7 @@ pub(crate) fn ansible_cfg(s: &CfgSettings<'_>) -> String {
         if s.pipelining { "True" } else { "False" }
     );
     let _ = writeln!(out, "control_path_dir = {}", text(s.control_dir));
+    let _ = writeln!(out, "ssh_executable = {}", text(s.ssh_executable));
     let _ = writeln!(out, "ssh_args = {}", ssh_args(s));
     out
 }
@@ -108,6 +111,7 @@ mod tests {
             assets_dir: Path::new("/tmp/edgelb-ans-x/ansible"),
             local_tmp: Path::new("/tmp/edgelb-ans-x/tmp"),
             control_dir: Path::new("/tmp/edgelb-ans-x/cp"),
+            ssh_executable: Path::new("/tmp/edgelb-ans-x/bin/ssh"),
             known_hosts: Path::new("/tmp/edgelb-ans-x/known_hosts"),
             private_key: Some(Path::new("/tmp/edgelb-ans-x/id")),
             connect_timeout: Duration::from_secs(10),

@@ -245,6 +245,7 @@ impl AnsibleDeployer {
             inventory: &inventory_path,
             results: &results_path,
             cwd: run_dir.path(),
+            home: &self.work.home,
             forks,
             check,
             timeout: self.config.run_timeout,

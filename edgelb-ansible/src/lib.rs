@@ -13,6 +13,7 @@ mod paths;
 mod plan;
 mod results;
 mod runner;
+mod ssh_wrapper;
 mod workdir;
 
 pub use assets::{

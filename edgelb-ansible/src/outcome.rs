@@ -89,6 +89,18 @@ pub(crate) fn ssh_failure(
     connect_timeout: Duration,
 ) -> DeployError {
     let node = node.to_owned();
+    if !message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        && let Some((host, port)) = unpinned_host(message)
+    {
+        return DeployError::HostKeyUnknown {
+            node,
+            host,
+            port,
+            fingerprint: message
+                .contains("SHA256:")
+                .then(|| seen_fingerprint(message)),
+        };
+    }
     if message.contains("Host key verification failed")
         || message.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || message.contains("host key is known for")
@@ -96,6 +108,16 @@ pub(crate) fn ssh_failure(
         return DeployError::HostKeyMismatch {
             node,
             fingerprint: seen_fingerprint(message),
+        };
+    }
+    if message.contains("No user exists for uid") {
+        return DeployError::Step {
+            node,
+            step: "starting ssh".into(),
+            message: format!(
+                "{}; ssh needs a passwd entry for its UID: install libnss-wrapper (the deployer then provides one) or run as a user in /etc/passwd",
+                truncate(message, 300)
+            ),
         };
     }
     if message.contains("Permission denied (") || message.contains("Too many authentication") {
@@ -115,6 +137,18 @@ pub(crate) fn ssh_failure(
         node,
         message: truncate(message, 1000),
     }
+}
+
+/// The `[host]:port` of ssh's "No ED25519 host key is known for [10.0.0.1]:2222 and you have
+/// requested strict checking." (port 22 when ssh prints the bare host).
+fn unpinned_host(message: &str) -> Option<(String, u16)> {
+    let (_, rest) = message.split_once("host key is known for ")?;
+    let name = rest.split_whitespace().next()?;
+    if let Some(bracketed) = name.strip_prefix('[') {
+        let (host, port) = bracketed.split_once("]:")?;
+        return Some((host.to_owned(), port.parse().ok()?));
+    }
+    Some((name.to_owned(), 22))
 }
 
 /// The fingerprint ssh printed for the key it was shown, or what it said instead.

@@ -64,6 +64,8 @@ pub(crate) struct Invocation<'a> {
     pub results: &'a Path,
     /// The working directory.
     pub cwd: &'a Path,
+    /// HOME for the run (writable, private).
+    pub home: &'a Path,
     /// `--forks`.
     pub forks: usize,
     /// `--check --diff`.
@@ -105,7 +107,16 @@ pub(crate) async fn run(inv: &Invocation<'_>) -> Result<Finished> {
     }
     cmd.env("ANSIBLE_CONFIG", inv.ansible_cfg)
         .env(RESULTS_ENV, inv.results)
-        .env("PYTHONUNBUFFERED", "1");
+        .env("PYTHONUNBUFFERED", "1")
+        // A writable home of our own: the process may run as an arbitrary UID on a read-only
+        // root filesystem, with HOME unset or `/`.
+        .env("HOME", inv.home);
+    // Python's getpass falls back to the passwd entry, which an arbitrary UID lacks.
+    for var in ["USER", "LOGNAME"] {
+        if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
+            cmd.env(var, "edgelb");
+        }
+    }
     if !locale_is_utf8() {
         // ansible-core refuses to start under a non-UTF-8 locale.
         cmd.env("LC_ALL", "C.UTF-8");
@@ -240,6 +251,7 @@ mod tests {
             inventory: p,
             results: p,
             cwd: p,
+            home: p,
             forks: 1,
             check: false,
             timeout: Duration::from_millis(300),
@@ -247,7 +259,8 @@ mod tests {
         .await
         .unwrap();
         assert!(finished.status.is_none());
-        assert!(finished.elapsed < Duration::from_secs(5));
+        // Loose: only tells a killed run from one that ran the script's full 30 s.
+        assert!(finished.elapsed < Duration::from_secs(25));
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "a child outlived the killed run");
     }

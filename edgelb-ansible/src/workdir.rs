@@ -15,12 +15,15 @@ use crate::assets::export_playbook;
 use crate::config::AnsibleDeployerConfig;
 use crate::error::{Error, Result};
 use crate::paths::{MAX_CONTROL_DIR_LEN, absolute_plain, check_plain_path, text};
+use crate::ssh_wrapper::ssh_wrapper;
 
 /// The deployer's private directory.
 #[derive(Debug)]
 pub(crate) struct WorkDir {
     /// Removed on drop.
     dir: TempDir,
+    /// HOME for ansible-playbook and ssh.
+    pub home: PathBuf,
     /// The playbooks, role, module and callback plugin.
     pub assets: PathBuf,
     /// The generated `ansible.cfg`.
@@ -68,11 +71,18 @@ impl WorkDir {
         let assets = root.join("ansible");
         let runs = root.join("runs");
         let local_tmp = root.join("tmp");
-        for sub in [&control, &runs, &local_tmp] {
+        // HOME for ansible-playbook, and for ssh through nss_wrapper when the UID has no
+        // passwd entry (ssh_wrapper.rs): the only writable place on a read-only root.
+        let home = root.join("home");
+        let bin = root.join("bin");
+        let nss = root.join("nss");
+        for sub in [&control, &runs, &local_tmp, &home, &bin, &nss] {
             std::fs::create_dir(sub)
                 .map_err(|e| Error::io(format!("creating {}", sub.display()), e))?;
         }
         export_playbook(&assets)?;
+        let ssh = bin.join("ssh");
+        write_file(&ssh, ssh_wrapper(&nss, &home).as_bytes(), 0o700)?;
 
         let known_hosts_path = root.join("known_hosts");
         write_file(&known_hosts_path, known_hosts.as_bytes(), 0o600)?;
@@ -90,6 +100,7 @@ impl WorkDir {
             assets_dir: &assets,
             local_tmp: &local_tmp,
             control_dir: &control,
+            ssh_executable: &ssh,
             known_hosts: &known_hosts_path,
             private_key: key_path.as_deref(),
             connect_timeout: config.connect_timeout,
@@ -101,6 +112,7 @@ impl WorkDir {
 
         Ok(Self {
             dir,
+            home,
             assets,
             ansible_cfg,
             control,

@@ -58,15 +58,31 @@ pub enum DeployError {
         /// How long we waited, in whole seconds.
         seconds: u64,
     },
-    /// The node presented a host key that is not pinned for it.
+    /// The node presented a host key other than the ones pinned for it (or a revoked one).
     #[error(
-        "node {node}: host key {fingerprint} is not among the pinned keys; if the node was rebuilt, pin its new key (known_hosts), otherwise treat this as an attack"
+        "node {node}: host key {fingerprint} is not among the keys pinned for it; if the node was rebuilt, pin its new key (known_hosts), otherwise treat this as an attack"
     )]
     HostKeyMismatch {
         /// Node name.
         node: String,
         /// Fingerprint of the key seen (`SHA256:…`).
         fingerprint: String,
+    },
+    /// No host key at all is pinned for the node's SSH address and port: there is no trust on
+    /// first use, so nothing was sent.
+    #[error(
+        "node {node}: no host key is pinned for [{host}]:{port}{}; pin it with `ssh-keyscan -p {port} -t ed25519 {host} >> known_hosts` and check the fingerprint out of band",
+        fingerprint.as_deref().map(|f| format!(" (it presented {f})")).unwrap_or_default()
+    )]
+    HostKeyUnknown {
+        /// Node name.
+        node: String,
+        /// The SSH host as configured.
+        host: String,
+        /// The SSH port.
+        port: u16,
+        /// Fingerprint of the key seen (`SHA256:…`), when the client showed it.
+        fingerprint: Option<String>,
     },
     /// The node refused our credentials.
     #[error(
@@ -137,6 +153,7 @@ impl DeployError {
             Self::Connect { node, .. }
             | Self::Timeout { node, .. }
             | Self::HostKeyMismatch { node, .. }
+            | Self::HostKeyUnknown { node, .. }
             | Self::Auth { node, .. }
             | Self::ConfigRejected { node, .. }
             | Self::ReloadFailed { node, .. }
@@ -152,6 +169,7 @@ impl DeployError {
             Self::Connect { .. } => "connect",
             Self::Timeout { .. } => "timeout",
             Self::HostKeyMismatch { .. } => "host-key-mismatch",
+            Self::HostKeyUnknown { .. } => "host-key-unknown",
             Self::Auth { .. } => "auth",
             Self::ConfigRejected { .. } => "config-rejected",
             Self::ReloadFailed { .. } => "reload-failed",

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+mod child_log;
 mod config_sections;
 pub mod demo_backend;
 pub mod edge_health;

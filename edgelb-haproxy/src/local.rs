@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use crate::apply::{apply_config, live_digest, show_proc, validate_file};
+use crate::child_log::ChildLog;
 use crate::edge_health;
 use crate::error::Result;
 use crate::host::{EdgeHost, ExecOutput};
@@ -143,12 +144,15 @@ impl EdgeHost for LocalHost {
 ///
 /// With [`LocalDeployer::start_if_missing`], a first deploy that finds no master socket starts
 /// `haproxy -W -S <master socket> -f <config>` as a child process (stopped when the deployer
-/// is dropped): the quick start needs nothing but the haproxy package.
+/// is dropped): the quick start needs nothing but the haproxy package. That haproxy runs in
+/// its own process group, so a terminal's signals (Ctrl-C, SIGHUP on close, which its master
+/// would take as a reload) reach only this process, which stops it; its output is logged line
+/// by line, and an early exit is reported with haproxy's own last words.
 pub struct LocalDeployer {
     host: LocalHost,
     layout: HaproxyLayout,
     start_if_missing: bool,
-    child: Mutex<Option<Child>>,
+    child: Mutex<Option<(Child, ChildLog)>>,
 }
 
 impl LocalDeployer {
@@ -212,13 +216,23 @@ impl LocalDeployer {
                 &self.layout.config_path,
             ])
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
                 self.host
                     .step(format!("starting {}", self.layout.haproxy_bin), e)
             })?;
-        *child = Some(spawned);
+        let mut spawned = spawned;
+        let output = ChildLog::start(
+            self.host.node(),
+            &self.layout.haproxy_bin,
+            spawned.stdout.take(),
+            spawned.stderr.take(),
+        );
+        *child = Some((spawned, output));
         let deadline = tokio::time::Instant::now() + self.layout.reload_timeout;
         loop {
             if let Ok(procs) = show_proc(&self.host, &self.layout).await
@@ -226,10 +240,18 @@ impl LocalDeployer {
             {
                 return Ok(Applied::Reloaded);
             }
-            if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+            if let Some((running, output)) = child.as_mut()
+                && let Ok(Some(status)) = running.try_wait()
+            {
+                let said = output.last_lines(Duration::from_secs(2)).await;
+                *child = None;
                 return Err(self.host.step(
                     "starting haproxy".into(),
-                    format!("haproxy exited with {status}"),
+                    if said.is_empty() {
+                        format!("haproxy exited with {status}")
+                    } else {
+                        format!("haproxy exited with {status}: {said}")
+                    },
                 ));
             }
             if tokio::time::Instant::now() >= deadline {

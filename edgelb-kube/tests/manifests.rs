@@ -352,6 +352,17 @@ fn the_pod_is_hardened_and_wired_to_its_config_and_secret() {
         env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"),
         "{env:?}"
     );
+    // kubectl logs and log collectors get one JSON object per line, no colour codes.
+    let log_format = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str() == Some("EDGELB_LOG_FORMAT"));
+    assert_eq!(
+        log_format.and_then(|e| e["value"].as_str()),
+        Some("json"),
+        "{env:?}"
+    );
 
     let volumes = pod["volumes"].as_sequence().unwrap();
     let secret = volumes

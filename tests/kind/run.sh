@@ -8,7 +8,9 @@
 # Environment:
 #   EDGELB_KIND_CLUSTER  cluster name (default edgelb-kind)
 #   EDGELB_KIND_KEEP=1   keep the cluster and the edge container afterwards (for debugging)
-#   EDGELB_KIND_IMAGE    use this controller image instead of building one from the Dockerfile
+#   EDGELB_KIND_IMAGE    use this controller image (already in the local Docker engine, any
+#                        reference: name, name:tag, registry:port/name:tag, name@sha256:…)
+#                        instead of building one from the Dockerfile
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,39 +25,63 @@ skip() { echo "SKIP: $*" >&2; exit 77; }
 step() { echo "==> $*" >&2; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# shellcheck source=tests/kind/lib.sh
+. "$here/lib.sh"
+
 for tool in docker kind kubectl ssh-keygen; do
   command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done
 docker info >/dev/null 2>&1 || skip "no Docker engine answers (docker info failed)"
+if [ -n "${EDGELB_KIND_IMAGE:-}" ]; then
+  docker image inspect "$image" >/dev/null 2>&1 \
+    || skip "EDGELB_KIND_IMAGE=$image is not in the local Docker engine (docker pull or build it first)"
+else
+  docker buildx version >/dev/null 2>&1 \
+    || skip "BuildKit (docker buildx) is missing: the Dockerfile's cache mounts need it"
+fi
+# A cluster or edge left by EDGELB_KIND_KEEP=1 is someone's: neither reused nor deleted.
+if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
+  fail "kind cluster $cluster exists (kept by an earlier EDGELB_KIND_KEEP=1 run?): delete it with 'kind delete cluster --name $cluster', or set EDGELB_KIND_CLUSTER"
+fi
+if docker container inspect "$edge" >/dev/null 2>&1; then
+  fail "container $edge exists (kept by an earlier run?): remove it with 'docker rm -f $edge', or set EDGELB_KIND_CLUSTER"
+fi
 
 work="$(mktemp -d)"
+created=0
 cleanup() {
   status=$?
-  if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then
-    echo "--- edgelb logs" >&2
-    kubectl --context "kind-$cluster" -n edgelb logs deploy/edgelb --all-containers --tail=200 >&2 || true
+  if [ "$created" = 1 ] && [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then
+    echo "--- edgelb logs (every pod)" >&2
+    kubectl --context "kind-$cluster" -n edgelb logs -l app.kubernetes.io/name=edgelb \
+      --prefix --all-containers --tail=200 >&2 || true
+    echo "--- edge container" >&2
+    docker logs --tail 100 "$edge" >&2 || true
     echo "--- edge haproxy.cfg" >&2
     docker exec "$edge" cat /etc/haproxy/haproxy.cfg >&2 || true
   fi
-  if [ "${EDGELB_KIND_KEEP:-0}" != 1 ]; then
-    docker rm -f "$edge" >/dev/null 2>&1 || true
-    kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
-  else
-    echo "kept: kind cluster $cluster (kubectl --context kind-$cluster), container $edge" >&2
+  if [ "$created" = 1 ]; then
+    if [ "${EDGELB_KIND_KEEP:-0}" != 1 ]; then
+      docker rm -f "$edge" >/dev/null 2>&1 || true
+      kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    else
+      echo "kept: kind cluster $cluster (kubectl --context kind-$cluster), container $edge" >&2
+    fi
   fi
   rm -rf "$work"
   exit "$status"
 }
 trap cleanup EXIT
 
-step "creating kind cluster $cluster"
-kind create cluster --name "$cluster" --wait 180s
-kctl() { kubectl --context "kind-$cluster" "$@"; }
-
 if [ -z "${EDGELB_KIND_IMAGE:-}" ]; then
   step "building the controller image $image"
-  docker build -t "$image" "$root"
+  DOCKER_BUILDKIT=1 docker build -t "$image" "$root"
 fi
+
+step "creating kind cluster $cluster"
+created=1
+kind create cluster --name "$cluster" --wait 180s
+kctl() { kubectl --context "kind-$cluster" "$@"; }
 kind load docker-image "$image" --name "$cluster"
 
 step "starting the edge container $edge"
@@ -63,16 +89,21 @@ docker build -q -t "$edge_image" "$here/edge" >/dev/null
 ssh-keygen -q -t ed25519 -N '' -C edgelb-kind -f "$work/id_ed25519"
 node_ip="$(docker inspect -f '{{.NetworkSettings.Networks.kind.IPAddress}}' "$cluster-control-plane")"
 pod_cidr="$(kctl get node "$cluster-control-plane" -o jsonpath='{.spec.podCIDR}')"
-docker rm -f "$edge" >/dev/null 2>&1 || true
 docker run -d --name "$edge" --network kind --cap-add NET_ADMIN \
   -e AUTHORIZED_KEY="$(cat "$work/id_ed25519.pub")" \
   -e POD_CIDR="$pod_cidr" -e POD_GATEWAY="$node_ip" \
   "$edge_image" >/dev/null
 edge_ip="$(docker inspect -f '{{.NetworkSettings.Networks.kind.IPAddress}}' "$edge")"
+edge_up=0
 for _ in $(seq 1 50); do
-  docker exec "$edge" test -S /run/haproxy/admin.sock 2>/dev/null && docker exec "$edge" test -f /run/sshd.pid && break
+  if docker exec "$edge" test -S /run/haproxy/admin.sock 2>/dev/null \
+    && docker exec "$edge" test -f /run/sshd.pid 2>/dev/null; then
+    edge_up=1
+    break
+  fi
   sleep 0.2
 done
+[ "$edge_up" = 1 ] || fail "the edge container $edge did not start HAProxy and sshd within 10 s"
 host_key="$(docker exec "$edge" cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2)"
 echo "$edge_ip $host_key" > "$work/known_hosts"
 
@@ -114,8 +145,7 @@ resources:
   - $base
 images:
   - name: ghcr.io/edgelb/edgelb
-    newName: ${image%:*}
-    newTag: "${image##*:}"
+$(image_fields "$image")
 configMapGenerator:
   - name: edgelb-config
     namespace: edgelb

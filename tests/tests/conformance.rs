@@ -9,7 +9,9 @@
 //! see `edgelb_tests::conformance::local` for why the others do not apply).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use edgelb_tests::conformance::{AnsibleUnderTest, DeployerUnderTest, Scenario, run};
+use edgelb_tests::conformance::{
+    AnsibleAsArbitraryUid, AnsibleUnderTest, DeployerUnderTest, Scenario, run,
+};
 use edgelb_tests::testbed_tools;
 
 fn init_logs() {
@@ -82,6 +84,8 @@ macro_rules! conformance {
 
 conformance!(ssh, edgelb_tests::conformance::SshUnderTest);
 conformance!(ansible, AnsibleUnderTest::default());
+// Ansible from a pod with a random UID: no passwd entry, nothing writable but its own directory.
+conformance!(ansible_arbitrary_uid, AnsibleAsArbitraryUid::default());
 
 /// The local deployer ([`edgelb_haproxy::LocalDeployer`]) against an HAProxy it starts in a
 /// temporary directory: the scenarios that apply to one local host.
@@ -98,5 +102,12 @@ mod local {
     async fn failed_reload_is_rolled_back() {
         super::init_logs();
         local::failed_reload_rolled_back("conformance::local::failed_reload_is_rolled_back").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_start_carries_haproxys_reason() {
+        super::init_logs();
+        local::start_failure_says_why("conformance::local::a_failed_start_carries_haproxys_reason")
+            .await;
     }
 }

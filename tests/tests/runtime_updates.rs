@@ -139,9 +139,10 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
         }
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
+    // Enough load whatever the machine's speed: wait for it rather than count what fitted.
+    load.wait_for(101, Duration::from_secs(30)).await;
     let results = load.stop().await;
     let after = edge.show_proc(tool);
-    assert!(results.len() > 100, "too little load: {}", results.len());
     assert!(
         failures(&results).is_empty(),
         "{} of {} short connections failed, e.g. {:?}",

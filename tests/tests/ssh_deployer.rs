@@ -115,9 +115,12 @@ async fn wrong_host_key_or_client_key_is_refused() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), "host-key-mismatch", "{err}");
+    assert_eq!(err.kind(), "host-key-unknown", "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&edge1.host_key_fingerprint()), "{err}");
     assert!(
-        err.to_string().contains(&edge1.host_key_fingerprint()),
+        text.contains(&format!("ssh-keyscan -p 22 -t ed25519 {}", edge1.ip))
+            && !text.contains("attack"),
         "{err}"
     );
 
@@ -251,8 +254,9 @@ async fn hung_edge_times_out() {
     };
     assert_eq!(*seconds, 1);
     assert!(step.contains("/etc/haproxy/haproxy.cfg"), "{err}");
+    // Loose: only tells the 1 s step timeout from a session that hung for good.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );

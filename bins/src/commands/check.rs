@@ -5,50 +5,63 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+use super::credentials::{self, Finding};
 use crate::config::LoadedConfig;
 use crate::error::{Error, Result};
+use crate::out::outln;
 
 /// Checks everything that can be checked without touching an edge; prints one line per step.
+///
+/// A Kubernetes source without a cluster (a manifest checked before it is applied) is
+/// skipped and the rest checked on an empty state, as `render` does.
 pub async fn run(loaded: &LoadedConfig, haproxy_bin: &str) -> Result<()> {
     let config = &loaded.config;
-    println!("ok    config {}", loaded.path.display());
-    let snapshot = match super::snapshot_once(loaded).await {
-        Ok(snapshot) => {
-            println!(
+    outln!("ok    config {}", loaded.path.display())?;
+    let mut failures = Vec::new();
+    for finding in credentials::check(loaded) {
+        match finding {
+            Finding::Ok(line) => outln!("ok    {line}")?,
+            Finding::Skip(line) => outln!("skip  {line}")?,
+            Finding::Fail(line) => {
+                outln!("FAIL  {line}")?;
+                failures.push("credentials".to_owned());
+            }
+        }
+    }
+    failures.dedup();
+    let snapshot = match super::snapshot_or_offline(loaded).await? {
+        (snapshot, None) => {
+            outln!(
                 "ok    source: {} services, {} endpoints",
                 snapshot.services.len(),
                 snapshot.endpoint_count()
-            );
+            )?;
             snapshot
         }
-        // Offline (a manifest checked before it is applied): the rest is still checked,
-        // on an empty desired state.
-        Err(Error::Kube(e)) if config.source.is_kubernetes() => {
-            println!("skip  source: no cluster to read from ({e}); rendering an empty state");
-            edgelb_core::Snapshot::default()
+        (snapshot, Some(why)) => {
+            outln!("skip  source: no cluster to read from ({why}); rendering an empty state")?;
+            snapshot
         }
-        Err(e) => return Err(e),
     };
     let renderer = super::renderer(loaded)?;
     let haproxy = haproxy_available(haproxy_bin).await;
     if haproxy.is_none() {
-        println!("skip  haproxy -c: {haproxy_bin} is not installed (apt-get install haproxy)");
+        outln!("skip  haproxy -c: {haproxy_bin} is not installed (apt-get install haproxy)")?;
     }
     let dir = tempfile::tempdir().map_err(|e| Error::Io {
         context: "creating a temporary directory".into(),
         source: e,
     })?;
-    let mut failures = Vec::new();
     for (name, rendered) in super::render_all(renderer.as_ref(), &snapshot, &config.edges) {
         let rendered = match rendered {
             Ok(r) => r,
             Err(e) => {
-                println!("FAIL  render {name}: {e}");
+                outln!("FAIL  render {name}: {e}")?;
                 failures.push(name);
                 continue;
             }
         };
-        println!("ok    render {name} (digest {})", rendered.digest.short());
+        outln!("ok    render {name} (digest {})", rendered.digest.short())?;
         if haproxy.is_none() {
             continue;
         }
@@ -68,13 +81,13 @@ pub async fn run(loaded: &LoadedConfig, haproxy_bin: &str) -> Result<()> {
                 source: e,
             })?;
         if out.status.success() {
-            println!("ok    haproxy -c {name}");
+            outln!("ok    haproxy -c {name}")?;
         } else {
-            println!(
+            outln!(
                 "FAIL  haproxy -c {name}:\n{}{}",
                 String::from_utf8_lossy(&out.stderr),
                 String::from_utf8_lossy(&out.stdout)
-            );
+            )?;
             failures.push(name);
         }
     }

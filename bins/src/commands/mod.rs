@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod credentials;
 pub mod demo_backend;
 pub mod plan;
+mod plan_hold;
 pub mod render;
 pub mod run;
 pub mod slot_seed;
@@ -101,6 +103,19 @@ pub async fn snapshot_once(loaded: &LoadedConfig) -> Result<Snapshot> {
             loaded.config.limits.endpoints_file_bytes,
         )
         .await
+}
+
+/// The desired state for `render` and `check`, which touch no cluster object: a Kubernetes
+/// source that cannot reach a cluster (a manifest checked before it is applied) gives an empty
+/// state, with the reason. Every other failure is an error.
+pub async fn snapshot_or_offline(loaded: &LoadedConfig) -> Result<(Snapshot, Option<String>)> {
+    match snapshot_once(loaded).await {
+        Ok(snapshot) => Ok((snapshot, None)),
+        Err(crate::error::Error::Kube(e)) if loaded.config.source.is_kubernetes() => {
+            Ok((Snapshot::default(), Some(e.to_string())))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Renders `snapshot` for every edge, in config order.

@@ -1,11 +1,15 @@
 //! `edgelb render`: print each edge's config.
 
-use std::io::Write;
-
 use crate::config::LoadedConfig;
 use crate::error::{Error, Result};
+use crate::out::{outln, write};
 
-/// Prints the config of `node` (or of every edge, each under a `### node NAME` line).
+/// Prints the config of `node`, or of the only edge, as a plain file `haproxy -c` reads.
+/// With several edges and no `node`, prints each under a `### node NAME` line (comments to
+/// HAProxy, but one stream of several configs: split it, or use `--node`).
+///
+/// A Kubernetes source without a cluster renders an empty state, as `check` does, and says
+/// so on stderr.
 pub async fn run(loaded: &LoadedConfig, node: Option<&str>) -> Result<()> {
     let config = &loaded.config;
     let edges: Vec<_> = match node {
@@ -17,24 +21,31 @@ pub async fn run(loaded: &LoadedConfig, node: Option<&str>) -> Result<()> {
                 .cloned()
                 .ok_or_else(|| Error::Config {
                     path: loaded.path.clone(),
-                    message: format!("no edge named {name:?} in edges"),
+                    message: format!(
+                        "no edge named {name:?} in edges; the edges are: {}",
+                        config
+                            .edges
+                            .iter()
+                            .map(|e| e.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 })?,
         ],
         None => config.edges.clone(),
     };
-    let snapshot = super::snapshot_once(loaded).await?;
+    let (snapshot, offline) = super::snapshot_or_offline(loaded).await?;
+    if let Some(why) = offline {
+        tracing::warn!(reason = %why, "no cluster to read from; rendering an empty state");
+    }
     let renderer = super::renderer(loaded)?;
-    let mut out = std::io::stdout().lock();
-    let write_err = |e| Error::Io {
-        context: "writing to stdout".into(),
-        source: e,
-    };
+    let headed = edges.len() > 1;
     for (name, rendered) in super::render_all(renderer.as_ref(), &snapshot, &edges) {
         let rendered = rendered?;
-        if node.is_none() {
-            writeln!(out, "### node {name}").map_err(write_err)?;
+        if headed {
+            outln!("### node {name}")?;
         }
-        out.write_all(rendered.text.as_bytes()).map_err(write_err)?;
+        write(&rendered.text)?;
     }
     Ok(())
 }

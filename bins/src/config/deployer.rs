@@ -25,8 +25,12 @@ pub enum DeployerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshDeployerSettings {
-    /// The deploy key (ed25519 or RSA, unencrypted; e.g. a mounted Secret).
+    /// The deploy key (ed25519, ECDSA or RSA; e.g. a mounted Secret).
     pub key: PathBuf,
+    /// A file holding the deploy key's passphrase, when the key is encrypted (its first line
+    /// counts; e.g. another key of the mounted Secret).
+    #[serde(default)]
+    pub key_passphrase_file: Option<PathBuf>,
     /// The edges' pinned host keys, known_hosts format. An edge whose key is not here is
     /// refused; there is no trust on first use.
     pub known_hosts: PathBuf,
@@ -86,7 +90,7 @@ impl SshDeployerSettings {
 
     /// Loads the key and pinned host keys and builds the deployer.
     pub fn deployer(&self) -> edgelb_haproxy::Result<SshDeployer> {
-        let key = ClientKey::from_file(&self.key, None)?;
+        let key = self.client_key()?;
         let known_hosts = KnownHosts::from_file(&self.known_hosts)?;
         SshDeployer::new(SshDeployerConfig {
             default_credentials: Some(SshCredentials::new(key, known_hosts)),
@@ -98,6 +102,26 @@ impl SshDeployerSettings {
             },
             ..SshDeployerConfig::default()
         })
+    }
+}
+
+impl SshDeployerSettings {
+    /// Reads the deploy key, with the passphrase of `key_passphrase_file` if set.
+    pub fn client_key(&self) -> edgelb_haproxy::Result<ClientKey> {
+        let Some(file) = &self.key_passphrase_file else {
+            return ClientKey::from_file(&self.key, None);
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            edgelb_haproxy::Error::io(
+                format!(
+                    "reading the deploy key's passphrase file {}",
+                    file.display()
+                ),
+                e,
+            )
+        })?;
+        let passphrase = text.lines().next().unwrap_or_default();
+        ClientKey::from_file(&self.key, Some(passphrase))
     }
 }
 
@@ -160,6 +184,9 @@ impl DeployerConfig {
             }
             Self::Ssh(ssh) => {
                 ssh.key = base.join(&ssh.key);
+                if let Some(file) = &mut ssh.key_passphrase_file {
+                    *file = base.join(&*file);
+                }
                 ssh.known_hosts = base.join(&ssh.known_hosts);
             }
             Self::Ansible(ansible) => {

@@ -6,8 +6,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Where `/healthz`, `/readyz` and `/metrics` are served, e.g. `0.0.0.0:9090`
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, as IP:PORT, e.g. `0.0.0.0:9090`
     /// (default: not served).
+    #[serde(deserialize_with = "ip_port")]
     pub listen: Option<SocketAddr>,
     /// Edges that must run a config from this controller before `/readyz` says ready
     /// (default 1).
@@ -21,6 +22,13 @@ impl Default for HttpSettings {
             ready_quorum: 1,
         }
     }
+}
+
+/// `IP:PORT`, with the same message as `--http-listen` for anything else (`localhost:9090`).
+fn ip_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| crate::cli::socket_addr(&text).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 impl HttpSettings {

@@ -71,6 +71,9 @@ pub struct LoadedConfig {
     pub config: Config,
     /// The file it came from.
     pub path: PathBuf,
+    /// Whether that file is a ConfigMap manifest: its paths then name files in the pod
+    /// (the mounted Secret), not on this machine.
+    pub from_manifest: bool,
 }
 
 impl LoadedConfig {
@@ -94,13 +97,20 @@ impl LoadedConfig {
         let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8".into()))?;
         edgelb_core::yaml::check_budget(&text).map_err(fail)?;
         match config_map_payload(&text) {
-            Some(embedded) => Self::parse(path, &embedded).map_err(|e| match e {
-                Error::Config { path, message } => Error::Config {
-                    path,
-                    message: format!("data.\"config.yaml\" (lines counted inside it): {message}"),
-                },
-                other => other,
-            }),
+            Some(embedded) => Self::parse(path, &embedded)
+                .map(|loaded| Self {
+                    from_manifest: true,
+                    ..loaded
+                })
+                .map_err(|e| match e {
+                    Error::Config { path, message } => Error::Config {
+                        path,
+                        message: format!(
+                            "data.\"config.yaml\" (lines counted inside it): {message}"
+                        ),
+                    },
+                    other => other,
+                }),
             None => Self::parse(path, &text),
         }
     }
@@ -112,7 +122,17 @@ impl LoadedConfig {
             message,
         };
         edgelb_core::yaml::check_budget(text).map_err(fail)?;
-        let mut config: Config = parse_yaml(text).map_err(fail)?;
+        let mut config: Config = parse_yaml(text).map_err(|e| {
+            fail(if looks_like_endpoints_file(text) {
+                format!(
+                    "this looks like an endpoints file (it lists `services:`), not edgelb's config; \
+                     give the config file whose `source: {{file: …}}` names it, such as \
+                     examples/quickstart.yaml ({e})"
+                )
+            } else {
+                e
+            })
+        })?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -123,6 +143,7 @@ impl LoadedConfig {
         Ok(Self {
             config,
             path: path.to_owned(),
+            from_manifest: false,
         })
     }
 }
@@ -134,6 +155,17 @@ fn config_map_payload(text: &str) -> Option<String> {
         return None;
     }
     Some(doc.get("data")?.get("config.yaml")?.as_str()?.to_owned())
+}
+
+/// Whether `text` is a mapping with `services` and none of the config's own keys.
+fn looks_like_endpoints_file(text: &str) -> bool {
+    let Ok(serde_yaml_ng::Value::Mapping(doc)) = serde_yaml_ng::from_str(text) else {
+        return false;
+    };
+    doc.contains_key("services")
+        && !["source", "edges", "deployer"]
+            .iter()
+            .any(|k| doc.contains_key(*k))
 }
 
 /// Parses YAML, naming the full key path and the line of any error:

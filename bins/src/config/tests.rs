@@ -330,3 +330,80 @@ fn limits_section_sets_the_endpoints_file_cap() {
     let msg = err(&format!("{MINIMAL}limits: {{endpoints_file_bytes: 0}}\n"));
     assert!(msg.contains("limits.endpoints_file_bytes"), "{msg}");
 }
+
+#[test]
+fn an_endpoints_file_given_as_the_config_is_recognised() {
+    let msg = err("services:\n  - name: web\n    ports: [{name: http, listen: 80}]\n");
+    assert!(
+        msg.contains("this looks like an endpoints file") && msg.contains("source: {file: …}"),
+        "{msg}"
+    );
+    // A config with a typo is not mistaken for one.
+    let msg = err(&format!("{MINIMAL}services: []\n"));
+    assert!(!msg.contains("endpoints file"), "{msg}");
+}
+
+#[test]
+fn one_duration_grammar_for_every_setting() {
+    let loaded = parse(&format!(
+        "{MINIMAL}pipeline:\n  debounce: 1m30s\n  max_debounce: 2m\nhaproxy:\n  timeouts:\n    client: 1m30s\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        loaded.config.pipeline.debounce,
+        std::time::Duration::from_secs(90)
+    );
+    assert_eq!(loaded.config.haproxy.timeouts.client.as_millis(), 90_000);
+    for key in ["pipeline:\n  debounce", "haproxy:\n  timeouts:\n    client"] {
+        let msg = err(&format!("{MINIMAL}{key}: 1m30\n"));
+        assert!(msg.contains("30 has no unit"), "{key}: {msg}");
+    }
+}
+
+#[test]
+fn an_encrypted_deploy_key_takes_its_passphrase_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "s3cret", "-C", "", "-f"])
+        .arg(dir.path().join("id_ed25519"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        assert!(std::env::var_os("CI").is_none(), "ssh-keygen is missing");
+        eprintln!("SKIP: ssh-keygen is not installed (apt-get install openssh-client)");
+        return;
+    }
+    std::fs::write(dir.path().join("pass"), "s3cret\n").unwrap();
+    let path = dir.path().join("config.yaml");
+    let text = "source: {file: e.yaml}\nedges: [{name: e1, ssh: {host: 10.0.0.1}}]\ndeployer:\n  ssh: {key: id_ed25519, known_hosts: kh, key_passphrase_file: pass}\n";
+    let key = |text: &str| {
+        let loaded = LoadedConfig::parse(&path, text).unwrap();
+        let DeployerConfig::Ssh(ssh) = &loaded.config.deployer else {
+            panic!("{:?}", loaded.config.deployer)
+        };
+        ssh.client_key()
+    };
+    assert!(key(text).is_ok());
+    let err = key(&text.replace(", key_passphrase_file: pass", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("it is encrypted and no passphrase was given")
+            && err.contains("key_passphrase_file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_listen_takes_ip_port_and_says_so() {
+    let loaded = parse(&format!("{MINIMAL}http:\n  listen: \"[::1]:9090\"\n")).unwrap();
+    assert_eq!(
+        loaded.config.http.listen,
+        Some("[::1]:9090".parse().unwrap())
+    );
+    let msg = err(&format!("{MINIMAL}http:\n  listen: localhost:9090\n"));
+    assert!(
+        msg.contains("http.listen") && msg.contains("is not an IP:PORT address"),
+        "{msg}"
+    );
+}

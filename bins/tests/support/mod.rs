@@ -108,3 +108,33 @@ impl Drop for KillGroupOnDrop {
             .status();
     }
 }
+
+/// Generates an unencrypted ed25519 key at `path`; returns its public half (`ssh-ed25519
+/// AAAA…`). `None` without ssh-keygen, except in CI, where that fails the test.
+pub fn keygen(path: &Path) -> Option<String> {
+    keygen_with(path, "")
+}
+
+/// [`keygen`] with a passphrase.
+pub fn keygen_with(path: &Path, passphrase: &str) -> Option<String> {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "", "-f"])
+        .arg(path)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ssh-keygen is missing; run scripts/test (it installs openssh-client)"
+        );
+        eprintln!("SKIP: ssh-keygen is not installed (apt-get install openssh-client)");
+        return None;
+    }
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    Some(
+        public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}

@@ -189,7 +189,8 @@ async fn a_hung_run_is_killed_at_run_timeout() {
     });
     let started = std::time::Instant::now();
     let outcomes = deployer.deploy(&[node_config("edge-1", 22, "a\n")]).await;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // Loose: only tells a killed run from one that ran the fake's full 30 s.
+    assert!(started.elapsed() < Duration::from_secs(25));
     assert!(
         matches!(&outcomes[0].result, Err(DeployError::Timeout { .. })),
         "{outcomes:?}"

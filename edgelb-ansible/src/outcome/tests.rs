@@ -156,14 +156,35 @@ fn ssh_refusals_are_typed() {
             fingerprint: "SHA256:5Ran5XO44CcsFapPshQEibrgK8dr+7y0/qZsb5obDX0".into(),
         })
     );
-    let Err(DeployError::HostKeyMismatch { fingerprint, .. }) =
-        deploy(include_str!("../../testdata/deploy-host-key-unknown.jsonl"))
-    else {
-        panic!("unknown host key not refused");
-    };
     assert_eq!(
-        fingerprint,
-        "(not shown by ssh: No ED25519 host key is known for [127.0.0.1]:22022)"
+        deploy(include_str!("../../testdata/deploy-host-key-unknown.jsonl")),
+        Err(DeployError::HostKeyUnknown {
+            node: "edge-1".into(),
+            host: "127.0.0.1".into(),
+            port: 22022,
+            fingerprint: None,
+        })
+    );
+    let no_user = ssh_failure(
+        "edge-1",
+        "root",
+        "Failed to connect to the host via ssh: No user exists for uid 12345",
+        CONNECT_TIMEOUT,
+    );
+    assert_eq!(no_user.kind(), "step");
+    assert!(no_user.to_string().contains("libnss-wrapper"), "{no_user}");
+    let unknown = ssh_failure(
+        "edge-2",
+        "root",
+        "No ED25519 host key is known for edge-2.example and you have requested strict checking.",
+        CONNECT_TIMEOUT,
+    );
+    assert_eq!(unknown.kind(), "host-key-unknown");
+    assert!(
+        unknown
+            .to_string()
+            .contains("ssh-keyscan -p 22 -t ed25519 edge-2.example"),
+        "{unknown}"
     );
     assert_eq!(
         deploy(include_str!("../../testdata/deploy-auth-failed.jsonl")),

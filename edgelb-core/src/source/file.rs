@@ -100,7 +100,7 @@ impl FileSource {
             ));
         }
         let doc = SnapshotDocument::from_yaml(text).map_err(|e| self.error(e.to_string()))?;
-        doc.into_snapshot(&self.path.display().to_string())
+        doc.into_snapshot_from(&self.path.display().to_string(), Some(text))
     }
 
     fn error(&self, message: String) -> Error {
@@ -158,6 +158,8 @@ struct PollState {
     /// The last stamp seen and what reading at it gave (content, or the error).
     last: Option<(Option<Stamp>, ReadOutcome)>,
     first: bool,
+    /// Unusable versions seen since the last good one.
+    unusable: u32,
     #[cfg(test)]
     reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -195,10 +197,21 @@ fn poll_stream(state: PollState) -> BoxStream<'static, Result<Snapshot>> {
                     Ok(bytes) => st.source.parse(&bytes),
                     Err(e) => Err(st.source.error(e)),
                 };
-                if let Err(e) = &item {
-                    tracing::warn!(error = %e, "endpoints file is unusable; keeping the last good state");
-                } else {
-                    tracing::info!(path = %st.source.path.display(), "endpoints file changed");
+                let path = st.source.path.display();
+                match &item {
+                    Err(e) => {
+                        st.unusable = st.unusable.saturating_add(1);
+                        tracing::warn!(error = %e, "endpoints file is unusable; keeping the last good state");
+                    }
+                    Ok(_) if st.unusable > 0 => {
+                        tracing::info!(
+                            %path,
+                            unusable_versions = st.unusable,
+                            "endpoints file is usable again"
+                        );
+                        st.unusable = 0;
+                    }
+                    Ok(_) => tracing::info!(%path, "endpoints file changed"),
                 }
                 return Some((item, st));
             }
@@ -212,6 +225,7 @@ impl EndpointSource for FileSource {
             source: self,
             last: None,
             first: true,
+            unusable: 0,
             #[cfg(test)]
             reads: Default::default(),
         })

@@ -14,6 +14,7 @@
 //!             state: draining       # ready (default) or draining
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -147,25 +148,47 @@ impl SnapshotDocument {
 
     /// Converts to a validated [`Snapshot`]. `origin` names the file in errors.
     pub fn into_snapshot(self, origin: &str) -> Result<Snapshot> {
+        self.into_snapshot_from(origin, None)
+    }
+
+    /// Like [`SnapshotDocument::into_snapshot`], with the YAML `text` it was parsed from, so
+    /// that errors about an entry can name its line.
+    pub fn into_snapshot_from(self, origin: &str, text: Option<&str>) -> Result<Snapshot> {
+        let fail = |message: String| Error::File {
+            path: origin.into(),
+            message,
+        };
         let mut snapshot = Snapshot::default();
+        let mut claimed: BTreeMap<u16, String> = BTreeMap::new();
         for (i, svc) in self.services.into_iter().enumerate() {
-            let at = |what: &str, e: Error| {
-                Error::InvalidSnapshot(format!("{origin}: services[{i}]{what}: {e}"))
-            };
+            let at = |what: &str, e: Error| fail(format!("services[{i}]{what}: {}", inner(e)));
             let key = ServiceKey::new(svc.namespace, svc.name).map_err(|e| at("", e))?;
             if snapshot.services.contains_key(&key) {
-                return Err(Error::InvalidSnapshot(format!(
-                    "{origin}: services[{i}]: service {key} is listed twice; merge its ports into one entry"
+                return Err(fail(format!(
+                    "services[{i}]: service {key} is listed twice; merge its ports into one entry"
                 )));
             }
             let mut port_names = std::collections::BTreeSet::new();
             for (j, port) in svc.ports.into_iter().enumerate() {
                 if !port_names.insert(port.name.clone()) {
-                    return Err(Error::InvalidSnapshot(format!(
-                        "{origin}: services[{i}].ports[{j}]: port name {} is used twice in service {key}; give each port its own name",
+                    return Err(fail(format!(
+                        "services[{i}].ports[{j}]: port name {} is used twice in service {key}; give each port its own name",
                         crate::text::quoted(&port.name)
                     )));
                 }
+                let owner = format!("{key}:{}", port.name);
+                if let Some(first) = claimed.get(&port.listen) {
+                    // The second `listen:` of this port is the claim that conflicts.
+                    let line = text
+                        .and_then(|t| listen_line(t, port.listen, 2))
+                        .map(|n| format!(" (line {n})"))
+                        .unwrap_or_default();
+                    return Err(fail(format!(
+                        "services[{i}].ports[{j}]{line}: listen port {} is claimed by both {first} and {owner}; give one of them another listen port",
+                        port.listen
+                    )));
+                }
+                claimed.insert(port.listen, owner);
                 let mut spec = PortSpec::new(port.listen, port.proxy_protocol);
                 for ep in port.endpoints {
                     spec.add_endpoint(match ep {
@@ -184,11 +207,37 @@ impl SnapshotDocument {
                     .map_err(|e| at(&format!(".ports[{j}]"), e))?;
             }
         }
-        snapshot
-            .validate()
-            .map_err(|e| Error::InvalidSnapshot(format!("{origin}: {e}")))?;
+        snapshot.validate().map_err(|e| fail(inner(e)))?;
         Ok(snapshot)
     }
+}
+
+/// An error's message without the "invalid snapshot: " its variant adds: the caller says
+/// where instead.
+fn inner(e: Error) -> String {
+    match e {
+        Error::InvalidSnapshot(message) => message,
+        other => other.to_string(),
+    }
+}
+
+/// The line (1-based) of the `nth` `listen: PORT` of `port` in `text`, in block or flow style.
+fn listen_line(text: &str, port: u16, nth: usize) -> Option<usize> {
+    let wanted = port.to_string();
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.split("listen:").skip(1).any(|rest| {
+                let digits: String = rest
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits == wanted
+            })
+        })
+        .nth(nth.checked_sub(1)?)
+        .map(|(n, _)| n + 1)
 }
 
 #[cfg(test)]
@@ -338,5 +387,19 @@ services:
             .unwrap_err()
             .to_string();
         assert!(!err.contains('\n') && err.contains("web\\nINFO"), "{err}");
+    }
+
+    #[test]
+    fn a_listen_port_claimed_twice_names_the_file_entry_and_line_once() {
+        let text = "services:\n  - name: web\n    ports:\n      - {name: http, listen: 8080}\n  - name: api\n    ports:\n      - name: http\n        listen: 8080\n";
+        let err = SnapshotDocument::from_yaml(text)
+            .unwrap()
+            .into_snapshot_from("eps.yaml", Some(text))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "eps.yaml: services[1].ports[0] (line 8): listen port 8080 is claimed by both default/web:http and default/api:http; give one of them another listen port"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Durations as written in the config file and in `haproxy.cfg`: `500ms`, `5s`, `1m`, `1h`, `1d`.
+//! Durations as written in the config file and in `haproxy.cfg`: `500ms`, `5s`, `1m`, `1h`,
+//! `1d`, or combined as `1m30s`: the grammar of [`edgelb_core::duration`], every setting's.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,8 +14,10 @@ pub const MAX_HAPROXY_MILLIS: u64 = i32::MAX as u64;
 
 /// A duration with whole-millisecond precision, written as a number and a unit.
 ///
-/// Accepted units: `ms`, `s`, `m` (minutes), `h`, `d`, e.g. `500ms`, `5s`, `1m`, `1h`. A bare
-/// number is rejected rather than guessed at: write `5000ms` or `5s`. It is displayed (and
+/// Accepted units: `ms`, `s`, `m` (minutes), `h`, `d`, e.g. `500ms`, `5s`, `1m`, `1h`, and
+/// combinations such as `1m30s`, as every duration of edgelb's config reads them
+/// ([`edgelb_core::duration::parse`]). A bare number is rejected rather than guessed at: write
+/// `5000ms` or `5s`. It is displayed (and
 /// serialized, and rendered into `haproxy.cfg`, whose timers take the same units) in the
 /// largest unit that divides it exactly, so `90s` shows as `90s` and `120s` as `2m`.
 ///
@@ -23,6 +26,7 @@ pub const MAX_HAPROXY_MILLIS: u64 = i32::MAX as u64;
 /// let d: ConfigDuration = "1500ms".parse()?;
 /// assert_eq!(d.as_millis(), 1500);
 /// assert_eq!("120s".parse::<ConfigDuration>()?.to_string(), "2m");
+/// assert_eq!("1m30s".parse::<ConfigDuration>()?.to_string(), "90s");
 /// assert!("5".parse::<ConfigDuration>().is_err());
 /// # Ok::<(), String>(())
 /// ```
@@ -95,34 +99,9 @@ impl FromStr for ConfigDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let text = s.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        if number.is_empty() {
-            return Err(format!(
-                "duration {s:?} does not start with a number; write e.g. \"500ms\", \"5s\", \"1m\" or \"1h\""
-            ));
-        }
-        if unit.is_empty() {
-            return Err(format!(
-                "duration {s:?} has no unit; write e.g. \"{number}ms\" or \"{number}s\" (units: ms, s, m, h, d)"
-            ));
-        }
-        let size = UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .map(|(_, size)| *size)
-            .ok_or_else(|| {
-                format!("duration {s:?} has unknown unit {unit:?}; use ms, s, m, h or d")
-            })?;
-        let value: u64 = number
-            .parse()
-            .map_err(|_| format!("duration {s:?} is too large"))?;
-        let millis = value
-            .checked_mul(size)
-            .ok_or_else(|| format!("duration {s:?} is too large"))?;
+        let d = edgelb_core::duration::parse(s)?;
+        let millis = u64::try_from(d.as_millis())
+            .map_err(|_| format!("invalid duration {:?}: it is too large", s.trim()))?;
         Ok(Self { millis })
     }
 }
@@ -182,6 +161,8 @@ mod tests {
         assert_eq!(d("2d").as_millis(), 172_800_000);
         assert_eq!(d(" 7s ").as_millis(), 7_000);
         assert_eq!(d("0s").as_millis(), 0);
+        assert_eq!(d("1m30s").as_millis(), 90_000);
+        assert_eq!(d("1h2m3s4ms").as_millis(), 3_723_004);
     }
 
     #[test]
@@ -204,6 +185,7 @@ mod tests {
     fn rejects_what_it_cannot_read_and_says_how_to_fix_it() {
         for (bad, hint) in [
             ("5", "has no unit"),
+            ("1m30", "30 has no unit"),
             ("", "does not start with a number"),
             ("s", "does not start with a number"),
             ("5 s", "unknown unit"),

@@ -49,12 +49,20 @@ impl ClientKey {
             bad("it is not text; expected an OpenSSH, PEM or PKCS#8 private key".into())
         })?;
         let key = russh::keys::decode_secret_key(text, passphrase).map_err(|e| {
+            if passphrase.is_none() && matches!(e, russh::keys::Error::KeyIsEncrypted) {
+                return bad(
+                    "it is encrypted and no passphrase was given: give its passphrase (edgelb: \
+                     `deployer.ssh.key_passphrase_file`), or remove it with \
+                     `ssh-keygen -p -N '' -f KEY` and protect the file instead"
+                        .into(),
+                );
+            }
             bad(format!(
                 "it does not parse as an OpenSSH, PEM or PKCS#8 private key{}: {e}",
                 if passphrase.is_some() {
                     " with the given passphrase"
                 } else {
-                    " (if it is encrypted, give its passphrase)"
+                    ""
                 }
             ))
         })?;
@@ -170,7 +178,15 @@ mod tests {
             return;
         };
         let err = ClientKey::from_file(&path, None).unwrap_err().to_string();
-        assert!(err.contains("passphrase"), "{err}");
+        assert!(
+            err.contains("it is encrypted and no passphrase was given")
+                && err.contains("key_passphrase_file"),
+            "{err}"
+        );
+        let err = ClientKey::from_file(&path, Some("wrong"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("with the given passphrase"), "{err}");
         assert!(ClientKey::from_file(&path, Some("s3cret")).is_ok());
     }
 

@@ -10,14 +10,16 @@
 //! What an edge needs: sshd with public-key login for the deploy user, the `sftp` subsystem
 //! (optional: files then go through `cat` over exec), and forwarding to UNIX sockets, which
 //! OpenSSH allows only with both `AllowStreamLocalForwarding` and `AllowTcpForwarding` set to
-//! `yes` or `local` (the TCP setting governs socket forwarding too; `local` is enough). The
+//! `yes` or `local` (the TCP setting governs socket forwarding too; `local` is enough), and
+//! no `DisableForwarding yes` ([`sshd_config_problems`] checks a file against these). The
 //! login shell must be a POSIX shell (sh, bash, dash, zsh): commands reach it shell-quoted.
 //! The user needs write access to HAProxy's config directory and its sockets (root, or a
 //! group with those rights).
 //!
 //! Errors are typed per node ([`edgelb_core::DeployError`]): `Connect` (refused,
-//! unreachable, handshake failed), `HostKeyMismatch` (with the SHA-256 fingerprint seen),
-//! `Auth`, `Timeout`, and the deploy transaction's own. Key material is never logged.
+//! unreachable, handshake failed), `HostKeyUnknown` (nothing pinned for the edge's
+//! `[host]:port`), `HostKeyMismatch` (another key is pinned; both with the SHA-256
+//! fingerprint seen), `Auth`, `Timeout`, and the deploy transaction's own. Key material is never logged.
 
 mod credentials;
 mod deployer;
@@ -27,6 +29,7 @@ mod options;
 mod quote;
 mod session;
 mod sftp;
+mod sshd_prerequisites;
 
 pub use credentials::{ClientKey, SshCredentials};
 pub use deployer::{SshDeployer, SshDeployerConfig};
@@ -34,3 +37,4 @@ pub use host::SshHost;
 pub use host_keys::{HostKeyCheck, KnownHosts, fingerprint};
 pub use options::{FileTransfer, SshOptions};
 pub use quote::{command_line, quote};
+pub use sshd_prerequisites::{SSHD_PREREQUISITES, sshd_config_problems};

@@ -77,6 +77,10 @@ enum HandshakeError {
         fingerprint: String,
         why: &'static str,
     },
+    /// Nothing at all is pinned for this address and port.
+    HostKeyUnknown {
+        fingerprint: String,
+    },
 }
 
 impl From<russh::Error> for HandshakeError {
@@ -113,10 +117,9 @@ impl client::Handler for Pinning {
                 fingerprint: seen,
                 why: "this key is marked @revoked",
             }),
-            HostKeyCheck::Unknown { pinned: 0 } => Err(HandshakeError::HostKey {
-                fingerprint: seen,
-                why: "no key is pinned for this address and port",
-            }),
+            HostKeyCheck::Unknown { pinned: 0 } => {
+                Err(HandshakeError::HostKeyUnknown { fingerprint: seen })
+            }
             HostKeyCheck::Unknown { .. } => Err(HandshakeError::HostKey {
                 fingerprint: seen,
                 why: "the key differs from the pinned ones",
@@ -302,6 +305,20 @@ impl Session {
                     DeployError::HostKeyMismatch {
                         node: ep.node.clone(),
                         fingerprint,
+                    }
+                }
+                HandshakeError::HostKeyUnknown { fingerprint } => {
+                    tracing::debug!(
+                        node = %ep.node,
+                        address = %ep.address(),
+                        %fingerprint,
+                        "no host key pinned for the edge"
+                    );
+                    DeployError::HostKeyUnknown {
+                        node: ep.node.clone(),
+                        host: ep.host.clone(),
+                        port: ep.port,
+                        fingerprint: Some(fingerprint),
                     }
                 }
                 HandshakeError::Ssh(e) => {

@@ -9,7 +9,7 @@ if [ -n "${POD_CIDR:-}" ] && [ -n "${POD_GATEWAY:-}" ]; then
   ip route replace "$POD_CIDR" via "$POD_GATEWAY"
 fi
 mkdir -p /etc/ssh/authorized_keys /run/sshd /run/haproxy
-printf '%s\n' "${AUTHORIZED_KEY:?set AUTHORIZED_KEY to edgelb's public key}" > /etc/ssh/authorized_keys/root
+printf '%s\n' "${AUTHORIZED_KEY:?set AUTHORIZED_KEY to the edgelb public key}" > /etc/ssh/authorized_keys/root
 chmod 644 /etc/ssh/authorized_keys/root
 [ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 haproxy -W -S /run/haproxy/master.sock -f /etc/haproxy/haproxy.cfg -p /run/haproxy/haproxy.pid &

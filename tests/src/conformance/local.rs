@@ -156,14 +156,23 @@ impl LocalHaproxy {
 
     /// The master's `show proc`.
     pub async fn show_proc(&self) -> MasterProcs {
-        let mut stream = tokio::net::UnixStream::connect(&self.layout.master_socket)
+        self.try_show_proc()
             .await
-            .expect("master socket answers");
-        stream.write_all(b"show proc\n").await.expect("write");
-        stream.shutdown().await.expect("shutdown");
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.expect("read");
-        MasterProcs::parse(LOCAL_NODE, &answer).expect("show proc parses")
+            .expect("the master socket answers")
+    }
+
+    /// The master's `show proc`, or why it could not be had.
+    async fn try_show_proc(&self) -> Result<MasterProcs, String> {
+        let talk = async {
+            let mut stream = tokio::net::UnixStream::connect(&self.layout.master_socket).await?;
+            stream.write_all(b"show proc\n").await?;
+            stream.shutdown().await?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let answer = talk.await.map_err(|e| e.to_string())?;
+        MasterProcs::parse(LOCAL_NODE, &answer).map_err(|e| e.to_string())
     }
 
     /// The backend that answers a connection through HAProxy, or why none did.
@@ -205,12 +214,12 @@ impl LocalHaproxy {
     /// Stops HAProxy (master and every worker, by PID) and the backends, removes the files.
     pub async fn stop(self) {
         let pids: Vec<u32> =
-            match tokio::time::timeout(Duration::from_secs(2), self.show_proc()).await {
-                Ok(procs) => std::iter::once(procs.master_pid)
+            match tokio::time::timeout(Duration::from_secs(2), self.try_show_proc()).await {
+                Ok(Ok(procs)) => std::iter::once(procs.master_pid)
                     .chain(procs.workers.iter().map(|w| w.0))
                     .chain(procs.old_workers.iter().copied())
                     .collect(),
-                Err(_) => Vec::new(),
+                _ => Vec::new(),
             };
         drop(self.deployer); // kills the master it started
         for pid in pids {
@@ -283,5 +292,25 @@ pub async fn failed_reload_rolled_back(test: &str) {
         local.deployer.live_digest(&local.node()).await,
         Ok(Some(good.digest))
     );
+    local.stop().await;
+}
+
+/// The first start fails (another socket holds the port): the error carries HAProxy's own
+/// reason, and nothing of HAProxy's output reaches stderr unframed.
+pub async fn start_failure_says_why(test: &str) {
+    let Some(local) = LocalHaproxy::start_or_skip(test).await else {
+        return;
+    };
+    let taken = TcpListener::bind(("127.0.0.1", local.listen)).expect("the port is free");
+    let err = local
+        .deploy(local.render(&local.node(), 0))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("haproxy exited with") && text.contains("cannot bind socket"),
+        "{err}"
+    );
+    drop(taken);
     local.stop().await;
 }

@@ -10,6 +10,7 @@
 //! return; where deployers legitimately differ (how an endpoint-only change goes live) the
 //! factory says what it does and the scenario accepts that.
 
+mod arbitrary_uid;
 pub mod local;
 mod outcomes;
 mod scenarios;
@@ -26,6 +27,7 @@ use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials};
 use crate::testbed::ansible::ansible_playbook_or_skip;
 use crate::testbed::{KeyPair, Testbed, Tools};
 
+pub use arbitrary_uid::{ARBITRARY_UID, AnsibleAsArbitraryUid};
 pub use scenarios::Scenario;
 
 /// A deployer the suite can run against: how to build it for a testbed, and what it does
@@ -118,7 +120,7 @@ impl DeployerUnderTest for SshUnderTest {
 /// `ansible-playbook` on `PATH` or in `target/venv`.
 #[derive(Debug, Clone, Default)]
 pub struct AnsibleUnderTest {
-    playbook: std::sync::OnceLock<PathBuf>,
+    pub(crate) playbook: std::sync::OnceLock<PathBuf>,
 }
 
 impl AnsibleUnderTest {
@@ -126,7 +128,7 @@ impl AnsibleUnderTest {
         Arc::new(AnsibleDeployer::new(config).expect("ansible deployer config is valid"))
     }
 
-    fn config(&self, tb: &Testbed) -> edgelb_ansible::AnsibleDeployerConfig {
+    pub(crate) fn config(&self, tb: &Testbed) -> edgelb_ansible::AnsibleDeployerConfig {
         let playbook = self
             .playbook
             .get()

@@ -241,6 +241,10 @@ async fn real_client_ip(dut: &dyn DeployerUnderTest, tb: &Testbed) {
     pipeline.shutdown().await;
 }
 
+/// Connections the load of the endpoint-changes scenario makes at least, whatever the speed of
+/// the deployer under test.
+const MIN_LOAD: usize = 200;
+
 async fn endpoint_changes_under_load(dut: &dyn DeployerUnderTest, tb: &Testbed) {
     let deployer = dut.deployer(tb);
     let mut pipeline = Running::start(tb, dut, deployer);
@@ -248,14 +252,13 @@ async fn endpoint_changes_under_load(dut: &dyn DeployerUnderTest, tb: &Testbed) 
     pipeline.converge(web_snapshot(&[&backends[0]]), 1).await;
 
     let target = tb.edge_addr(0, LISTEN_PORT);
-    // Bounded: at most 12 deploy times' worth of connections; stopped once the changes are
-    // done.
+    // The load runs until stopped once enough connections were made; its count (12 deploy
+    // times' worth) is only a safety cap. How many connections fall inside the changes
+    // depends on how fast the deployer is, so nothing asserts on that.
     let interval = dut.load_interval_ms();
     let count = (dut.deploy_time().as_millis() as u64 * 12 / interval) as u32;
     let load = tb.client.start_load(target, count, interval);
-    while load.done() < 20 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    load.wait_for(20, dut.deploy_time()).await;
     let mut outcomes = Vec::new();
     for change in 1..=10 {
         let next = &backends[change % backends.len()];
@@ -297,21 +300,14 @@ async fn endpoint_changes_under_load(dut: &dyn DeployerUnderTest, tb: &Testbed) 
             );
         }
     }
-    // Keep the load on a little past the last change.
-    let seen = load.done();
-    while load.done() < seen + 20 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Keep the load on past the last change, until it made enough connections in all.
+    load.wait_for((load.done() + 20).max(MIN_LOAD), dut.deploy_time())
+        .await;
     let results = load.stop().await;
     let failed: Vec<&Probe> = results
         .iter()
         .filter(|p| matches!(p, Probe::Failed(_)))
         .collect();
-    assert!(
-        results.len() >= 200,
-        "the load loop ran only {} connections",
-        results.len()
-    );
     assert!(
         failed.is_empty(),
         "{} of {} connections failed during 10 changes ({outcomes:?}): {:?}\nhaproxy log: {}",
@@ -441,8 +437,14 @@ async fn wrong_keys(dut: &dyn DeployerUnderTest, tb: &Testbed) {
     let err = deploy(&*others, edge1.node(), config.clone())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "host-key-mismatch", "{err}");
+    assert_eq!(err.kind(), "host-key-unknown", "{err}");
     assert_eq!(err.node(), "edge1", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("ssh-keyscan -p 22 -t ed25519 {}", edge1.ip))
+            && !text.contains("attack"),
+        "{err}"
+    );
 
     // A key edge1 does not authorize.
     let stranger = dut.with_client_key(tb, &tb.stranger_key);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -143,6 +144,24 @@ impl LoadRun {
     /// How many connections finished so far.
     pub fn done(&self) -> usize {
         self.results.lock().expect("results lock").len()
+    }
+
+    /// Waits until `n` connections have finished, however fast or slow the machine is; fails
+    /// the test if the loop stalls (no connection finished for `patience`) or runs out of its
+    /// count first.
+    pub async fn wait_for(&self, n: usize, patience: Duration) {
+        let mut last = (self.done(), tokio::time::Instant::now());
+        while self.done() < n {
+            let done = self.done();
+            if done != last.0 {
+                last = (done, tokio::time::Instant::now());
+            }
+            assert!(
+                last.1.elapsed() < patience,
+                "the load loop stalled at {done} of {n} connections (none finished for {patience:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Starts no more connections, lets the started ones finish, returns every result.

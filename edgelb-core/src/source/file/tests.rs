@@ -18,6 +18,14 @@ async fn load_err(source: FileSource) -> String {
 
 #[tokio::test]
 async fn emits_on_change_only_and_reports_bad_versions() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("eps.yaml");
     std::fs::write(&path, V1).unwrap();
@@ -38,6 +46,36 @@ async fn emits_on_change_only_and_reports_bad_versions() {
     .unwrap();
     let next = stream.next().await.unwrap().unwrap();
     assert_eq!(next.endpoint_count(), 2);
+    let text = logs.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("endpoints file changed"), "{text}");
+    assert!(lines[1].contains("endpoints file is unusable"), "{text}");
+    assert!(
+        lines[2].contains("endpoints file is usable again")
+            && lines[2].contains("unusable_versions=1"),
+        "{text}"
+    );
+}
+
+/// Log lines written while it lives (this thread only).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
 }
 
 #[tokio::test]
@@ -50,6 +88,7 @@ async fn an_unchanged_file_is_not_read_again() {
         source: FileSource::new(&path).with_poll_interval(Duration::from_millis(5)),
         last: None,
         first: true,
+        unusable: 0,
         reads: reads.clone(),
     });
     assert_eq!(stream.next().await.unwrap().unwrap().endpoint_count(), 1);
