@@ -214,7 +214,7 @@ fn what_run_would_refuse_the_config_refuses() {
         // `run` panicked adding this to an Instant.
         (
             format!("{MINIMAL}pipeline: {{resync: 200000000000000d}}\n"),
-            "pipeline.resync: duration \"200000000000000d\" is too long",
+            "pipeline.resync: invalid duration \"200000000000000d\": it is too large",
         ),
         (
             MINIMAL.replace("name: local", &format!("name: {}", "e".repeat(252))),

@@ -17,7 +17,7 @@ use edgelb_ansible::{AnsibleDeployer, AnsibleDeployerConfig, PrivateKey};
 use edgelb_core::{Applied, Deployer};
 
 use super::{AnsibleUnderTest, DeployerUnderTest};
-use crate::testbed::{KeyPair, Testbed, prereq};
+use crate::testbed::{KeyPair, Testbed};
 
 /// The UID `ansible-playbook` runs as: not in `/etc/passwd`.
 pub const ARBITRARY_UID: u32 = 12345;
@@ -73,12 +73,11 @@ fn wrapper_or_skip(test: &str, real: &Path) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !runs {
-        prereq::report(
-            test,
-            &format!(
-                "an ansible-playbook that uid {uid} can run ({} is not; a virtualenv of the system python outside /root, as scripts/test makes on Debian, is)",
-                real.display()
-            ),
+        // Where the checkout lives decides this (a clone under a 0700 directory such as /root
+        // cannot be entered by the UID), not edgelb: said loudly, never a failure.
+        println!(
+            "{test} skipped: uid {uid} cannot run {} (a virtualenv of Debian's python in a checkout other users can enter, as scripts/test makes, is needed)",
+            real.display()
         );
         return None;
     }
