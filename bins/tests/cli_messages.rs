@@ -23,7 +23,7 @@ fn setup(dir: &Path, edges: usize) -> PathBuf {
         format!(
             "source: {{file: endpoints.yaml}}\nedges: [{{name: local}}]\n\
              deployer:\n  local: {{config_path: {0}/haproxy.cfg, master_socket: {0}/master.sock}}\n\
-             haproxy: {{stats_socket: {0}/admin.sock}}\n",
+             haproxy: {{stats_socket: {0}/admin.sock, socket_dirs: [{0}]}}\n",
             dir.display()
         )
     } else {

@@ -195,7 +195,7 @@ async fn sighup_or_ctrl_c_to_the_terminal_group_stops_edgelb_and_its_haproxy() {
                 "source: {{file: endpoints.yaml}}\n\
                  edges: [{{name: local}}]\n\
                  deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
-                 haproxy: {{stats_socket: {state}/admin.sock}}\n"
+                 haproxy: {{stats_socket: {state}/admin.sock, socket_dirs: [{state}]}}\n"
             ),
         )
         .unwrap();

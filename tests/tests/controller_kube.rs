@@ -143,6 +143,7 @@ fn write_config(
             "empty_backend_hold": "1s",
         },
         "http": {"ready_quorum": tb.edges.len()},
+        "health": {"interval": "500ms", "timeout": "1s", "fall": 2, "rise": 2},
     });
     if let Some(le) = leader_election {
         config["leader_election"] = le;
@@ -377,7 +378,7 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
     }
 
     // The Service's status lists the edges' public addresses, ipMode Proxy (PROXY v2 is on).
-    let expected = wait_for_web_ingress(&tb, &api, &controller, "Proxy").await;
+    wait_for_web_ingress(&tb, &api, &controller, "Proxy").await;
     let patches = api.status_patches();
     for p in &patches {
         assert_eq!(
@@ -534,7 +535,6 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
 
     // An edge goes down (sshd stopped, HAProxy still serving): a second slice adds b4; the
     // other two edges converge, the dead one is reported and keeps its old config.
-    let patches_before = api.status_patches().len();
     tb.edges[2].stop_sshd();
     api.apply_slice(slice(
         "shop",
@@ -601,22 +601,56 @@ async fn load_balancer_services_are_served_by_three_edges_with_status_and_lease(
                 .contains(&format!("edge {down} "))),
         "{failed:?}"
     );
-    // The dead edge still serves the Service (its old config): it stays in the status.
-    assert_eq!(
-        api.service("shop", "web").unwrap()["status"]["loadBalancer"]["ingress"],
-        expected
+    // Its health probes fail too (edgelb cannot reach it): after `fall` of them its address
+    // leaves the status, the other two edges serving, with an EdgeUnhealthy Warning.
+    let healthy: Vec<Value> = tb.edges[..2]
+        .iter()
+        .map(|e| json!({"ip": e.ip.to_string(), "ipMode": "Proxy"}))
+        .collect();
+    let healthy = Value::Array(healthy);
+    let stopped = Instant::now();
+    eventually(
+        &format!("{down}'s address leaving shop/web's status"),
+        Duration::from_secs(15),
+        &controller,
+        || {
+            let svc = api.service("shop", "web").unwrap();
+            let ingress = &svc["status"]["loadBalancer"]["ingress"];
+            (*ingress == healthy)
+                .then_some(())
+                .ok_or_else(|| ingress.to_string())
+        },
+    )
+    .await;
+    println!(
+        "{down}'s address left the status {:.1} s after its sshd stopped",
+        stopped.elapsed().as_secs_f64()
     );
-    for p in &api.status_patches()[patches_before..] {
-        assert_eq!(
-            p.patch["status"]["loadBalancer"]["ingress"], expected,
-            "no patch drops the edge that is down: {p:?}"
-        );
-    }
+    let unhealthy = events_with(&api, "EdgeUnhealthy");
+    assert!(
+        unhealthy.iter().any(|e| e["type"] == "Warning"
+            && e["regarding"]["name"] == "web"
+            && e["note"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("edge {down} is unhealthy"))),
+        "{unhealthy:?}"
+    );
+    let m = wait_metrics(&controller, "edge health", Duration::from_secs(5), |m| {
+        metric(m, &format!("edgelb_edge_healthy{{node=\"{down}\"}}")) == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&m, &format!("edgelb_edge_healthy{{node=\"{}\"}}", names[0])),
+        Some(1.0),
+        "{m}"
+    );
     assert_eq!(controller.get("/readyz").await.0, 200);
 
-    // The edge comes back and converges.
+    // The edge comes back, converges, and is published again once healthy.
     tb.edges[2].start_sshd().unwrap();
     wait_for_backends(&tb, &controller, &[2], LISTEN_PORT, &["b4"], "v2").await;
+    wait_for_web_ingress(&tb, &api, &controller, "Proxy").await;
     wait_metrics(
         &controller,
         &format!("{down} back in sync"),
