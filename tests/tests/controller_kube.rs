@@ -826,6 +826,11 @@ async fn named_services_follow_their_slices_on_three_edges() {
         ]}),
         None,
     );
+    // The healthy edges as an external-dns DNSEndpoint (no LoadBalancer Service carries them).
+    let mut with_dns: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    with_dns["dns_endpoint"] = json!({"hostnames": ["example.com"], "ttl": "30s"});
+    std::fs::write(&config, with_dns.to_string()).unwrap();
     let mut controller = start_controller(&dir, &config);
 
     // Both ports on every edge, each with its own PROXY version; the missing Service waits.
@@ -852,6 +857,49 @@ async fn named_services_follow_their_slices_on_three_edges() {
     )
     .await;
     assert!(!metrics.contains("default/late"), "{metrics}");
+
+    // The DNSEndpoint lists every edge; a hung HAProxy takes its edge out, and back.
+    let a_targets = |edges: &[usize]| {
+        let mut ips: Vec<String> = edges.iter().map(|i| tb.edges[*i].ip.to_string()).collect();
+        ips.sort();
+        json!([{"dnsName": "example.com", "recordType": "A", "targets": ips, "recordTTL": 30}])
+    };
+    let dns_is = |edges: &'static [usize]| {
+        let expected = a_targets(edges);
+        let api = &api;
+        move || {
+            let records = api
+                .get("DNSEndpoint", "edgelb", "edgelb")
+                .map(|o| o["spec"]["endpoints"].clone())
+                .unwrap_or(Value::Null);
+            (records == expected)
+                .then_some(())
+                .ok_or_else(|| records.to_string())
+        }
+    };
+    eventually(
+        "a DNSEndpoint of the 3 edges",
+        Duration::from_secs(15),
+        &controller,
+        dns_is(&[0, 1, 2]),
+    )
+    .await;
+    tb.edges[2].freeze_haproxy(true);
+    eventually(
+        "edge3 out of the DNSEndpoint",
+        Duration::from_secs(20),
+        &controller,
+        dns_is(&[0, 1]),
+    )
+    .await;
+    tb.edges[2].freeze_haproxy(false);
+    eventually(
+        "edge3 back in the DNSEndpoint",
+        Duration::from_secs(20),
+        &controller,
+        dns_is(&[0, 1, 2]),
+    )
+    .await;
 
     // The API server ends every watch (as at a watch timeout): edgelb watches again from the
     // resourceVersion it saw, without listing again, and misses nothing after it.

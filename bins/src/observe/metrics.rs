@@ -110,7 +110,7 @@ impl Metrics {
         let in_sync = Family::<NodeLabel, Gauge>::default();
         registry.register(
             "node_in_sync",
-            "1 when the node runs the current desired config",
+            "1 when the node runs the current desired config (0 while it is unhealthy: then it cannot be known)",
             in_sync.clone(),
         );
         let consecutive_failures = Family::<NodeLabel, Gauge>::default();
@@ -234,9 +234,10 @@ impl Metrics {
                     .get_or_create(&label)
                     .observe(latency.as_secs_f64());
             }
-            self.in_sync
-                .get_or_create(&label)
-                .set(i64::from(ns.in_sync(status.generation)));
+            // An edge known to be unhealthy cannot be known to run anything: not in sync.
+            self.in_sync.get_or_create(&label).set(i64::from(
+                ns.in_sync(status.generation) && !ns.health.is_unhealthy(),
+            ));
             self.consecutive_failures
                 .get_or_create(&label)
                 .set(i64::from(ns.consecutive_failures));

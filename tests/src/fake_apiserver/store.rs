@@ -47,6 +47,13 @@ pub(crate) const RESOURCES: &[Resource] = &[
         kind: "Lease",
         status_subresource: false,
     },
+    // external-dns's custom resource (its CRD installed), for the named mode's DNS.
+    Resource {
+        group_version: "externaldns.k8s.io/v1alpha1",
+        plural: "dnsendpoints",
+        kind: "DNSEndpoint",
+        status_subresource: false,
+    },
 ];
 
 impl Resource {
