@@ -143,25 +143,7 @@ struct Harness {
 }
 
 fn start(deployer: FakeDeployer, node_names: &[&str], config: PipelineConfig) -> Harness {
-    let deployer = Arc::new(deployer);
-    let pipeline = Pipeline::new(
-        Arc::new(DebugRenderer),
-        deployer.clone(),
-        nodes(node_names),
-        config,
-    )
-    .unwrap();
-    let status = pipeline.status();
-    let (source, tx) = ChannelSource::new();
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(pipeline.run(source, stop.clone()));
-    Harness {
-        deployer,
-        status,
-        tx,
-        stop,
-        run,
-    }
+    start_with(Arc::new(DebugRenderer), deployer, node_names, config)
 }
 
 impl Harness {
