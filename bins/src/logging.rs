@@ -21,13 +21,31 @@ pub fn init(format: LogFormat, filter: &str) {
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR").as_deref(),
         ))
-        .with_writer(std::io::stderr);
+        .with_writer(|| LossyStderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     if let Some(e) = bad {
         tracing::warn!(filter, error = %e, "invalid log filter; using info");
+    }
+}
+
+/// stderr, where a line that cannot be written (a closed pipe, a full disk) is dropped.
+/// tracing-subscriber reports a failed write with `eprintln!`, which panics when stderr is a
+/// closed pipe: the task that logged would die (the signal handler, say, so edgelb would
+/// never stop). The controller's work never depends on its log being read.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _dropped = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _dropped = std::io::stderr().flush();
+        Ok(())
     }
 }
 

@@ -233,3 +233,70 @@ async fn sighup_or_ctrl_c_to_the_terminal_group_stops_edgelb_and_its_haproxy() {
         }
     }
 }
+
+/// The terminal or the log collector went away (the log pipe's reader closed): edgelb must
+/// still stop on SIGTERM, and take its haproxy with it. tracing-subscriber reports a failed
+/// write with a panicking `eprintln!`, which killed the task that logged, the signal
+/// handler included, so edgelb ran on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_never_keeps_edgelb_from_stopping() {
+    if !haproxy_or_skip("a_closed_log_pipe_never_keeps_edgelb_from_stopping") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(edgelb_haproxy::demo_backend::serve(
+        listener,
+        "alpha".into(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let front: SocketAddr = ([127, 0, 0, 1], listen).into();
+    write_endpoints(&dir.path().join("endpoints.yaml"), listen, &[backend]);
+    let state = dir.path().display();
+    let config = dir.path().join("edgelb.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source: {{file: endpoints.yaml}}\n\
+             edges: [{{name: local}}]\n\
+             deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
+             haproxy: {{stats_socket: {state}/admin.sock, socket_dirs: [{state}]}}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgelb"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let _cleanup = KillGroupOnDrop(child.id().unwrap());
+    wait_for_backend(front, "alpha", Duration::from_secs(20)).await;
+    drop(child.stdout.take());
+    drop(child.stderr.take()); // nobody reads the log any more
+
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().unwrap().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("edgelb did not exit on SIGTERM with its log pipe closed"))
+        .unwrap();
+    assert!(status.success(), "edgelb exited with {status}");
+    let gone = Instant::now();
+    while ask(front).await.is_some() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "haproxy still serves after edgelb exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
