@@ -317,4 +317,4 @@ impl Collector for TrafficCollector {
 
 #[cfg(test)]
 #[path = "edge_traffic_tests.rs"]
-mod tests;
+pub(crate) mod tests;
