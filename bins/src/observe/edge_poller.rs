@@ -171,3 +171,7 @@ pub fn named(
         proxies,
     }
 }
+
+#[cfg(test)]
+#[path = "edge_poller_tests.rs"]
+mod tests;
