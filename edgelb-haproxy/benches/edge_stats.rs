@@ -9,38 +9,16 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark binary: failing loudly is the point
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edgelb_core::{EdgeNode, Endpoint, PortSpec, ProxyProtocol, Renderer, ServiceKey, Snapshot};
+use common::{find_haproxy, snapshot};
+use edgelb_core::{EdgeNode, Renderer};
 use edgelb_haproxy::edge_stats::{self, parse_show_info, parse_show_stat};
 use edgelb_haproxy::{EdgeHost, HaproxyRenderer, LocalHost, RenderOptions};
-
-fn snapshot(services: usize, per_service: usize) -> Snapshot {
-    let mut snap = Snapshot::default();
-    for s in 0..services {
-        let mut port = PortSpec::new(20_000 + s as u16, ProxyProtocol::V2);
-        for e in 0..per_service {
-            let i = (s * per_service + e) as u32;
-            let ip = Ipv4Addr::from(0x0a00_0000 | i);
-            port.add_endpoint(Endpoint::ready(ip.into(), 8443));
-        }
-        let key = ServiceKey::new(format!("ns-{s}"), format!("svc-{s}")).expect("valid key");
-        snap.insert_port(key, "websecure", port)
-            .expect("valid port name");
-    }
-    snap
-}
-
-fn find_haproxy() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file())
-}
 
 /// utime + stime of `pid` and its children (the worker), in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -131,7 +109,10 @@ async fn main() {
     for &(label, services, per_service) in cases {
         let renderer = HaproxyRenderer::new(options.clone()).expect("renderer");
         let text = renderer
-            .render(&snapshot(services, per_service), &EdgeNode::new("edge-1"))
+            .render(
+                &snapshot(services, per_service, 20_000),
+                &EdgeNode::new("edge-1"),
+            )
             .expect("render")
             .text;
         let config = dir.path().join("edge.cfg");

@@ -80,31 +80,22 @@ pub struct TrafficCollector {
 
 type Row<'a> = (&'a ProxyLabels, &'a ProxyStats);
 
-fn gauge_family(
+/// One series per Service port row, a gauge or a counter of `value`.
+fn proxy_family(
     encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
+    (name, help, metric_type): (&str, &str, MetricType),
     rows: &[Row<'_>],
     value: fn(&ProxyStats) -> u64,
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
     for (labels, stats) in rows {
-        let v = i64::try_from(value(stats)).unwrap_or(i64::MAX);
-        ConstGauge::new(v).encode(family.encode_family(*labels)?)?;
-    }
-    Ok(())
-}
-
-fn counter_family(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[Row<'_>],
-    value: fn(&ProxyStats) -> u64,
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, stats) in rows {
-        ConstCounter::new(value(stats)).encode(family.encode_family(*labels)?)?;
+        let encoded = family.encode_family(*labels)?;
+        match metric_type {
+            MetricType::Counter => ConstCounter::new(value(stats)).encode(encoded)?,
+            _ => {
+                ConstGauge::new(i64::try_from(value(stats)).unwrap_or(i64::MAX)).encode(encoded)?
+            }
+        }
     }
     Ok(())
 }
@@ -238,31 +229,43 @@ impl Collector for TrafficCollector {
             .values()
             .flat_map(|t| t.proxies.iter().map(|(l, s)| (l, s)))
             .collect();
-        gauge_family(
+        proxy_family(
             &mut encoder,
-            "edge_current_sessions",
-            "Sessions open now, per edge and Service port, on its frontend and backend",
+            (
+                "edge_current_sessions",
+                "Sessions open now, per edge and Service port, on its frontend and backend",
+                MetricType::Gauge,
+            ),
             &rows,
             |s| s.sessions_current,
         )?;
-        counter_family(
+        proxy_family(
             &mut encoder,
-            "edge_sessions",
-            "Sessions since the edge's HAProxy worker started, per Service port",
+            (
+                "edge_sessions",
+                "Sessions since the edge's HAProxy worker started, per Service port",
+                MetricType::Counter,
+            ),
             &rows,
             |s| s.sessions_total,
         )?;
-        counter_family(
+        proxy_family(
             &mut encoder,
-            "edge_bytes_in",
-            "Bytes received from clients, per edge and Service port",
+            (
+                "edge_bytes_in",
+                "Bytes received from clients, per edge and Service port",
+                MetricType::Counter,
+            ),
             &rows,
             |s| s.bytes_in,
         )?;
-        counter_family(
+        proxy_family(
             &mut encoder,
-            "edge_bytes_out",
-            "Bytes sent to clients, per edge and Service port",
+            (
+                "edge_bytes_out",
+                "Bytes sent to clients, per edge and Service port",
+                MetricType::Counter,
+            ),
             &rows,
             |s| s.bytes_out,
         )?;
@@ -271,10 +274,13 @@ impl Collector for TrafficCollector {
             .copied()
             .filter(|(l, _)| l.proxy == "backend")
             .collect();
-        gauge_family(
+        proxy_family(
             &mut encoder,
-            "edge_current_queue",
-            "Connections queued for a server, per edge and Service port (backend)",
+            (
+                "edge_current_queue",
+                "Connections queued for a server, per edge and Service port (backend)",
+                MetricType::Gauge,
+            ),
             &backends,
             |s| s.queue_current,
         )?;
