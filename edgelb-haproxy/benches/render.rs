@@ -8,41 +8,18 @@
 
 #![allow(clippy::expect_used)] // a benchmark binary: failing loudly is the point
 
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edgelb_core::{EdgeNode, Endpoint, PortSpec, ProxyProtocol, Renderer, ServiceKey, Snapshot};
+use common::{find_haproxy, snapshot};
+use edgelb_core::{EdgeNode, Renderer};
 use edgelb_haproxy::{HaproxyRenderer, RenderOptions};
-
-fn snapshot(services: usize, per_service: usize) -> Snapshot {
-    let mut snap = Snapshot::default();
-    for s in 0..services {
-        let mut port = PortSpec::new(10_000 + s as u16, ProxyProtocol::V2);
-        for e in 0..per_service {
-            let i = (s * per_service + e) as u32;
-            let ip = Ipv4Addr::from(0x0a00_0000 | i);
-            port.add_endpoint(Endpoint::ready(ip.into(), 8443));
-        }
-        let key = ServiceKey::new(format!("ns-{s}"), format!("svc-{s}")).expect("valid key");
-        snap.insert_port(key, "websecure", port)
-            .expect("valid port name");
-    }
-    snap
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-fn find_haproxy() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file())
 }
 
 fn fmt_ms(d: Duration) -> String {
@@ -80,7 +57,7 @@ fn main() {
         "snapshot", "servers", "bytes", "fresh", "warm", "haproxy -c"
     );
     for &(label, services, per_service) in cases {
-        let snap = snapshot(services, per_service);
+        let snap = snapshot(services, per_service, 10_000);
         let runs = if quick {
             1
         } else if services * per_service >= 30_000 {

@@ -11,6 +11,7 @@ mod child_log;
 mod config_sections;
 pub mod demo_backend;
 pub mod edge_health;
+pub mod edge_stats;
 mod error;
 mod host;
 mod layout;
@@ -27,6 +28,7 @@ mod sim_edge;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 
+pub use edge_stats::{EdgeStats, StatsSource};
 pub use error::{Error, Result};
 pub use host::{EdgeHost, ExecOutput};
 pub use layout::HaproxyLayout;

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use crate::apply::{apply_config, live_digest, show_proc, validate_file};
 use crate::child_log::ChildLog;
 use crate::edge_health;
+use crate::edge_stats::{self, EdgeStats, StatsSource};
 use crate::error::Result;
 use crate::host::{EdgeHost, ExecOutput};
 use crate::layout::HaproxyLayout;
@@ -299,5 +300,17 @@ impl HealthProbe for LocalDeployer {
         listen_ports: &[u16],
     ) -> Result<(), DeployError> {
         edge_health::probe(&self.host, &self.layout, listen_ports).await
+    }
+}
+
+/// `show stat` and `show info` on this machine's stats socket.
+#[async_trait]
+impl StatsSource for LocalDeployer {
+    async fn edge_stats(
+        &self,
+        _node: &EdgeNode,
+        stats_socket: &str,
+    ) -> Result<EdgeStats, DeployError> {
+        edge_stats::read(&self.host, stats_socket).await
     }
 }

@@ -5,6 +5,7 @@
 //! * [`conformance`]: the deployer conformance suite, run against every deployer.
 //! * [`fake_apiserver`]: a small Kubernetes API server for the controller's Kubernetes sources.
 //! * [`delay_proxy`]: a TCP proxy that emulates a WAN link on loopback, for benchmarks.
+//! * [`prometheus`]: Debian's Prometheus and promtool for the monitoring tests.
 //! * [`openssh_baseline`]: the OpenSSH command line doing the reload steps, for benchmarks.
 //! * [`bench_env`] and [`bench_stats`]: a benchmark's start and its table's statistics.
 #![forbid(unsafe_code)]
@@ -20,4 +21,5 @@ pub mod delay_proxy;
 pub mod edge_failover;
 pub mod fake_apiserver;
 pub mod openssh_baseline;
+pub mod prometheus;
 pub mod testbed;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use edgelb_ansible::AnsibleDeployer;
 use edgelb_core::{Deployer, EdgeNode, HealthProbe, RenderedConfig, Renderer, Snapshot};
-use edgelb_haproxy::{HaproxyRenderer, LocalDeployer};
+use edgelb_haproxy::{HaproxyRenderer, LocalDeployer, StatsSource};
 use edgelb_kube::{EventConfig, EventPublisher};
 
 use crate::config::{DeployerConfig, LoadedConfig};
@@ -29,14 +29,19 @@ pub fn renderer(loaded: &LoadedConfig) -> Result<Arc<HaproxyRenderer>> {
 
 /// The deployer the config asks for.
 pub fn deployer(loaded: &LoadedConfig) -> Result<Arc<dyn Deployer>> {
-    deployer_and_probe(loaded).map(|(deployer, _)| deployer)
+    deployer_and_probe(loaded).map(|(deployer, ..)| deployer)
 }
 
-/// A deployer and, where it can probe the edges' health, the same object as the probe.
-pub type DeployerAndProbe = (Arc<dyn Deployer>, Option<Arc<dyn HealthProbe>>);
+/// A deployer and, where it holds sessions to the edges, the same object as the health
+/// probe and as the edges' stats source.
+pub type DeployerAndProbe = (
+    Arc<dyn Deployer>,
+    Option<Arc<dyn HealthProbe>>,
+    Option<Arc<dyn StatsSource>>,
+);
 
-/// The deployer, and the same object as the edges' health probe where it can probe (the
-/// native SSH and local deployers; the Ansible one cannot).
+/// The deployer, and the same object as the edges' health probe and stats source where it
+/// can be (the native SSH and local deployers; the Ansible one cannot).
 pub fn deployer_and_probe(loaded: &LoadedConfig) -> Result<DeployerAndProbe> {
     let config = &loaded.config;
     Ok(match &config.deployer {
@@ -45,15 +50,17 @@ pub fn deployer_and_probe(loaded: &LoadedConfig) -> Result<DeployerAndProbe> {
                 LocalDeployer::new(config.edges[0].name.clone(), local.layout())?
                     .start_if_missing(local.start_haproxy),
             );
-            (local.clone(), Some(local))
+            (local.clone(), Some(local.clone()), Some(local))
         }
         DeployerConfig::Ssh(ssh) => {
             let ssh = Arc::new(ssh.deployer()?);
-            (ssh.clone(), Some(ssh))
+            (ssh.clone(), Some(ssh.clone()), Some(ssh))
         }
-        DeployerConfig::Ansible(ansible) => {
-            (Arc::new(AnsibleDeployer::new((**ansible).clone())?), None)
-        }
+        DeployerConfig::Ansible(ansible) => (
+            Arc::new(AnsibleDeployer::new((**ansible).clone())?),
+            None,
+            None,
+        ),
     })
 }
 

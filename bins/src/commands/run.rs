@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use edgelb_core::{CancellationToken, Deployer, Pipeline, PipelineStatus};
-use edgelb_haproxy::HaproxyRenderer;
+use edgelb_haproxy::{HaproxyRenderer, StatsSource};
 use edgelb_kube::{DnsEndpointWriter, LeaderElector, StatusWriter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::KubeContext;
 use crate::config::LoadedConfig;
 use crate::error::{Error, Result};
+use crate::observe::edge_poller::{self, PollContext, PollSettings};
 use crate::observe::metrics::Metrics;
 use crate::observe::server::{Observed, serve, track};
 
@@ -23,7 +24,7 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     let config = loaded.config.clone();
     let kube = KubeContext::connect_if_needed(&loaded).await?;
     let renderer = super::renderer(&loaded)?;
-    let (deployer, probe) = super::deployer_and_probe(&loaded)?;
+    let (deployer, probe, stats) = super::deployer_and_probe(&loaded)?;
     let seed = SlotSeed {
         renderer: renderer.clone(),
         deployer: deployer.clone(),
@@ -54,11 +55,14 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
 
     let election = Election::start(&loaded, kube.as_ref())?;
     let http_stop = CancellationToken::new();
+    let metrics = Arc::new(Mutex::new(Metrics::new()));
+    let pollers = start_edge_stats(&loaded, stats, &status, &election, &metrics, &http_stop);
     let http = start_http(
         &loaded,
         http_listen,
         &status,
         election.leader.clone(),
+        metrics,
         &http_stop,
     )
     .await?;
@@ -71,7 +75,41 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     if let Some(http) = http {
         let _ = http.await;
     }
+    for poller in pollers {
+        let _ = poller.await;
+    }
     result
+}
+
+/// One stats poller per edge (`edge_stats:`), when it is on and the deployer holds sessions.
+fn start_edge_stats(
+    loaded: &LoadedConfig,
+    source: Option<Arc<dyn StatsSource>>,
+    status: &watch::Receiver<PipelineStatus>,
+    election: &Election,
+    metrics: &Arc<Mutex<Metrics>>,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let config = &loaded.config;
+    let Some(source) = source.filter(|_| config.edge_stats.enabled) else {
+        return Vec::new();
+    };
+    let store = metrics
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .traffic_store();
+    let context = PollContext {
+        source,
+        status: status.clone(),
+        leader: election.leader.clone(),
+        store,
+    };
+    let settings = PollSettings {
+        interval: config.edge_stats.interval,
+        timeout: config.edge_stats.timeout,
+        stats_socket: config.haproxy.stats_socket.clone(),
+    };
+    edge_poller::spawn(&context, &config.edges, &settings, stop)
 }
 
 /// What the leader seeds the renderer's server slots with before its first deploy.
@@ -241,12 +279,13 @@ async fn start_http(
     listen_override: Option<SocketAddr>,
     status: &watch::Receiver<PipelineStatus>,
     leader: watch::Receiver<bool>,
+    metrics: Arc<Mutex<Metrics>>,
     stop: &CancellationToken,
 ) -> Result<Option<JoinHandle<std::io::Result<()>>>> {
     let observed = Observed {
         status: status.clone(),
         leader,
-        metrics: Arc::new(Mutex::new(Metrics::new())),
+        metrics,
         ready_quorum: loaded.config.http.ready_quorum,
     };
     tokio::spawn(track(observed.clone()));

@@ -5,6 +5,7 @@
 
 mod deployer;
 mod dns;
+mod edge_stats;
 mod health;
 mod http;
 mod leader;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 pub use deployer::DeployerConfig;
 pub use dns::DnsEndpointSettings;
+pub use edge_stats::EdgeStatsSettings;
 pub use health::HealthSettings;
 pub use http::HttpSettings;
 pub use leader::LeaderElectionSettings;
@@ -50,6 +52,9 @@ pub struct Config {
     /// How the edges' health is probed.
     #[serde(default)]
     pub health: HealthSettings,
+    /// How often the edges' traffic is read for the metrics.
+    #[serde(default)]
+    pub edge_stats: EdgeStatsSettings,
     /// Publish the healthy edges' addresses as an external-dns DNSEndpoint; absent: off.
     #[serde(default)]
     pub dns_endpoint: Option<DnsEndpointSettings>,
@@ -226,6 +231,9 @@ impl Config {
             .validate()
             .map_err(|e| format!("pipeline: {e}"))?;
         self.health.validate().map_err(|e| format!("health: {e}"))?;
+        self.edge_stats
+            .validate()
+            .map_err(|e| format!("edge_stats: {e}"))?;
         if let Some(dns) = &self.dns_endpoint {
             if !self.source.is_kubernetes() {
                 return Err(

@@ -407,3 +407,27 @@ fn http_listen_takes_ip_port_and_says_so() {
         "{msg}"
     );
 }
+
+#[test]
+fn edge_stats_settings_are_read_and_checked() {
+    let defaults = parse(MINIMAL).unwrap().config.edge_stats;
+    assert!(defaults.enabled, "on by default");
+    assert_eq!(defaults.interval, std::time::Duration::from_secs(15));
+    let loaded = parse(&format!(
+        "{MINIMAL}edge_stats:\n  enabled: false\n  interval: 1s\n  timeout: 500ms\n"
+    ))
+    .unwrap();
+    let stats = loaded.config.edge_stats;
+    assert!(!stats.enabled);
+    assert_eq!(
+        (stats.interval, stats.timeout),
+        (
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(500)
+        )
+    );
+    let msg = err(&format!("{MINIMAL}edge_stats:\n  interval: 1ms\n"));
+    assert!(msg.contains("edge_stats: interval"), "{msg}");
+    let msg = err(&format!("{MINIMAL}edge_stats:\n  every: 1s\n"));
+    assert!(msg.contains("every"), "{msg}");
+}

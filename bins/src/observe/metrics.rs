@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::edge_traffic::{TrafficCollector, TrafficStore};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabel {
     node: String,
@@ -59,6 +61,8 @@ pub struct Metrics {
     generation: Gauge,
     held_backends: Gauge,
     leader: Gauge,
+    /// The edges' traffic, written by the stats pollers, encoded at each scrape.
+    traffic: TrafficStore,
     /// What was counted so far, per (node, result), to turn cumulative counts into increments.
     counted: BTreeMap<(String, String), u64>,
     /// The convergence observations made so far: (node, generation).
@@ -169,8 +173,12 @@ impl Metrics {
             "1 when this replica holds the leader lease and deploys",
             leader.clone(),
         );
+        let traffic = TrafficCollector::default();
+        let store = traffic.store.clone();
+        registry.register_collector(Box::new(traffic));
         Self {
             registry,
+            traffic: store,
             deploys,
             convergence,
             endpoints,
@@ -290,6 +298,11 @@ impl Metrics {
     /// Records whether this replica leads.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Where the edge stats pollers put what they read.
+    pub fn traffic_store(&self) -> TrafficStore {
+        self.traffic.clone()
     }
 
     /// The OpenMetrics text exposition.

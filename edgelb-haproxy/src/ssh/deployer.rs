@@ -15,6 +15,7 @@ use super::host::SshHost;
 use super::options::SshOptions;
 use crate::apply::{apply_config, live_digest};
 use crate::edge_health;
+use crate::edge_stats::{self, EdgeStats, StatsSource};
 use crate::error::{Error, Result};
 use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
@@ -229,6 +230,20 @@ impl HealthProbe for SshDeployer {
     async fn probe_health(&self, node: &EdgeNode, listen_ports: &[u16]) -> Result<(), DeployError> {
         let host = self.host(node)?;
         edge_health::probe(&host, self.layout_for(&node.name), listen_ports).await
+    }
+}
+
+/// `show stat` and `show info` over the same session as the deploys (see
+/// [`crate::edge_stats`]).
+#[async_trait]
+impl StatsSource for SshDeployer {
+    async fn edge_stats(
+        &self,
+        node: &EdgeNode,
+        stats_socket: &str,
+    ) -> Result<EdgeStats, DeployError> {
+        let host = self.host(node)?;
+        edge_stats::read(&host, stats_socket).await
     }
 }
 
