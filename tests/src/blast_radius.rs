@@ -122,9 +122,10 @@ pub struct TakenPort {
     /// Per edge, how long after it was sent the web Service's endpoint change answered there
     /// (`None`: never, within the phase).
     pub web_change_live: Vec<Option<Duration>>,
-    /// The pipeline's status while the bad Service was in the desired state.
+    /// The pipeline's status once every edge settled with the bad Service in the desired
+    /// state.
     pub status_with_bad: PipelineStatus,
-    /// The pipeline's status at the end (the bad Service removed).
+    /// The pipeline's status once every edge settled after the bad Service left.
     pub status_at_end: PipelineStatus,
 }
 
@@ -157,16 +158,25 @@ pub async fn taken_port(tb: &Testbed, secs: u64, config: PipelineConfig) -> Take
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    p.tx.send(with_sshlike(web_snapshot(&[b1]), 22, tb))
-        .expect("pipeline runs");
+    let with_bad = with_sshlike(web_snapshot(&[b1]), 22, tb);
+    p.tx.send(with_bad.clone()).expect("pipeline runs");
+    // Bounded waits for what the pipeline must reach, not fixed sleeps: a loaded machine is
+    // slower, never wrong.
+    let status_with_bad = p
+        .wait(
+            "every edge settled with the bad Service",
+            Duration::from_secs(30),
+            |s| s.snapshot.as_deref() == Some(&with_bad) && s.nodes_in_sync() == edges,
+        )
+        .await;
     tokio::time::sleep_until(started + phase).await;
-    let status_with_bad = p.status.borrow().clone();
 
     p.tx.send(with_sshlike(web_snapshot(&[b2]), 22, tb))
         .expect("pipeline runs");
     let sent = Instant::now();
     let mut web_change_live = vec![None; edges];
-    while Instant::now() < started + 2 * phase && web_change_live.iter().any(Option::is_none) {
+    let window = (2 * phase).max(phase + Duration::from_secs(30));
+    while Instant::now() < started + window && web_change_live.iter().any(Option::is_none) {
         for (i, live) in web_change_live.iter_mut().enumerate() {
             if live.is_none()
                 && tb
@@ -183,7 +193,15 @@ pub async fn taken_port(tb: &Testbed, secs: u64, config: PipelineConfig) -> Take
     }
     tokio::time::sleep_until(started + 2 * phase).await;
 
-    p.tx.send(web_snapshot(&[b2])).expect("pipeline runs");
+    let without_bad = web_snapshot(&[b2]);
+    p.tx.send(without_bad.clone()).expect("pipeline runs");
+    let status_at_end = p
+        .wait(
+            "every edge settled without the bad Service",
+            Duration::from_secs(30),
+            |s| s.snapshot.as_deref() == Some(&without_bad) && s.nodes_in_sync() == edges,
+        )
+        .await;
     let mut failed = Vec::new();
     let mut connections = 0;
     for load in loads {
@@ -196,7 +214,6 @@ pub async fn taken_port(tb: &Testbed, secs: u64, config: PipelineConfig) -> Take
                 .collect(),
         );
     }
-    let status_at_end = p.status.borrow().clone();
     let failed_reloads = tb
         .edges
         .iter()
