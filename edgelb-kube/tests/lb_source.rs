@@ -328,3 +328,76 @@ async fn names_that_could_break_the_config_are_skipped() {
         80
     );
 }
+
+/// Issue 19 item 2: work follows the change. The echo of a status write, a managedFields or
+/// resourceVersion-only update, a Service outside the class and a slice of a Service outside
+/// the class all leave the snapshot alone without a rebuild; a slice of a served Service
+/// rebuilds once.
+#[tokio::test(start_paused = true)]
+async fn updates_that_change_nothing_edgelb_reads_cost_no_rebuild() {
+    let api = api();
+    let source =
+        LoadBalancerSource::new(api.client.clone(), LoadBalancerConfig::default()).unwrap();
+    let builds = source.builds();
+    let mut snaps = source.snapshots();
+    assert_eq!(next_snapshot(&mut snaps).await, expected_initial());
+    let services = api.next_watch(SVC_PATH).await;
+    let slices = api.next_watch(SLICE_PATH).await;
+    let after_start = builds.load(std::sync::atomic::Ordering::Relaxed);
+
+    // The echo of edgelb's own status patch: new resourceVersion, managedFields, status.
+    let mut echo = with_rv(service("storefront"), "51200");
+    echo["status"] =
+        json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10", "ipMode": "Proxy"}]}});
+    echo["metadata"]["managedFields"] = json!([{"manager": "edgelb", "operation": "Update",
+        "apiVersion": "v1", "subresource": "status", "fieldsType": "FieldsV1", "fieldsV1": {}}]);
+    services.modified(echo);
+    // A Service of another class changes.
+    let mut foreign = with_rv(service("metallb-svc"), "51210");
+    foreign["spec"]["ports"][0]["port"] = json!(8088);
+    services.modified(foreign);
+    // A slice of a Service outside the class changes (twice).
+    for (rv, ip) in [("51220", "10.42.5.6"), ("51230", "10.42.5.7")] {
+        let mut other = with_rv(
+            as_object(
+                &fixture("lb-slice-list.json")["items"][4],
+                "discovery.k8s.io/v1",
+                "EndpointSlice",
+            ),
+            rv,
+        );
+        other["endpoints"] = json!([{"addresses": [ip]}]);
+        slices.modified(other);
+    }
+    if let Ok(item) = tokio::time::timeout(Duration::from_secs(20), snaps.next()).await {
+        panic!("an update edgelb does not read produced {item:?}");
+    }
+    assert_eq!(
+        builds.load(std::sync::atomic::Ordering::Relaxed),
+        after_start,
+        "no rebuild for updates that change nothing edgelb reads"
+    );
+
+    // A slice of a served Service: one rebuild, a new snapshot.
+    let mut api_slice = with_rv(
+        as_object(
+            &fixture("lb-slice-list.json")["items"][2],
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+        ),
+        "51240",
+    );
+    api_slice["endpoints"][0]["addresses"] = json!(["fd00:42::31"]);
+    slices.modified(api_slice);
+    let snap = next_snapshot(&mut snaps).await;
+    assert_eq!(
+        snap.services[&key("shop/api")].ports["8443"]
+            .endpoints()
+            .collect::<Vec<_>>(),
+        vec![ready("fd00:42::31", 9443)]
+    );
+    assert_eq!(
+        builds.load(std::sync::atomic::Ordering::Relaxed),
+        after_start + 1
+    );
+}
