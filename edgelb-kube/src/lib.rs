@@ -50,6 +50,7 @@ mod dns_endpoint;
 mod error;
 mod events;
 mod leader;
+mod observed;
 mod publish;
 mod source;
 mod status;
