@@ -269,9 +269,9 @@ impl StatusWriter {
                                     EventType::Normal,
                                     "Deployed",
                                     format!(
-                                        "edge {} serves the new config for this Service ({applied}, {} endpoint(s))",
+                                        "edge {} serves the new config for this Service ({applied}, {})",
                                         node.name,
-                                        spec.ports.values().map(|p| p.endpoints.len()).sum::<usize>()
+                                        endpoint_summary(spec)
                                     ),
                                     node.name.clone(),
                                 ));
@@ -553,6 +553,21 @@ async fn patch(client: Client, key: &ServiceKey, ingress: &[Ingress]) -> kube::R
     Ok(svc)
 }
 
+/// "7 endpoint address(es) on 2 port(s)": each address counted once, however many ports it
+/// serves (a pod behind two ports is one address, not two endpoints).
+fn endpoint_summary(spec: &ServiceSpec) -> String {
+    let addresses: BTreeSet<IpAddr> = spec
+        .ports
+        .values()
+        .flat_map(|p| p.endpoints().map(|e| e.addr.ip()))
+        .collect();
+    format!(
+        "{} endpoint address(es) on {} port(s)",
+        addresses.len(),
+        spec.ports.len()
+    )
+}
+
 fn service_of<'a>(record: Option<&'a NodeRecord>, key: &ServiceKey) -> Option<&'a ServiceSpec> {
     record.and_then(|r| r.snapshot.services.get(key))
 }
@@ -567,6 +582,25 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19 item 5: 7 pods behind 2 ports are 7 addresses, not "14 endpoint(s)".
+    #[test]
+    fn deployed_note_counts_each_address_once() {
+        use edgelb_core::{Endpoint, PortSpec};
+        let mut snap = Snapshot::default();
+        for (name, port) in [("http", 80u16), ("https", 443)] {
+            let spec = (1..=7u8).fold(PortSpec::new(port, ProxyProtocol::V2), |p, i| {
+                p.with_endpoint(Endpoint::ready(IpAddr::from([10, 42, 0, i]), 8000 + port))
+            });
+            snap.insert_port("shop/web".parse().unwrap(), name, spec)
+                .unwrap();
+        }
+        let spec = snap.services.values().next().unwrap();
+        assert_eq!(
+            endpoint_summary(spec),
+            "7 endpoint address(es) on 2 port(s)"
+        );
+    }
 
     #[test]
     fn ingress_ip_vs_hostname_and_ip_mode() {

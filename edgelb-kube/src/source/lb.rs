@@ -192,6 +192,14 @@ fn build(
                 continue;
             }
             let Some(listen_port) = listen_port_of(p) else {
+                warnings.push(Warning::about(
+                    svc,
+                    "InvalidPort",
+                    format!(
+                        "port {name} has number {}, which is no TCP port; skipped",
+                        p.port
+                    ),
+                ));
                 continue;
             };
             selected.push(SelectedPort {

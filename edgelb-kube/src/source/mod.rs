@@ -305,6 +305,32 @@ impl Driver {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::is_service_name;
+
+    /// Issue 19 item 5: names the API server would refuse are refused here too.
+    #[test]
+    fn service_names_follow_rfc_1035() {
+        for ok in ["web", "a", "web-1", "x2"] {
+            assert!(is_service_name(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "Web",
+            "WEB",
+            "1web",
+            "web-",
+            "",
+            "web.shop",
+            "we_b",
+            long.as_str(),
+        ] {
+            assert!(!is_service_name(bad), "{bad}");
+        }
+    }
+}
+
 /// Runs the watchers and the driver as one stream of snapshots.
 fn run(
     source_name: String,
@@ -383,9 +409,32 @@ fn insert_ports(
     }
 }
 
+/// Whether `name` is a Service name the API server would accept: an RFC 1035 label (lowercase
+/// letters, digits and `-`, starting with a letter, ending with a letter or digit, at most 63).
+fn is_service_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.last() != Some(&b'-')
+}
+
 /// The Service's `ServiceKey`, or a warning when its names are not usable.
 fn service_key(svc: &Service, warnings: &mut Vec<Warning>) -> Option<ServiceKey> {
-    match ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any()) {
+    let name = svc.name_any();
+    if !is_service_name(&name) {
+        warnings.push(Warning::about(
+            svc,
+            "InvalidName",
+            format!(
+                "Service skipped: its name {name:?} is not a valid Service name (lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
+            ),
+        ));
+        return None;
+    }
+    match ServiceKey::new(svc.namespace().unwrap_or_default(), name) {
         Ok(key) => Some(key),
         Err(e) => {
             warnings.push(Warning::about(
