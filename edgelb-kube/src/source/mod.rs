@@ -305,32 +305,6 @@ impl Driver {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_service_name;
-
-    /// Issue 19 item 5: names the API server would refuse are refused here too.
-    #[test]
-    fn service_names_follow_rfc_1035() {
-        for ok in ["web", "a", "web-1", "x2"] {
-            assert!(is_service_name(ok), "{ok}");
-        }
-        let long = "a".repeat(64);
-        for bad in [
-            "Web",
-            "WEB",
-            "1web",
-            "web-",
-            "",
-            "web.shop",
-            "we_b",
-            long.as_str(),
-        ] {
-            assert!(!is_service_name(bad), "{bad}");
-        }
-    }
-}
-
 /// Runs the watchers and the driver as one stream of snapshots.
 fn run(
     source_name: String,
@@ -443,6 +417,32 @@ fn service_key(svc: &Service, warnings: &mut Vec<Warning>) -> Option<ServiceKey>
                 format!("Service skipped: {e}"),
             ));
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_service_name;
+
+    /// Issue 19 item 5: names the API server would refuse are refused here too.
+    #[test]
+    fn service_names_follow_rfc_1035() {
+        for ok in ["web", "a", "web-1", "x2"] {
+            assert!(is_service_name(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "Web",
+            "WEB",
+            "1web",
+            "web-",
+            "",
+            "web.shop",
+            "we_b",
+            long.as_str(),
+        ] {
+            assert!(!is_service_name(bad), "{bad}");
         }
     }
 }
