@@ -58,11 +58,19 @@ impl Observed {
     }
 }
 
-/// Only `type: LoadBalancer` Services can carry a load balancer status edgelb wrote.
+/// The Services the writer may have to write: `type: LoadBalancer` ones, and any that still
+/// carries a load balancer ingress (a Service that stopped being a LoadBalancer keeps the
+/// status edgelb wrote until edgelb clears it).
 fn is_load_balancer(svc: &Service) -> bool {
     svc.spec
         .as_ref()
         .is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer"))
+        || svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .is_some_and(|i| !i.is_empty())
 }
 
 /// The `type: LoadBalancer` Services of the cluster, reduced to what the writer needs.
