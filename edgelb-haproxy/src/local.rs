@@ -145,7 +145,8 @@ impl EdgeHost for LocalHost {
 ///
 /// With [`LocalDeployer::start_if_missing`], a first deploy that finds no master socket starts
 /// `haproxy -W -S <master socket> -f <config>` as a child process (stopped when the deployer
-/// is dropped): the quick start needs nothing but the haproxy package. That haproxy runs in
+/// is dropped, unless [`LocalDeployer::release_haproxy`] let it go first): the quick start
+/// needs nothing but the haproxy package. That haproxy runs in
 /// its own process group, so a terminal's signals (Ctrl-C, SIGHUP on close, which its master
 /// would take as a reload) reach only this process, which stops it; its output is logged line
 /// by line, and an early exit is reported with haproxy's own last words.
@@ -191,6 +192,21 @@ impl LocalDeployer {
         apply_config(&self.host, &self.layout, &cfg.config).await
     }
 
+    /// Lets the haproxy this deployer started (if any) outlive it: it is no longer stopped when
+    /// the deployer is dropped and keeps serving its last config after this process exits
+    /// (a leader that lost its Lease must not take the data plane down with it). The next
+    /// `edgelb run` with `start_haproxy` finds its master socket answering and deploys to it.
+    /// Its output is no longer logged once this process is gone.
+    pub async fn release_haproxy(&self) {
+        if let Some((child, _output)) = self.child.lock().await.take() {
+            tracing::info!(
+                node = self.host.node(),
+                pid = child.id(),
+                "leaving the haproxy edgelb started running"
+            );
+        }
+    }
+
     /// Writes and validates the config, then starts haproxy on it and waits for its worker.
     async fn start(&self, cfg: &NodeConfig) -> Result<Applied, DeployError> {
         let mut child = self.child.lock().await;
@@ -220,7 +236,6 @@ impl LocalDeployer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
                 self.host
@@ -264,6 +279,16 @@ impl LocalDeployer {
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for LocalDeployer {
+    /// Stops the haproxy this deployer started, unless it was released.
+    fn drop(&mut self) {
+        if let Some((child, _)) = self.child.get_mut().as_mut() {
+            // Already gone, or not ours to signal any more: nothing to do either way.
+            let _ = child.start_kill();
         }
     }
 }

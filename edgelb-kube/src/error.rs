@@ -81,8 +81,44 @@ pub(crate) fn hint(err: &kube::Error) -> &'static str {
         Some(404) => "; the object (or its namespace) does not exist",
         Some(409) => "; another writer changed the object first (edgelb retries)",
         Some(410) => "; the watch expired (edgelb relists)",
+        Some(400 | 422) => {
+            "; the API server rejected the object as invalid (the message names the field): an admission policy or webhook may forbid it, otherwise report it as an edgelb bug"
+        }
+        Some(429) => "; the API server is throttling edgelb (edgelb retries)",
         Some(code) if code >= 500 => "; the API server had a problem (edgelb retries)",
         Some(_) => "",
-        None => "; check that the API server is reachable from edgelb",
+        None => match err {
+            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+                "; check that the API server is reachable from edgelb"
+            }
+            kube::Error::Auth(_) => {
+                "; check edgelb's credentials (ServiceAccount token or kubeconfig)"
+            }
+            _ => "",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            Status::failure("Event.events.k8s.io \"x\" is invalid", "Invalid")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    /// Issue 19 item 5: a rejected object is not blamed on the network.
+    #[test]
+    fn a_rejected_object_is_not_called_unreachable() {
+        let h = hint(&api_error(422));
+        assert!(h.contains("rejected the object as invalid"), "{h}");
+        assert!(!h.contains("reachable"), "{h}");
+        assert!(hint(&api_error(503)).contains("retries"));
+        assert_eq!(hint(&api_error(418)), "");
     }
 }

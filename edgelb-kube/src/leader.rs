@@ -198,11 +198,30 @@ impl LeaderElector {
             }
             next = Instant::now() + self.config.retry_period;
             let leading = *self.tx.borrow();
-            let mut outcome = self.attempt().await;
-            if matches!(outcome, Ok(Attempt::Conflict)) {
-                // Someone wrote between our read and our write: read again right away.
-                outcome = self.attempt().await;
-            }
+            // A leader's attempt may take only what is left of its renew deadline: the client
+            // retries some failures (a 503) on its own, and a hanging renewal must not keep
+            // this replica leading past the deadline.
+            let budget = match (leading, last_renewal) {
+                (true, Some(t)) => self.config.renew_deadline.saturating_sub(t.elapsed()),
+                _ => self.config.renew_deadline,
+            };
+            let attempts = async {
+                let outcome = self.attempt().await;
+                if matches!(outcome, Ok(Attempt::Conflict)) {
+                    // Someone wrote between our read and our write: read again right away.
+                    return self.attempt().await;
+                }
+                outcome
+            };
+            let Ok(outcome) = tokio::time::timeout(budget, attempts).await else {
+                tracing::warn!(
+                    lease = %self.object(),
+                    waited = ?budget,
+                    "the API server did not answer the leader election in time"
+                );
+                self.check_deadline(leading, last_renewal);
+                continue;
+            };
             match outcome {
                 Ok(Attempt::Held) => {
                     last_renewal = Some(Instant::now());

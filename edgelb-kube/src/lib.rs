@@ -50,6 +50,7 @@ mod dns_endpoint;
 mod error;
 mod events;
 mod leader;
+mod observed;
 mod publish;
 mod source;
 mod status;
@@ -72,8 +73,16 @@ pub use kube::Client;
 
 /// A client from the environment: the in-cluster ServiceAccount, or `KUBECONFIG` /
 /// `~/.kube/config` outside a cluster.
+///
+/// Without kube's built-in retry of 429/503/504: it retries one request up to 15 times with a
+/// delay doubling from 5 ms, so during an outage a single list or Lease renewal could hang for
+/// minutes and the API server's return went unnoticed for seconds. edgelb retries itself: the
+/// watches at most 1 s apart, status writes with their own backoff, the Lease within its renew
+/// deadline.
 pub async fn connect() -> Result<Client> {
-    Client::try_default()
-        .await
-        .map_err(|source| Error::Connect { source })
+    let mut config = kube::Config::infer().await.map_err(|e| Error::Connect {
+        source: kube::Error::InferConfig(e),
+    })?;
+    config.default_retry = false;
+    Client::try_from(config).map_err(|source| Error::Connect { source })
 }

@@ -1,7 +1,7 @@
 //! Writes `status.loadBalancer.ingress` of the Services edgelb serves, and records deploy
 //! Events on them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +10,17 @@ use edgelb_core::{
     Applied, CancellationToken, EdgeHealth, EdgeNode, NodeStatus, PipelineStatus, ProxyProtocol,
     ServiceKey, ServiceSpec, Snapshot,
 };
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, Resource};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::{Result, status_code};
 use crate::events::{EventPublisher, EventType};
+use crate::observed::ObservedServices;
 use crate::publish::healthy_or_all;
 
 /// The field manager edgelb patches with.
@@ -62,7 +64,8 @@ pub fn ingress_for<'a>(
             Ingress {
                 address: a.to_owned(),
                 is_ip,
-                proxy: proxy_protocol != ProxyProtocol::None,
+                // ipMode applies to IP addresses only.
+                proxy: is_ip && proxy_protocol != ProxyProtocol::None,
             }
         })
         .collect()
@@ -75,6 +78,10 @@ pub struct StatusConfig {
     pub min_retry: Duration,
     /// Longest retry delay (default 60 s).
     pub max_retry: Duration,
+    /// Status patches in flight at once (default 16): enough that 5,000 Services are written
+    /// in seconds, few enough that the API server's priority and fairness never has to queue
+    /// them for long. A 429 is retried like any other failure.
+    pub max_in_flight: usize,
 }
 
 impl Default for StatusConfig {
@@ -82,9 +89,16 @@ impl Default for StatusConfig {
         Self {
             min_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(60),
+            max_in_flight: 16,
         }
     }
 }
+
+/// An Event to record: Service, type, reason, note, node.
+type PendingEvent = (ServiceKey, EventType, &'static str, String, String);
+
+/// Events held while the first list of Services is under way, at most.
+const HELD_EVENTS: usize = 10_000;
 
 /// The config a node runs, as far as the writer knows: the snapshot of the last generation it
 /// was seen in sync with. A node that fails a later deploy keeps serving it.
@@ -97,6 +111,13 @@ struct NodeRecord {
 /// Keeps `status.loadBalancer.ingress` of every Service in the desired state in line with
 /// what the edges actually serve, and records Events for applied and failed deploys.
 ///
+/// The writer watches the `type: LoadBalancer` Services itself and compares what it wants
+/// with each Service's current `status.loadBalancer.ingress`, not with what it once wrote: a
+/// Service deleted and re-created, or whose status someone else cleared, is written again;
+/// Events refer to the Service (and uid) the watch last saw, with no GET. Nothing is written
+/// before the first list of Services completes, nor to a Service the watch has not seen.
+/// Patches go out up to [`StatusConfig::max_in_flight`] at a time.
+///
 /// A Service gets an edge's public addresses once that edge runs a config containing the
 /// Service (it was in sync with a generation that had the Service); an edge that fails a later
 /// deploy keeps its old config and stays listed. IP addresses are written as `ip` with
@@ -106,7 +127,8 @@ struct NodeRecord {
 /// Meant for the LoadBalancer-class mode, where every Service in the snapshot is a
 /// `type: LoadBalancer` Service of our class. Run it only while this replica leads.
 ///
-/// RBAC: `patch` on `services/status`, `get` on `services`, `create` on `events.k8s.io` events.
+/// RBAC: `patch` on `services/status`, `list`/`watch` on `services`, `create` on
+/// `events.k8s.io` events.
 ///
 /// ```no_run
 /// use edgelb_core::{CancellationToken, EdgeNode, PipelineStatus};
@@ -125,11 +147,11 @@ pub struct StatusWriter {
     events: Option<EventPublisher>,
     records: BTreeMap<String, NodeRecord>,
     seen: BTreeMap<String, NodeStatus>,
-    written: BTreeMap<ServiceKey, Vec<Ingress>>,
-    refs: HashMap<ServiceKey, ObjectReference>,
-    /// Services the API server said do not exist, with the generation it said so in: not
-    /// patched again until a new desired state arrives.
-    missing: BTreeMap<ServiceKey, u64>,
+    /// Services edgelb gave an ingress to: cleared when they leave the desired state.
+    written: BTreeSet<ServiceKey>,
+    observed: ObservedServices,
+    /// Events waiting for the first list of Services.
+    held: Vec<PendingEvent>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -144,9 +166,9 @@ impl StatusWriter {
             events: None,
             records: BTreeMap::new(),
             seen: BTreeMap::new(),
-            written: BTreeMap::new(),
-            refs: HashMap::new(),
-            missing: BTreeMap::new(),
+            written: BTreeSet::new(),
+            observed: ObservedServices::default(),
+            held: Vec::new(),
             failures: 0,
             retry_at: None,
         }
@@ -171,11 +193,16 @@ impl StatusWriter {
         mut status: watch::Receiver<PipelineStatus>,
         shutdown: CancellationToken,
     ) -> Result<()> {
+        let mut services = ObservedServices::watch(self.client.clone());
+        let mut pipeline_changed = true;
         loop {
             let current = status.borrow_and_update().clone();
-            self.observe(&current).await;
+            if pipeline_changed {
+                self.observe(&current).await;
+            }
             self.sync(&current).await;
             let retry_at = self.retry_at;
+            pipeline_changed = false;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -183,6 +210,24 @@ impl StatusWriter {
                     if changed.is_err() {
                         tracing::debug!("pipeline status closed; status writer stops");
                         break;
+                    }
+                    pipeline_changed = true;
+                }
+                event = services.next() => {
+                    let Some(event) = event else { break };
+                    // Take every event already waiting: a list of thousands of Services
+                    // costs one comparison pass.
+                    let mut changed = self.observed.apply(event);
+                    while let Some(Some(event)) = services.next().now_or_never() {
+                        changed |= self.observed.apply(event);
+                    }
+                    if !changed {
+                        // Nothing the writer compares against moved: wait again.
+                        continue;
+                    }
+                    if self.observed.ready() && !self.held.is_empty() {
+                        let held = std::mem::take(&mut self.held);
+                        self.publish(held).await;
                     }
                 }
                 () = sleep_until_opt(retry_at), if retry_at.is_some() => {}
@@ -193,7 +238,7 @@ impl StatusWriter {
 
     /// Updates what each node is known to run, and records deploy Events.
     async fn observe(&mut self, status: &PipelineStatus) {
-        let mut events: Vec<(ServiceKey, EventType, &'static str, String, String)> = Vec::new();
+        let mut events: Vec<PendingEvent> = Vec::new();
         for node in &self.nodes {
             let Some(ns) = status.nodes.get(&node.name) else {
                 continue;
@@ -224,9 +269,9 @@ impl StatusWriter {
                                     EventType::Normal,
                                     "Deployed",
                                     format!(
-                                        "edge {} serves the new config for this Service ({applied}, {} endpoint(s))",
+                                        "edge {} serves the new config for this Service ({applied}, {})",
                                         node.name,
-                                        spec.ports.values().map(|p| p.endpoints.len()).sum::<usize>()
+                                        endpoint_summary(spec)
                                     ),
                                     node.name.clone(),
                                 ));
@@ -326,8 +371,19 @@ impl StatusWriter {
         if self.events.is_none() {
             return;
         }
+        if !self.observed.ready() {
+            // Which object (uid) an Event is about is known once the Services are listed.
+            let room = HELD_EVENTS.saturating_sub(self.held.len());
+            self.held.extend(events.into_iter().take(room));
+            return;
+        }
+        self.publish(events).await;
+    }
+
+    /// Records `events` on the Services the watch knows (Services it does not know are gone).
+    async fn publish(&self, events: Vec<PendingEvent>) {
         for (key, type_, reason, note, node) in events {
-            let Some(regarding) = self.service_ref(&key).await else {
+            let Some(regarding) = self.service_ref(&key) else {
                 continue;
             };
             if let Some(events) = &self.events {
@@ -379,38 +435,67 @@ impl StatusWriter {
         desired
     }
 
-    /// Patches every Service whose ingress differs from what was last written.
+    /// Patches every Service whose observed ingress differs from the desired one.
     async fn sync(&mut self, status: &PipelineStatus) {
-        if status.snapshot.is_none() {
-            return; // no desired state yet: nothing to say
+        if status.snapshot.is_none() || !self.observed.ready() {
+            return; // no desired state, or not yet known what the Services say
         }
         if self.retry_at.is_some_and(|t| t > Instant::now()) {
             return;
         }
         self.retry_at = None;
-        self.missing.retain(|_, g| *g == status.generation);
         let desired = self.desired(status);
         let keys: BTreeSet<ServiceKey> =
-            desired.keys().chain(self.written.keys()).cloned().collect();
-        let mut failed = false;
+            desired.keys().chain(self.written.iter()).cloned().collect();
+        let mut jobs = Vec::new();
         for key in keys {
             let want = desired.get(&key).cloned().unwrap_or_default();
-            let have = self.written.get(&key).cloned().unwrap_or_default();
-            if want == have || self.missing.get(&key) == Some(&status.generation) {
+            let Some(seen) = self.observed.get(&key) else {
+                // Not (or no longer) there; the watch tells when it is.
+                self.written.remove(&key);
+                continue;
+            };
+            if seen.ingress == want {
+                if want.is_empty() {
+                    self.written.remove(&key);
+                } else {
+                    self.written.insert(key);
+                }
                 continue;
             }
-            match self.patch(&key, &want).await {
-                Ok(()) if want.is_empty() => {
-                    self.written.remove(&key);
+            jobs.push((key, want));
+        }
+        if jobs.is_empty() {
+            self.failures = 0;
+            return;
+        }
+        let client = self.client.clone();
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .map(|(key, want)| {
+                let client = client.clone();
+                async move {
+                    let result = patch(client, &key, &want).await;
+                    (key, want, result)
                 }
-                Ok(()) => {
-                    self.written.insert(key, want);
+            })
+            .buffer_unordered(self.config.max_in_flight.max(1))
+            .collect()
+            .await;
+        let mut failed = false;
+        for (key, want, result) in results {
+            match result {
+                Ok(svc) => {
+                    self.observed.record(&svc);
+                    if want.is_empty() {
+                        self.written.remove(&key);
+                    } else {
+                        self.written.insert(key);
+                    }
                 }
                 Err(e) if status_code(&e) == Some(404) => {
                     tracing::debug!(service = %key, "Service is gone; nothing to write");
                     self.written.remove(&key);
-                    self.refs.remove(&key);
-                    self.missing.insert(key, status.generation);
+                    self.observed.forget(&key);
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -437,49 +522,50 @@ impl StatusWriter {
         }
     }
 
-    async fn patch(&mut self, key: &ServiceKey, ingress: &[Ingress]) -> kube::Result<()> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let list = if ingress.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(ingress.iter().map(Ingress::to_json).collect())
-        };
-        let body = json!({"status": {"loadBalancer": {"ingress": list}}});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        let svc = api
-            .patch_status(&key.name, &params, &Patch::Merge(&body))
-            .await?;
-        tracing::info!(
-            service = %key,
-            ingress = ?ingress.iter().map(|i| i.address.as_str()).collect::<Vec<_>>(),
-            "load balancer status written"
-        );
-        self.refs.insert(key.clone(), svc.object_ref(&()));
-        Ok(())
+    /// A reference to the Service (with its uid, so `kubectl describe` shows the Events), as
+    /// the watch last saw it.
+    fn service_ref(&self, key: &ServiceKey) -> Option<ObjectReference> {
+        self.observed.get(key).map(|o| o.reference.clone())
     }
+}
 
-    /// A reference to the Service (with its uid, so `kubectl describe` shows the Events).
-    async fn service_ref(&mut self, key: &ServiceKey) -> Option<ObjectReference> {
-        if let Some(r) = self.refs.get(key) {
-            return Some(r.clone());
-        }
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        match api.get_opt(&key.name).await {
-            Ok(Some(svc)) => {
-                let r = svc.object_ref(&());
-                self.refs.insert(key.clone(), r.clone());
-                Some(r)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::debug!(service = %key, error = %e, "cannot look up the Service for an Event");
-                None
-            }
-        }
-    }
+/// Merge-patches the Service's `status.loadBalancer.ingress`; returns the patched Service.
+async fn patch(client: Client, key: &ServiceKey, ingress: &[Ingress]) -> kube::Result<Service> {
+    let api: Api<Service> = Api::namespaced(client, &key.namespace);
+    let list = if ingress.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(ingress.iter().map(Ingress::to_json).collect())
+    };
+    let body = json!({"status": {"loadBalancer": {"ingress": list}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    let svc = api
+        .patch_status(&key.name, &params, &Patch::Merge(&body))
+        .await?;
+    tracing::info!(
+        service = %key,
+        ingress = ?ingress.iter().map(|i| i.address.as_str()).collect::<Vec<_>>(),
+        "load balancer status written"
+    );
+    Ok(svc)
+}
+
+/// "7 endpoint address(es) on 2 port(s)": each address counted once, however many ports it
+/// serves (a pod behind two ports is one address, not two endpoints).
+fn endpoint_summary(spec: &ServiceSpec) -> String {
+    let addresses: BTreeSet<IpAddr> = spec
+        .ports
+        .values()
+        .flat_map(|p| p.endpoints().map(|e| e.addr.ip()))
+        .collect();
+    format!(
+        "{} endpoint address(es) on {} port(s)",
+        addresses.len(),
+        spec.ports.len()
+    )
 }
 
 fn service_of<'a>(record: Option<&'a NodeRecord>, key: &ServiceKey) -> Option<&'a ServiceSpec> {
@@ -496,6 +582,25 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19 item 5: 7 pods behind 2 ports are 7 addresses, not "14 endpoint(s)".
+    #[test]
+    fn deployed_note_counts_each_address_once() {
+        use edgelb_core::{Endpoint, PortSpec};
+        let mut snap = Snapshot::default();
+        for (name, port) in [("http", 80u16), ("https", 443)] {
+            let spec = (1..=7u8).fold(PortSpec::new(port, ProxyProtocol::V2), |p, i| {
+                p.with_endpoint(Endpoint::ready(IpAddr::from([10, 42, 0, i]), 8000 + port))
+            });
+            snap.insert_port("shop/web".parse().unwrap(), name, spec)
+                .unwrap();
+        }
+        let spec = snap.services.values().next().unwrap();
+        assert_eq!(
+            endpoint_summary(spec),
+            "7 endpoint address(es) on 2 port(s)"
+        );
+    }
 
     #[test]
     fn ingress_ip_vs_hostname_and_ip_mode() {

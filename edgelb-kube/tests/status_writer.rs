@@ -115,12 +115,34 @@ fn service_json(name: &str, status: Value) -> Value {
     })
 }
 
-/// Answers status patches with the patched Service, Service reads, and event creation.
+/// The Service list the writer's watch starts from: `web` and `plain`, no status yet.
+fn service_list() -> Value {
+    json!({
+        "kind": "ServiceList",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": "61000"},
+        "items": [service_json("plain", json!({"loadBalancer": {}})), service_json("web", json!({"loadBalancer": {}}))]
+    })
+}
+
+/// Answers the Service list and watch, status patches with the patched Service, Service
+/// reads, and event creation.
 fn server(fail_first_patches: usize) -> FakeApi {
+    server_with_uids(fail_first_patches, Arc::default())
+}
+
+/// As [`server`]; a patched Service's uid is the one in `uids` (by name), if any: the
+/// API server answers with the object as it now is.
+fn server_with_uids(
+    fail_first_patches: usize,
+    uids: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+) -> FakeApi {
     let failures = Arc::new(AtomicUsize::new(fail_first_patches));
     FakeApi::start(move |r| {
         let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
         match (r.method.as_str(), parts.as_slice()) {
+            (_, ["api", "v1", "services"]) if r.is_watch() => Reply::Watch,
+            ("GET", ["api", "v1", "services"]) => Reply::ok(service_list()),
             (
                 "PATCH",
                 [
@@ -156,7 +178,11 @@ fn server(fail_first_patches: usize) -> FakeApi {
                     );
                 }
                 let body = r.body.clone().unwrap();
-                Reply::ok(service_json(name, body["status"].clone()))
+                let mut svc = service_json(name, body["status"].clone());
+                if let Some(uid) = uids.lock().unwrap().get(*name) {
+                    svc["metadata"]["uid"] = json!(uid);
+                }
+                Reply::ok(svc)
             }
             ("GET", ["api", "v1", "namespaces", "shop", "services", name]) => {
                 Reply::ok(service_json(name, json!({"loadBalancer": {}})))
@@ -313,7 +339,7 @@ async fn ingress_follows_the_edges_and_is_cleared_when_the_service_leaves() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn failed_patches_are_retried_and_missing_services_forgotten() {
+async fn failed_patches_are_retried_and_services_that_do_not_exist_are_not_patched() {
     let api = server(2);
     let (tx, rx) = watch::channel(PipelineStatus::default());
     let stop = CancellationToken::new();
@@ -337,14 +363,13 @@ async fn failed_patches_are_retried_and_missing_services_forgotten() {
         synced(1, Applied::Reloaded),
         NodeStatus::default(),
     ));
-    // 404 for gone (not retried for this desired state), 500 twice for web, then success
-    // after the backoff (1 s, then 2 s).
+    // gone is not in the Service list: never patched. 500 twice for web, then success after
+    // the backoff (1 s, then 2 s).
     tokio::time::sleep(Duration::from_secs(10)).await;
     let lines: Vec<String> = patches(&api).iter().map(|r| r.path.clone()).collect();
     assert_eq!(
         lines,
         [
-            "/api/v1/namespaces/shop/services/gone/status",
             "/api/v1/namespaces/shop/services/web/status",
             "/api/v1/namespaces/shop/services/web/status",
             "/api/v1/namespaces/shop/services/web/status",
@@ -352,7 +377,7 @@ async fn failed_patches_are_retried_and_missing_services_forgotten() {
     );
     // Written: nothing more is sent, however long we wait.
     tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(patches(&api).len(), 4);
+    assert_eq!(patches(&api).len(), 3);
     stop.cancel();
     task.await.unwrap().unwrap();
 }
@@ -635,6 +660,92 @@ async fn an_unhealthy_edge_leaves_the_status_while_another_serves_and_returns_wh
         (reasons[2].0.as_str(), reasons[3].0.as_str()),
         ("EdgeHealthy", "EdgeHealthy")
     );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// Issue 19 item 1: the writer compares with the Service as it is. A Service deleted and
+/// re-created (new uid, no status) gets its status again, and so does one whose status someone
+/// else cleared; Events then refer to the new uid, and no Service is ever read with a GET.
+#[tokio::test(start_paused = true)]
+async fn a_recreated_or_externally_cleared_service_gets_its_status_again() {
+    let uids = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let api = server_with_uids(0, uids.clone());
+    let publisher = EventPublisher::new(api.client.clone(), EventConfig::default());
+    let (tx, rx) = watch::channel(PipelineStatus::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        StatusWriter::new(api.client.clone(), nodes())
+            .with_events(publisher)
+            .run(rx, stop.clone()),
+    );
+    tx.send_replace(status(
+        1,
+        snapshot(true, 1),
+        synced(1, Applied::Reloaded),
+        NodeStatus::default(),
+    ));
+    settle().await;
+    let web_patches = |api: &FakeApi| {
+        patches(api)
+            .into_iter()
+            .filter(|r| r.path == "/api/v1/namespaces/shop/services/web/status")
+            .count()
+    };
+    assert_eq!(web_patches(&api), 1);
+    let written = ingress_body(json!([
+        {"ip": "203.0.113.10", "ipMode": "Proxy"},
+        {"hostname": "edge-1.example.net"}
+    ]));
+    let services = api.next_watch("/api/v1/services").await;
+    // The echo of its own write changes nothing.
+    services.modified(service_json("web", written["status"].clone()));
+    settle().await;
+    assert_eq!(web_patches(&api), 1);
+
+    // `kubectl delete svc web && kubectl apply -f web.yaml`: new uid, no status.
+    services.deleted(service_json("web", written["status"].clone()));
+    uids.lock()
+        .unwrap()
+        .insert("web".into(), "uid-web-2".into());
+    let mut recreated = service_json("web", json!({"loadBalancer": {}}));
+    recreated["metadata"]["uid"] = json!("uid-web-2");
+    recreated["metadata"]["resourceVersion"] = json!("61100");
+    services.added(recreated.clone());
+    settle().await;
+    let p = patches(&api);
+    assert_eq!(web_patches(&api), 2, "{p:?}");
+    assert_eq!(p.last().unwrap().body, Some(written.clone()));
+
+    // Someone clears the status: it is written again.
+    let mut cleared = recreated.clone();
+    cleared["metadata"]["resourceVersion"] = json!("61200");
+    services.modified(cleared);
+    settle().await;
+    assert_eq!(web_patches(&api), 3);
+
+    // The next Event about web refers to the re-created object.
+    tx.send_replace(status(
+        2,
+        snapshot(true, 2),
+        failing(2, Some(1), 1),
+        NodeStatus::default(),
+    ));
+    settle().await;
+    let ev = events(&api);
+    let failed = ev
+        .iter()
+        .rev()
+        .find(|e| e["reason"] == "DeployFailed" && e["regarding"]["name"] == "web")
+        .unwrap();
+    assert_eq!(failed["regarding"]["uid"], "uid-web-2");
+    let reads: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/api/v1/namespaces/"))
+        .map(Recorded::line)
+        .collect();
+    assert!(reads.is_empty(), "no GET per Service: {reads:?}");
     stop.cancel();
     task.await.unwrap().unwrap();
 }

@@ -19,7 +19,10 @@
 //!   the runtime path and on the reload path (with the test renderer's `hard-stop-after
 //!   10s`);
 //! * the peak RSS of `edgelb run` holding 10,000 endpoints across 100 LoadBalancer services,
-//!   watched from the fake Kubernetes API server and deployed to 3 edges.
+//!   watched from the fake Kubernetes API server and deployed to 3 edges;
+//! * `kube`: LoadBalancer mode at 5,000 Services × 10 endpoints with 2 ms of API latency
+//!   (time until every status is written, CPU per unrelated slice change, peak RSS, catch-up
+//!   after a 10 s outage), deploying to a local haproxy; see `edgelb_tests::bench_kube`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -601,6 +604,29 @@ fn main() {
     if section("render") {
         println!("render:");
         render_times(&mut table);
+    }
+
+    if section("kube") {
+        println!("kubernetes mode at scale:");
+        let dir = std::env::temp_dir().join(format!("edgelb-perf-kube-{}", std::process::id()));
+        match edgelb_binary() {
+            Some(bin) => {
+                match runtime().block_on(edgelb_tests::bench_kube::kube_scale(&bin, &dir)) {
+                    Ok(rows) => {
+                        for (what, figure, note) in rows {
+                            table.add(what, figure, format!("{note}; binary {}", bin.display()));
+                        }
+                    }
+                    Err(why) => table.add("kube", "not measured", why),
+                }
+            }
+            None => table.add(
+                "kube",
+                "not measured",
+                "no edgelb binary: cargo build -p edgelb first",
+            ),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     if !["change", "fanout", "wan", "connections", "memory"]

@@ -143,6 +143,22 @@ impl Controller {
         }
     }
 
+    /// Waits up to `limit` for it to exit on its own; returns the exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting on edgelb") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "edgelb did not exit within {limit:?}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends SIGTERM and waits up to `limit` for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
         signal(self.child.id(), "-TERM");

@@ -29,20 +29,25 @@ pub fn renderer(loaded: &LoadedConfig) -> Result<Arc<HaproxyRenderer>> {
 
 /// The deployer the config asks for.
 pub fn deployer(loaded: &LoadedConfig) -> Result<Arc<dyn Deployer>> {
-    deployer_and_probe(loaded).map(|(deployer, ..)| deployer)
+    deployer_and_probe(loaded).map(|d| d.deployer)
 }
 
-/// A deployer and, where it holds sessions to the edges, the same object as the health
-/// probe and as the edges' stats source.
-pub type DeployerAndProbe = (
-    Arc<dyn Deployer>,
-    Option<Arc<dyn HealthProbe>>,
-    Option<Arc<dyn StatsSource>>,
-);
+/// The deployer, and the same object in the other roles it can play.
+pub struct Deployers {
+    /// The deployer.
+    pub deployer: Arc<dyn Deployer>,
+    /// The edges' health probe, where the deployer can probe (the native SSH and local
+    /// deployers; the Ansible one cannot).
+    pub probe: Option<Arc<dyn HealthProbe>>,
+    /// The edges' stats source, where the deployer holds sessions to the edges (the native
+    /// SSH and local deployers).
+    pub stats: Option<Arc<dyn StatsSource>>,
+    /// The local deployer, which may own a haproxy it started.
+    pub local: Option<Arc<LocalDeployer>>,
+}
 
-/// The deployer, and the same object as the edges' health probe and stats source where it
-/// can be (the native SSH and local deployers; the Ansible one cannot).
-pub fn deployer_and_probe(loaded: &LoadedConfig) -> Result<DeployerAndProbe> {
+/// The deployer the config asks for, with its other roles (see [`Deployers`]).
+pub fn deployer_and_probe(loaded: &LoadedConfig) -> Result<Deployers> {
     let config = &loaded.config;
     Ok(match &config.deployer {
         DeployerConfig::Local(local) => {
@@ -50,17 +55,28 @@ pub fn deployer_and_probe(loaded: &LoadedConfig) -> Result<DeployerAndProbe> {
                 LocalDeployer::new(config.edges[0].name.clone(), local.layout())?
                     .start_if_missing(local.start_haproxy),
             );
-            (local.clone(), Some(local.clone()), Some(local))
+            Deployers {
+                deployer: local.clone(),
+                probe: Some(local.clone()),
+                stats: Some(local.clone()),
+                local: Some(local),
+            }
         }
         DeployerConfig::Ssh(ssh) => {
             let ssh = Arc::new(ssh.deployer()?);
-            (ssh.clone(), Some(ssh.clone()), Some(ssh))
+            Deployers {
+                deployer: ssh.clone(),
+                probe: Some(ssh.clone()),
+                stats: Some(ssh),
+                local: None,
+            }
         }
-        DeployerConfig::Ansible(ansible) => (
-            Arc::new(AnsibleDeployer::new((**ansible).clone())?),
-            None,
-            None,
-        ),
+        DeployerConfig::Ansible(ansible) => Deployers {
+            deployer: Arc::new(AnsibleDeployer::new((**ansible).clone())?),
+            probe: None,
+            stats: None,
+            local: None,
+        },
     })
 }
 

@@ -24,7 +24,12 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     let config = loaded.config.clone();
     let kube = KubeContext::connect_if_needed(&loaded).await?;
     let renderer = super::renderer(&loaded)?;
-    let (deployer, probe, stats) = super::deployer_and_probe(&loaded)?;
+    let super::Deployers {
+        deployer,
+        probe,
+        stats,
+        local,
+    } = super::deployer_and_probe(&loaded)?;
     let seed = SlotSeed {
         renderer: renderer.clone(),
         deployer: deployer.clone(),
@@ -69,6 +74,14 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     tracing::info!(config = %loaded.path.display(), edges = config.edges.len(), "edgelb running");
 
     let result = lead(loaded, pipeline, seed, kube, &election, &shutdown).await;
+    if result.is_err()
+        && let Some(local) = &local
+    {
+        // A lost Lease (or any failure) ends this process, not the data plane: the haproxy
+        // it started keeps serving its last config, and the next run (or the new leader on
+        // this host) deploys to it. Only a deliberate shutdown (SIGTERM, Ctrl-C) stops it.
+        local.release_haproxy().await;
+    }
 
     election.stop().await;
     http_stop.cancel();

@@ -141,7 +141,9 @@ pub struct LocalDeployerConfig {
     /// How long a reload may take to show in `show proc` (default 10s).
     #[serde(with = "edgelb_core::duration")]
     pub reload_timeout: Duration,
-    /// Start haproxy when no master answers (default false; the quick start sets it).
+    /// Start haproxy when no master answers (default false; the quick start sets it). SIGTERM
+    /// or Ctrl-C stops it with edgelb; an exit on an error (a lost Lease) leaves it serving
+    /// its last config for the next run to deploy to.
     pub start_haproxy: bool,
 }
 

@@ -2,12 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use edgelb_core::{EndpointSource, ProxyProtocol, Snapshot};
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -65,10 +67,15 @@ impl Default for LoadBalancerConfig {
 /// deleted) leaves the snapshot.
 ///
 /// Watches all Services and all EndpointSlices cluster-wide (RBAC: get/list/watch on both).
+/// Work follows the change, not the cluster: an update that changes nothing edgelb reads (a
+/// status write, managedFields, a new resourceVersion) and any change to a slice of a Service
+/// outside the class is stored without rebuilding the snapshot. A change that matters rebuilds
+/// the whole snapshot (tens of milliseconds at 5,000 Services).
 pub struct LoadBalancerSource {
     client: Client,
     config: LoadBalancerConfig,
     events: Option<EventPublisher>,
+    builds: Arc<AtomicU64>,
 }
 
 impl LoadBalancerSource {
@@ -84,7 +91,14 @@ impl LoadBalancerSource {
             client,
             config,
             events: None,
+            builds: Arc::default(),
         })
+    }
+
+    /// A counter of snapshot rebuilds (one per batch of changes that can change the
+    /// snapshot), for metrics and tests.
+    pub fn builds(&self) -> Arc<AtomicU64> {
+        self.builds.clone()
     }
 
     /// Records Warning Events on the Services for skipped ports and bad annotations.
@@ -178,6 +192,14 @@ fn build(
                 continue;
             }
             let Some(listen_port) = listen_port_of(p) else {
+                warnings.push(Warning::about(
+                    svc,
+                    "InvalidPort",
+                    format!(
+                        "port {name} has number {}, which is no TCP port; skipped",
+                        p.port
+                    ),
+                ));
                 continue;
             };
             selected.push(SelectedPort {
@@ -206,13 +228,27 @@ impl EndpointSource for LoadBalancerSource {
             0,
             "Services (all namespaces)".to_owned(),
             move |svc: &Service| in_class(svc, &class),
+            |_: &Service| true,
         );
+        // A slice matters only while its Service is in the class (in the Service store).
+        let served = svc_store.clone();
+        let matters = move |slice: &EndpointSlice| {
+            slice.labels().get(SERVICE_NAME_LABEL).is_some_and(|name| {
+                served
+                    .get(
+                        &ObjectRef::new(name)
+                            .within(slice.namespace().as_deref().unwrap_or_default()),
+                    )
+                    .is_some()
+            })
+        };
         let (slice_store, slice_stream) = watch(
             Api::<EndpointSlice>::all(self.client.clone()),
             watcher::Config::default().labels(SERVICE_NAME_LABEL),
             1,
             "EndpointSlices (all namespaces)".to_owned(),
             |_: &EndpointSlice| true,
+            matters,
         );
         let config = self.config.clone();
         let build: Build = Box::new(move || build(&config, svc_store.state(), slice_store.state()));
@@ -224,6 +260,7 @@ impl EndpointSource for LoadBalancerSource {
             ],
             build,
             self.events,
+            self.builds,
         )
     }
 }

@@ -7,13 +7,18 @@ mod named;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use edgelb_core::{PortSpec, ServiceKey, Snapshot};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -68,38 +73,119 @@ fn failure_message(what: &str, err: &watcher::Error) -> String {
     format!("watching {what}: {err}{hint}; retrying with backoff, keeping the last good state")
 }
 
-/// Strips what edgelb never reads, so cluster-wide stores stay small.
-fn strip<K: Resource>(obj: &mut K) {
-    let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+/// Strips what edgelb never reads, so cluster-wide stores stay small and an update that
+/// changes only those parts (a status write, managedFields, a new resourceVersion) compares
+/// equal to the stored object and is dropped without a rebuild.
+pub(crate) trait Strip: Resource {
+    /// Removes the parts of the object no snapshot is built from.
+    fn strip(&mut self) {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        meta.resource_version = None;
+        if let Some(annotations) = meta.annotations.as_mut() {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+}
+
+impl Strip for Service {
+    fn strip(&mut self) {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        meta.resource_version = None;
+        if let Some(annotations) = meta.annotations.as_mut() {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+        // The sources never read a Service's status; the status writer watches it itself.
+        // Without it, the echo of every status patch edgelb writes is a no-op here.
+        self.status = None;
+    }
+}
+
+impl Strip for EndpointSlice {}
+
+/// The longest wait between two attempts of a failed watch or list.
+///
+/// kube's default backoff grows to 30 s, so a change made during an outage could go live tens
+/// of seconds after the API server came back; capped at this, it goes live within about this
+/// long plus one relist.
+pub const WATCH_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// The first wait after a watch or list fails; doubles up to [`WATCH_RETRY_MAX`].
+const WATCH_RETRY_MIN: Duration = Duration::from_millis(250);
+
+/// A doubling backoff capped at [`WATCH_RETRY_MAX`], reset by the watcher's first success.
+#[derive(Debug, Clone)]
+pub(crate) struct CappedBackoff {
+    next: Duration,
+}
+
+impl Default for CappedBackoff {
+    fn default() -> Self {
+        Self {
+            next: WATCH_RETRY_MIN,
+        }
+    }
+}
+
+impl Iterator for CappedBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = self.next.saturating_mul(2).min(WATCH_RETRY_MAX);
+        Some(now)
+    }
+}
+
+impl Backoff for CappedBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_MIN;
     }
 }
 
 /// Starts watching `api` into a store. `keep` decides which objects the store holds: an
 /// applied object that is not kept is removed from the store (it left our selection).
+/// `matters` decides whether a change of a kept object can change the snapshot; one that
+/// cannot (a slice of a Service outside the class) is stored without a rebuild. An update
+/// equal to the stored object once stripped is dropped.
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
     index: usize,
     what: String,
     keep: impl Fn(&K) -> bool + Send + 'static,
+    matters: impl Fn(&K) -> bool + Send + 'static,
 ) -> (Store<K>, BoxStream<'static, Tick>)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Strip + Clone + PartialEq + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     let (reader, writer) = reflector::store();
+    let stored = reader.clone();
     let stream = watcher(api, config)
-        .default_backoff()
+        .backoff(CappedBackoff::default())
         .try_filter_map(move |event| {
             let event = match event {
                 watcher::Event::InitApply(obj) if !keep(&obj) => None,
-                watcher::Event::Apply(obj) if !keep(&obj) => Some(watcher::Event::Delete(obj)),
+                watcher::Event::Apply(obj) if !keep(&obj) => {
+                    let known = stored.get(&ObjectRef::from_obj(&obj)).is_some();
+                    known.then_some(watcher::Event::Delete(obj))
+                }
+                watcher::Event::Apply(mut obj) => {
+                    obj.strip();
+                    let same = stored
+                        .get(&ObjectRef::from_obj(&obj))
+                        .is_some_and(|old| *old == obj);
+                    (!same).then_some(watcher::Event::Apply(obj))
+                }
+                watcher::Event::Delete(obj) => stored
+                    .get(&ObjectRef::from_obj(&obj))
+                    .is_some()
+                    .then_some(watcher::Event::Delete(obj)),
                 other => Some(other),
             };
-            futures::future::ready(Ok(event.map(|e| e.modify(strip))))
+            futures::future::ready(Ok(event.map(|e| e.modify(Strip::strip))))
         })
         .reflect(writer)
         .map(move |result| Tick {
@@ -107,8 +193,12 @@ where
             kind: match result {
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => TickKind::Progress,
                 Ok(watcher::Event::InitDone) => TickKind::Changed { init_done: true },
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
-                    TickKind::Changed { init_done: false }
+                Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
+                    if matters(&obj) {
+                        TickKind::Changed { init_done: false }
+                    } else {
+                        TickKind::Progress
+                    }
                 }
                 Err(e) if is_gone(&e) => TickKind::Gone,
                 Err(e) => TickKind::Failed(failure_message(&what, &e)),
@@ -132,6 +222,7 @@ struct Driver {
     errored: bool,
     events: Option<EventPublisher>,
     out: VecDeque<edgelb_core::Result<Snapshot>>,
+    builds: Arc<AtomicU64>,
 }
 
 impl Driver {
@@ -169,6 +260,7 @@ impl Driver {
         if !changed || !self.ready.iter().all(|r| *r) {
             return;
         }
+        self.builds.fetch_add(1, Ordering::Relaxed);
         let (snapshot, warnings) = (self.build)();
         self.report(warnings).await;
         // After an error, send the state again even when it is unchanged: it tells the
@@ -219,6 +311,7 @@ fn run(
     watches: Vec<(String, BoxStream<'static, Tick>)>,
     build: Build,
     events: Option<EventPublisher>,
+    builds: Arc<AtomicU64>,
 ) -> BoxStream<'static, edgelb_core::Result<Snapshot>> {
     let (names, streams): (Vec<String>, Vec<_>) = watches.into_iter().unzip();
     let merged: SelectAll<BoxStream<'static, Tick>> = futures::stream::select_all(streams);
@@ -232,6 +325,7 @@ fn run(
         errored: false,
         events,
         out: VecDeque::new(),
+        builds,
     };
     futures::stream::unfold((merged, driver), |(mut merged, mut driver)| async move {
         loop {
@@ -289,9 +383,32 @@ fn insert_ports(
     }
 }
 
+/// Whether `name` is a Service name the API server would accept: an RFC 1035 label (lowercase
+/// letters, digits and `-`, starting with a letter, ending with a letter or digit, at most 63).
+fn is_service_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.last() != Some(&b'-')
+}
+
 /// The Service's `ServiceKey`, or a warning when its names are not usable.
 fn service_key(svc: &Service, warnings: &mut Vec<Warning>) -> Option<ServiceKey> {
-    match ServiceKey::new(svc.namespace().unwrap_or_default(), svc.name_any()) {
+    let name = svc.name_any();
+    if !is_service_name(&name) {
+        warnings.push(Warning::about(
+            svc,
+            "InvalidName",
+            format!(
+                "Service skipped: its name {name:?} is not a valid Service name (lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
+            ),
+        ));
+        return None;
+    }
+    match ServiceKey::new(svc.namespace().unwrap_or_default(), name) {
         Ok(key) => Some(key),
         Err(e) => {
             warnings.push(Warning::about(
@@ -300,6 +417,32 @@ fn service_key(svc: &Service, warnings: &mut Vec<Warning>) -> Option<ServiceKey>
                 format!("Service skipped: {e}"),
             ));
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_service_name;
+
+    /// Issue 19 item 5: names the API server would refuse are refused here too.
+    #[test]
+    fn service_names_follow_rfc_1035() {
+        for ok in ["web", "a", "web-1", "x2"] {
+            assert!(is_service_name(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "Web",
+            "WEB",
+            "1web",
+            "web-",
+            "",
+            "web.shop",
+            "we_b",
+            long.as_str(),
+        ] {
+            assert!(!is_service_name(bad), "{bad}");
         }
     }
 }

@@ -302,6 +302,7 @@ impl EndpointSource for NamedServicesSource {
                 watches.len(),
                 svc_what.clone(),
                 |_: &Service| true,
+                |_: &Service| true,
             );
             watches.push((svc_what, svc_stream));
             let slices_what = format!("EndpointSlices of Service {}", cfg.service);
@@ -310,6 +311,7 @@ impl EndpointSource for NamedServicesSource {
                 watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={name}")),
                 watches.len(),
                 slices_what.clone(),
+                |_: &EndpointSlice| true,
                 |_: &EndpointSlice| true,
             );
             watches.push((slices_what, slice_stream));
@@ -358,6 +360,7 @@ impl EndpointSource for NamedServicesSource {
             watches,
             build,
             self.events,
+            std::sync::Arc::default(),
         )
     }
 }

@@ -276,7 +276,12 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let latency = shared.latency_us.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_micros(latency)).await;
+    }
     let reply = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(_) if shared.unavailable.load(Ordering::SeqCst) => Reply::Error(ApiError::unavailable()),
         Ok(bytes) => route(
             &shared,
             &method,

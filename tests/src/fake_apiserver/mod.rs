@@ -45,7 +45,7 @@ mod store;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -76,6 +76,14 @@ impl ApiError {
 
     fn bad_request(message: String) -> Self {
         Self::new(400, "BadRequest", message)
+    }
+
+    fn unavailable() -> Self {
+        Self::new(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request".into(),
+        )
     }
 
     /// The `Status` object the API server sends for this error.
@@ -173,6 +181,10 @@ struct Shared {
     /// Bumped to end every open watch.
     end_watches: watch::Sender<u64>,
     open_watches: AtomicUsize,
+    /// While set, every request is answered 503 (an API server outage).
+    unavailable: AtomicBool,
+    /// Added before every answer, in microseconds.
+    latency_us: AtomicU64,
 }
 
 impl Shared {
@@ -221,6 +233,8 @@ impl FakeApiServer {
             shutdown: watch::channel(false).0,
             end_watches: watch::channel(0).0,
             open_watches: AtomicUsize::new(0),
+            unavailable: AtomicBool::new(false),
+            latency_us: AtomicU64::new(0),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -413,6 +427,21 @@ current-context: fake
     /// `ERROR` event with a 410 Gone `Status` and its client must list again.
     pub fn expire_watches(&self) {
         self.shared.write(Store::expire);
+    }
+
+    /// Starts (`true`) or ends an outage: meanwhile every request gets a 503 and every open
+    /// watch ends, as when the API server (or the path to it) is down.
+    pub fn set_unavailable(&self, down: bool) {
+        self.shared.unavailable.store(down, Ordering::SeqCst);
+        if down {
+            self.end_watches();
+        }
+    }
+
+    /// Delays every answer by `latency` (as a remote or busy API server does).
+    pub fn set_latency(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.shared.latency_us.store(us, Ordering::SeqCst);
     }
 
     /// Watches open right now.
