@@ -184,21 +184,7 @@ async fn sighup_or_ctrl_c_to_the_terminal_group_stops_edgelb_and_its_haproxy() {
     ));
     for signal in ["-HUP", "-INT"] {
         let dir = tempfile::tempdir().unwrap();
-        let listen = free_port();
-        let front: SocketAddr = ([127, 0, 0, 1], listen).into();
-        write_endpoints(&dir.path().join("endpoints.yaml"), listen, &[backend]);
-        let state = dir.path().display();
-        let config = dir.path().join("edgelb.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "source: {{file: endpoints.yaml}}\n\
-                 edges: [{{name: local}}]\n\
-                 deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
-                 haproxy: {{stats_socket: {state}/admin.sock, socket_dirs: [{state}]}}\n"
-            ),
-        )
-        .unwrap();
+        let (config, front) = local_config(dir.path(), backend);
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgelb"))
             .args(["run", "--config"])
             .arg(&config)
@@ -223,14 +209,7 @@ async fn sighup_or_ctrl_c_to_the_terminal_group_stops_edgelb_and_its_haproxy() {
             .unwrap_or_else(|_| panic!("edgelb did not exit after {signal}"))
             .unwrap();
         assert!(status.success(), "{signal}: edgelb exited with {status}");
-        let gone = Instant::now();
-        while ask(front).await.is_some() {
-            assert!(
-                gone.elapsed() < Duration::from_secs(10),
-                "{signal}: haproxy still serves after edgelb exited"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until_nothing_answers(front, signal).await;
     }
 }
 
@@ -250,21 +229,7 @@ async fn a_closed_log_pipe_never_keeps_edgelb_from_stopping() {
         "alpha".into(),
     ));
     let dir = tempfile::tempdir().unwrap();
-    let listen = free_port();
-    let front: SocketAddr = ([127, 0, 0, 1], listen).into();
-    write_endpoints(&dir.path().join("endpoints.yaml"), listen, &[backend]);
-    let state = dir.path().display();
-    let config = dir.path().join("edgelb.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "source: {{file: endpoints.yaml}}\n\
-             edges: [{{name: local}}]\n\
-             deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
-             haproxy: {{stats_socket: {state}/admin.sock, socket_dirs: [{state}]}}\n"
-        ),
-    )
-    .unwrap();
+    let (config, front) = local_config(dir.path(), backend);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_edgelb"))
         .args(["run", "--config"])
         .arg(&config)
@@ -291,11 +256,36 @@ async fn a_closed_log_pipe_never_keeps_edgelb_from_stopping() {
         .unwrap_or_else(|_| panic!("edgelb did not exit on SIGTERM with its log pipe closed"))
         .unwrap();
     assert!(status.success(), "edgelb exited with {status}");
+    wait_until_nothing_answers(front, "SIGTERM").await;
+}
+
+/// A quick start-like config in `dir`: the file source with `backend` on a free port, the
+/// local deployer starting its own haproxy. Returns the config and the front address.
+fn local_config(dir: &std::path::Path, backend: SocketAddr) -> (std::path::PathBuf, SocketAddr) {
+    let listen = free_port();
+    write_endpoints(&dir.join("endpoints.yaml"), listen, &[backend]);
+    let state = dir.display();
+    let config = dir.join("edgelb.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source: {{file: endpoints.yaml}}\n\
+             edges: [{{name: local}}]\n\
+             deployer:\n  local: {{config_path: {state}/haproxy.cfg, master_socket: {state}/master.sock, start_haproxy: true}}\n\
+             haproxy: {{stats_socket: {state}/admin.sock, socket_dirs: [{state}]}}\n"
+        ),
+    )
+    .unwrap();
+    (config, ([127, 0, 0, 1], listen).into())
+}
+
+/// Waits (at most 10 s) until nothing answers on `front` once edgelb exited after `signal`.
+async fn wait_until_nothing_answers(front: SocketAddr, signal: &str) {
     let gone = Instant::now();
     while ask(front).await.is_some() {
         assert!(
             gone.elapsed() < Duration::from_secs(10),
-            "haproxy still serves after edgelb exited"
+            "{signal}: haproxy still serves after edgelb exited"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
