@@ -27,7 +27,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgelb_ansible::AnsibleDeployer;
@@ -38,6 +37,7 @@ use edgelb_core::{
 use edgelb_haproxy::ssh::{ClientKey, KnownHosts, SshCredentials};
 use edgelb_haproxy::{ConfigDuration, HaproxyRenderer, RenderOptions, SshDeployer};
 use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip, timed_deploy};
+use edgelb_tests::bench_kube::spawn_kube_controller;
 use edgelb_tests::bench_stats::stats;
 use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
@@ -532,24 +532,8 @@ async fn controller_rss(tb: &Testbed) -> Result<(u64, String, f64), String> {
             .port(),
     )
         .into();
-    let log = std::fs::File::create(dir.join("edgelb.log")).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let mut child = Command::new(&bin)
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .arg("--http-listen")
-        .arg(http.to_string())
-        .env("KUBECONFIG", dir.join("kubeconfig"))
-        .env("HTTPS_PROXY", "")
-        .env("https_proxy", "")
-        .env("POD_NAME", "edgelb-0")
-        .env("POD_NAMESPACE", "edgelb")
-        .env("EDGELB_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let mut child = spawn_kube_controller(&bin, &config_path, http, &dir, "info")?;
     let pid = child.id();
     let series: Vec<String> = tb.edges[..3]
         .iter()

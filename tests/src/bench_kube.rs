@@ -122,6 +122,35 @@ fn stop(child: &mut Child, config: &Path) {
     }
 }
 
+/// Starts `edgelb run --config CONFIG --http-listen HTTP` as the benches run it against the fake
+/// API server: `DIR/kubeconfig`, no proxy, pod name and namespace set, its log in
+/// `DIR/edgelb.log` at `log_level`.
+pub fn spawn_kube_controller(
+    bin: &Path,
+    config: &Path,
+    http: SocketAddr,
+    dir: &Path,
+    log_level: &str,
+) -> Result<Child, String> {
+    let log = std::fs::File::create(dir.join("edgelb.log")).map_err(|e| e.to_string())?;
+    Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--http-listen")
+        .arg(http.to_string())
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("HTTPS_PROXY", "")
+        .env("https_proxy", "")
+        .env("POD_NAME", "edgelb-0")
+        .env("POD_NAMESPACE", "edgelb")
+        .env("EDGELB_LOG", log_level)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| e.to_string())
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -184,24 +213,8 @@ pub async fn kube_scale(bin: &Path, dir: &Path) -> Result<Vec<Row>, String> {
             .port(),
     )
         .into();
-    let log = std::fs::File::create(dir.join("edgelb.log")).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .arg("--http-listen")
-        .arg(http.to_string())
-        .env("KUBECONFIG", dir.join("kubeconfig"))
-        .env("HTTPS_PROXY", "")
-        .env("https_proxy", "")
-        .env("POD_NAME", "edgelb-0")
-        .env("POD_NAMESPACE", "edgelb")
-        .env("EDGELB_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let mut child = spawn_kube_controller(bin, &config_path, http, dir, "warn")?;
     let pid = child.id();
     let result = measure(&api, &mut child, pid, started, services, &haproxy_cfg, http).await;
     stop(&mut child, &haproxy_cfg);

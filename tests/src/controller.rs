@@ -145,23 +145,17 @@ impl Controller {
 
     /// Waits up to `limit` for it to exit on its own; returns the exit status.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting on edgelb") {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "edgelb did not exit within {limit:?}\nlog:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.exit_within(limit, "")
     }
 
     /// Sends SIGTERM and waits up to `limit` for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
         signal(self.child.id(), "-TERM");
+        self.exit_within(limit, " of SIGTERM")
+    }
+
+    /// Polls for the exit status for up to `limit`; panics with `after` and the log then.
+    fn exit_within(&mut self, limit: Duration, after: &str) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting on edgelb") {
@@ -169,7 +163,7 @@ impl Controller {
             }
             assert!(
                 start.elapsed() < limit,
-                "edgelb did not exit within {limit:?} of SIGTERM\nlog:\n{}",
+                "edgelb did not exit within {limit:?}{after}\nlog:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
