@@ -65,6 +65,7 @@ async fn dispatch(command: Command) -> error::Result<ExitCode> {
         } => {
             commands::run::run(LoadedConfig::load(&config)?, http_listen).await?;
         }
+        Command::Crd => commands::crd::run()?,
         Command::DemoBackend { listen, name } => {
             commands::demo_backend::run(&listen, &name).await?
         }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod crd;
 pub mod credentials;
 pub mod demo_backend;
 pub mod plan;

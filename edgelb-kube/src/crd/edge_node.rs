@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One edge node outside the cluster that runs HAProxy. Its name is the node's name (at
-/// most 63 characters); its labels are what [`EdgePool`](super::EdgePool)s select.
+/// most 63 characters); its labels are what EdgePools select.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[kube(
     group = "edgelb.io",
@@ -74,7 +74,7 @@ pub struct EdgeNodeSpec {
     pub replace_default_bind: bool,
 }
 
-/// How to reach an [`EdgeNode`] over SSH.
+/// How to reach an EdgeNode over SSH.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeNodeSsh {
@@ -102,7 +102,7 @@ pub struct ExtraBind {
     pub addresses: Vec<String>,
 }
 
-/// What edgelb knows of an [`EdgeNode`], written by the leading replica.
+/// What edgelb knows of an EdgeNode, written by the leading replica.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeNodeStatus {

@@ -22,7 +22,7 @@ pub struct NodeSelector {
     pub match_expressions: Vec<SelectorRequirement>,
 }
 
-/// One requirement of [`NodeSelector::match_expressions`].
+/// One requirement of a selector's `matchExpressions`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
@@ -40,7 +40,7 @@ pub struct SelectorRequirement {
     pub values: Vec<String>,
 }
 
-/// The operator of a [`SelectorRequirement`].
+/// The operator of a `matchExpressions` requirement.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum SelectorOperator {
     /// The label is set to one of the values.
