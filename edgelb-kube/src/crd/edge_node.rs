@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// One edge node outside the cluster that runs HAProxy. Its name is the node's name (at
 /// most 63 characters); its labels are what EdgePools select.
+// The printer columns repeat `type_ = "string"`: one column each, not duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[kube(
     group = "edgelb.io",

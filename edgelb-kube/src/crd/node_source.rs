@@ -101,19 +101,29 @@ impl EdgeResourceSource {
     /// resources were listed).
     pub async fn run(self, out: watch::Sender<Option<NodeSet>>, shutdown: CancellationToken) {
         enum Change {
-            Node(watcher::Event<EdgeNode>),
-            Pool(watcher::Event<EdgePool>),
+            Node(Box<watcher::Event<EdgeNode>>),
+            Pool(Box<watcher::Event<EdgePool>>),
             Failed(&'static str, watcher::Error),
         }
         let nodes_api: Api<EdgeNode> = Api::namespaced(self.client.clone(), &self.namespace);
         let pools_api: Api<EdgePool> = Api::namespaced(self.client.clone(), &self.namespace);
         let nodes = watcher(nodes_api, watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map_or_else(|e| Change::Failed("EdgeNodes", e), Change::Node))
+            .map(|e| {
+                e.map_or_else(
+                    |e| Change::Failed("EdgeNodes", e),
+                    |e| Change::Node(Box::new(e)),
+                )
+            })
             .boxed();
         let pools = watcher(pools_api, watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map_or_else(|e| Change::Failed("EdgePools", e), Change::Pool))
+            .map(|e| {
+                e.map_or_else(
+                    |e| Change::Failed("EdgePools", e),
+                    |e| Change::Pool(Box::new(e)),
+                )
+            })
             .boxed();
         let mut changes = futures::stream::select(nodes, pools);
         let mut node_objects = Watched::<EdgeNode>::new();
@@ -129,8 +139,8 @@ impl EdgeResourceSource {
                 },
             };
             let changed = match change {
-                Change::Node(e) => node_objects.apply(e),
-                Change::Pool(e) => pool_objects.apply(e),
+                Change::Node(e) => node_objects.apply(*e),
+                Change::Pool(e) => pool_objects.apply(*e),
                 Change::Failed(what, e) => {
                     tracing::warn!(
                         namespace = %self.namespace,
