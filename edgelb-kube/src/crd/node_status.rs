@@ -268,6 +268,8 @@ impl NodeStatusWriter {
                 }
                 self.written
                     .retain(|name, _| set.generations.contains_key(name));
+                self.transitions
+                    .retain(|(name, _), _| set.generations.contains_key(name));
             }
             let sleep = async {
                 match next_at {
