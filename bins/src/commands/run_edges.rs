@@ -91,6 +91,8 @@ impl ResourceEdges {
         let namespace = settings.namespace();
         let (nodes_tx, mut nodes) = watch::channel(None);
         let watch_stop = term.child_token();
+        // The watcher and the status writer stop however this returns.
+        let _stop_watching = watch_stop.clone().drop_guard();
         let source = EdgeResourceSource::new(kube.client.clone(), &namespace)
             .with_events(kube.events.clone())
             .with_check(node_check(config));
@@ -166,8 +168,9 @@ impl ResourceEdges {
                     if changed.is_err() {
                         return Err(Error::Setup("the EdgeNode watcher stopped".into()));
                     }
-                    // Debounce: wait for a quiet spell before acting on the new set.
-                    loop {
+                    // Debounce: wait for a quiet spell before acting on the new set (not
+                    // for the first one: nothing runs yet).
+                    while running.is_some() {
                         tokio::select! {
                             () = tokio::time::sleep(settings.restart_debounce) => break,
                             changed = nodes.changed() => if changed.is_err() { break },
