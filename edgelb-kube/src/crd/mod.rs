@@ -26,7 +26,9 @@ pub use edge_node::{Condition, EdgeNode, EdgeNodeSpec, EdgeNodeSsh, EdgeNodeStat
 pub use edge_pool::{EdgePool, EdgePoolSpec};
 pub use node_set::{NodeCheck, NodeSet, Problem, node_set, to_node};
 pub use node_source::EdgeResourceSource;
-pub use node_status::{NodeStatusWriter, invalid_status, node_status};
+pub use node_status::{
+    NodeStatusWriter, Transitions, desired_statuses, invalid_status, node_status,
+};
 pub use selector::{NodeSelector, SelectorOperator, SelectorRequirement};
 
 /// The CustomResourceDefinitions of [`EdgeNode`] and [`EdgePool`].

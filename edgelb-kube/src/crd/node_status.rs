@@ -168,6 +168,48 @@ pub fn invalid_status(reason: &str) -> EdgeNodeStatus {
     }
 }
 
+/// When each (node, condition type) last changed status: `(status, lastTransitionTime)`.
+pub type Transitions = BTreeMap<(String, String), (String, String)>;
+
+/// The statuses to write for `nodes` and `status`: each condition keeps its
+/// `lastTransitionTime` from `transitions` while its status stays, and gets `now` when it
+/// changes (`transitions` is updated).
+pub fn desired_statuses(
+    nodes: &NodeSet,
+    status: &PipelineStatus,
+    transitions: &mut Transitions,
+    now: &str,
+) -> BTreeMap<String, EdgeNodeStatus> {
+    let mut out = BTreeMap::new();
+    let valid = nodes.nodes.iter().map(|n| {
+        (
+            n.name.clone(),
+            node_status(&n.pools, status.nodes.get(&n.name), status.generation),
+        )
+    });
+    let invalid = nodes
+        .invalid
+        .iter()
+        .map(|(name, reason)| (name.clone(), invalid_status(reason)));
+    for (name, mut s) in valid.chain(invalid) {
+        let generation = nodes.generations.get(&name).copied().flatten();
+        s.observed_generation = generation;
+        for c in &mut s.conditions {
+            c.observed_generation = generation;
+            let key = (name.clone(), c.type_.clone());
+            match transitions.get(&key) {
+                Some((status, at)) if *status == c.status => c.last_transition_time.clone_from(at),
+                _ => {
+                    c.last_transition_time = now.to_owned();
+                    transitions.insert(key, (c.status.clone(), now.to_owned()));
+                }
+            }
+        }
+        out.insert(name, s);
+    }
+    out
+}
+
 /// Keeps every EdgeNode's `status` in line with the pipeline. Run it only while this
 /// replica leads.
 pub struct NodeStatusWriter {
@@ -176,8 +218,7 @@ pub struct NodeStatusWriter {
     /// The shortest time between two writes of one node's status (default 2 s).
     pub min_interval: Duration,
     written: BTreeMap<String, (EdgeNodeStatus, Instant)>,
-    /// When each (node, condition type) last changed status, and to what.
-    transitions: BTreeMap<(String, String), (String, String)>,
+    transitions: Transitions,
 }
 
 impl NodeStatusWriter {
@@ -192,44 +233,31 @@ impl NodeStatusWriter {
         }
     }
 
-    /// The statuses to write now for `nodes` and `status`, with transition times.
-    fn desired(
-        &mut self,
-        nodes: &NodeSet,
-        status: &PipelineStatus,
-    ) -> BTreeMap<String, EdgeNodeStatus> {
-        let now = rfc3339(SystemTime::now());
-        let mut out = BTreeMap::new();
-        let valid = nodes.nodes.iter().map(|n| {
-            (
-                n.name.clone(),
-                node_status(&n.pools, status.nodes.get(&n.name), status.generation),
-            )
-        });
-        let invalid = nodes
-            .invalid
-            .iter()
-            .map(|(name, reason)| (name.clone(), invalid_status(reason)));
-        for (name, mut s) in valid.chain(invalid) {
-            let generation = nodes.generations.get(&name).copied().flatten();
-            s.observed_generation = generation;
-            for c in &mut s.conditions {
-                c.observed_generation = generation;
-                let key = (name.clone(), c.type_.clone());
-                match self.transitions.get(&key) {
-                    Some((status, at)) if *status == c.status => {
-                        c.last_transition_time.clone_from(at)
-                    }
-                    _ => {
-                        c.last_transition_time.clone_from(&now);
-                        self.transitions
-                            .insert(key, (c.status.clone(), now.clone()));
-                    }
-                }
+    /// Takes over what another replica (or an earlier run) wrote: the conditions keep their
+    /// `lastTransitionTime`, and a status that is already right is not written again.
+    async fn seed(&mut self) {
+        let list = match self.api.list(&kube::api::ListParams::default()).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(namespace = %self.namespace, error = %e, "listing the EdgeNodes' statuses failed; writing them afresh");
+                return;
             }
-            out.insert(name, s);
+        };
+        let at = Instant::now()
+            .checked_sub(self.min_interval)
+            .unwrap_or_else(Instant::now);
+        for object in list.items {
+            let (Some(name), Some(status)) = (object.metadata.name, object.status) else {
+                continue;
+            };
+            for c in &status.conditions {
+                self.transitions.insert(
+                    (name.clone(), c.type_.clone()),
+                    (c.status.clone(), c.last_transition_time.clone()),
+                );
+            }
+            self.written.insert(name, (status, at));
         }
-        out
     }
 
     /// Runs until `shutdown` or a channel closes.
@@ -239,13 +267,19 @@ impl NodeStatusWriter {
         mut status: watch::Receiver<PipelineStatus>,
         shutdown: CancellationToken,
     ) -> Result<()> {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = self.seed() => {}
+        }
         loop {
             let current_nodes = nodes.borrow_and_update().clone();
             let current = status.borrow_and_update().clone();
             let mut next_at: Option<Instant> = None;
             if let Some(set) = &current_nodes {
                 let now = Instant::now();
-                for (name, desired) in self.desired(set, &current) {
+                let now_text = rfc3339(SystemTime::now());
+                let desired = desired_statuses(set, &current, &mut self.transitions, &now_text);
+                for (name, desired) in desired {
                     match self.written.get(&name) {
                         Some((written, _)) if *written == desired => continue,
                         Some((_, at)) if *at + self.min_interval > now => {
@@ -360,6 +394,55 @@ mod tests {
             .collect();
         assert_eq!(by_type["Ready"], ("True", "Serving"));
         assert_eq!(by_type["InSync"], ("True", "InSync"));
+    }
+
+    #[test]
+    fn transition_times_stay_while_the_status_stays() {
+        let mut set = NodeSet::default();
+        set.nodes.push(edgelb_core::EdgeNode::new("edge-1"));
+        set.generations.insert("edge-1".into(), Some(7));
+        let mut transitions = Transitions::new();
+        // Seeded from an earlier writer: InSync has been False since t0.
+        transitions.insert(
+            ("edge-1".into(), "InSync".into()),
+            ("Unknown".into(), "2026-01-01T00:00:00Z".into()),
+        );
+        let pending = PipelineStatus::default();
+        let first = desired_statuses(&set, &pending, &mut transitions, "2026-01-02T00:00:00Z");
+        let c = &first["edge-1"].conditions;
+        assert_eq!(
+            c[1].last_transition_time, "2026-01-01T00:00:00Z",
+            "unchanged: kept"
+        );
+        assert_eq!(
+            c[0].last_transition_time, "2026-01-02T00:00:00Z",
+            "first seen: now"
+        );
+        assert_eq!(c[0].observed_generation, Some(7));
+        assert_eq!(first["edge-1"].observed_generation, Some(7));
+
+        let digest = Digest::of(b"cfg");
+        let mut synced = PipelineStatus {
+            generation: 1,
+            ..PipelineStatus::default()
+        };
+        synced.nodes.insert(
+            "edge-1".into(),
+            NodeStatus {
+                desired_digest: Some(digest),
+                live_digest: Some(digest),
+                live_generation: Some(1),
+                ..NodeStatus::default()
+            },
+        );
+        let second = desired_statuses(&set, &synced, &mut transitions, "2026-01-03T00:00:00Z");
+        let c = &second["edge-1"].conditions;
+        assert_eq!(
+            (c[1].status.as_str(), c[1].last_transition_time.as_str()),
+            ("True", "2026-01-03T00:00:00Z")
+        );
+        let third = desired_statuses(&set, &synced, &mut transitions, "2026-01-04T00:00:00Z");
+        assert_eq!(third, second, "nothing changed: nothing to write");
     }
 
     #[test]
