@@ -39,7 +39,7 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
         config.deployer.batch_size(),
         config.health.to_health_config(),
     );
-    let (status, edges) = if config.edge_resources.is_some() {
+    let (status, mut edges) = if config.edge_resources.is_some() {
         // The pipelines come and go with the EdgeNodes; their status is forwarded here.
         let (tx, rx) = watch::channel(PipelineStatus::default());
         let resources = ResourceEdges {
@@ -48,6 +48,7 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
             probe,
             status: Arc::new(tx),
             pipeline: pipeline_config,
+            edge_stats: None,
         };
         (rx, Edges::Resources(resources))
     } else {
@@ -72,7 +73,18 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     let election = Election::start(&loaded, kube.as_ref())?;
     let http_stop = CancellationToken::new();
     let metrics = Arc::new(Mutex::new(Metrics::new()));
-    let pollers = start_edge_stats(&loaded, stats, &status, &election, &metrics, &http_stop);
+    let polling = edge_stats(&loaded, stats, &status, &election, &metrics);
+    let pollers = match (&mut edges, polling) {
+        // With EdgeNode resources, each pipeline starts the pollers of its edges.
+        (Edges::Resources(resources), polling) => {
+            resources.edge_stats = polling;
+            Vec::new()
+        }
+        (Edges::Fixed(_), Some((context, settings))) => {
+            edge_poller::spawn(&context, &config.edges, &settings, &http_stop)
+        }
+        (Edges::Fixed(_), None) => Vec::new(),
+    };
     let http = start_http(
         &loaded,
         http_listen,
@@ -105,19 +117,17 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     result
 }
 
-/// One stats poller per edge (`edge_stats:`), when it is on and the deployer holds sessions.
-fn start_edge_stats(
+/// What the stats pollers (one per edge, `edge_stats:`) need, when they are on and the
+/// deployer holds sessions.
+fn edge_stats(
     loaded: &LoadedConfig,
     source: Option<Arc<dyn StatsSource>>,
     status: &watch::Receiver<PipelineStatus>,
     election: &Election,
     metrics: &Arc<Mutex<Metrics>>,
-    stop: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
+) -> Option<(PollContext, PollSettings)> {
     let config = &loaded.config;
-    let Some(source) = source.filter(|_| config.edge_stats.enabled) else {
-        return Vec::new();
-    };
+    let source = source.filter(|_| config.edge_stats.enabled)?;
     let store = metrics
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -133,7 +143,7 @@ fn start_edge_stats(
         timeout: config.edge_stats.timeout,
         stats_socket: config.haproxy.stats_socket.clone(),
     };
-    edge_poller::spawn(&context, &config.edges, &settings, stop)
+    Some((context, settings))
 }
 
 /// The edges: a fixed list (`edges:`), or EdgeNode resources (`edge_resources:`).

@@ -8,7 +8,8 @@
 //! runs on); the new pipeline finds the unchanged edges' live digests equal to the desired
 //! ones and leaves them alone. The cost of a restart: the source lists its Services and
 //! EndpointSlices again, and each edge's status (health, counters) starts over, so an edge
-//! reads "not in sync" until the new pipeline has checked it.
+//! reads "not in sync" until the new pipeline has checked it; the edges' stats pollers start
+//! over with it.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use super::KubeContext;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::observe::edge_poller::{self, PollContext, PollSettings};
 
 /// What a replica needs to run pipelines on the EdgeNode resources.
 pub struct ResourceEdges {
@@ -37,6 +39,8 @@ pub struct ResourceEdges {
     pub status: Arc<watch::Sender<PipelineStatus>>,
     /// The pipeline's settings.
     pub pipeline: PipelineConfig,
+    /// The edges' stats pollers, started with each pipeline for its edges.
+    pub edge_stats: Option<(PollContext, PollSettings)>,
 }
 
 /// How one leadership term ended.
@@ -229,6 +233,9 @@ impl ResourceEdges {
             let writer =
                 DnsEndpointWriter::new(kube.client.clone(), nodes.clone(), dns.to_config())?;
             tasks.push(spawn_logged(writer.run(pipeline.status(), stop.clone())));
+        }
+        if let Some((context, settings)) = &self.edge_stats {
+            tasks.extend(edge_poller::spawn(context, &nodes, settings, &stop));
         }
         let source = config
             .source
