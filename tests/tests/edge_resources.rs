@@ -371,6 +371,25 @@ fn edgenodes_and_edgepools_drive_the_pipeline_and_carry_its_status() {
             }
         },
     );
+    // /metrics follows the pipelines: the new edge is there, the removed one's series are gone.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    wait_for(
+        &controller,
+        "/metrics on the new edges",
+        Duration::from_secs(10),
+        || {
+            let (code, body) = runtime.block_on(controller.get("/metrics"));
+            let has_c = body.contains("edgelb_node_in_sync{node=\"edge-c\"} 0");
+            if code == 200 && has_c && !body.contains("node=\"edge-b\"") {
+                Ok(())
+            } else {
+                Err(format!("{code}: {body}"))
+            }
+        },
+    );
     let restarts = controller
         .log()
         .matches("the edges changed; restarting the pipeline")

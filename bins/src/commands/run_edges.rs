@@ -11,10 +11,12 @@
 //! reads "not in sync" until the new pipeline has checked it; the edges' stats pollers start
 //! over with it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edgelb_core::{
-    CancellationToken, Deployer, EdgeNode, HealthProbe, Pipeline, PipelineConfig, PipelineStatus,
+    CancellationToken, Deployer, EdgeNode, HealthProbe, NodeStatus, Pipeline, PipelineConfig,
+    PipelineStatus,
 };
 use edgelb_haproxy::HaproxyRenderer;
 use edgelb_kube::crd::{EdgeResourceSource, NodeCheck, NodeSet, NodeStatusWriter};
@@ -219,9 +221,12 @@ impl ResourceEdges {
             pipeline = pipeline.with_health_probe(probe.clone());
         }
         let stop = term.child_token();
+        // What the pipelines before counted, so the counters behind /metrics never go back.
+        let counted: BTreeMap<String, NodeStatus> = self.status.borrow().nodes.clone();
         let mut tasks = vec![tokio::spawn(forward(
             pipeline.status(),
             self.status.clone(),
+            counted,
             stop.clone(),
         ))];
         if config.source.is_load_balancer() {
@@ -270,14 +275,16 @@ fn spawn_logged(
     })
 }
 
-/// Copies one pipeline's status into the long-lived channel until `stop`.
+/// Copies one pipeline's status into the long-lived channel until `stop`, each edge's
+/// counters (deploys, results, health transitions) added to what earlier pipelines counted.
 async fn forward(
     mut from: watch::Receiver<PipelineStatus>,
     to: Arc<watch::Sender<PipelineStatus>>,
+    counted: BTreeMap<String, NodeStatus>,
     stop: CancellationToken,
 ) {
     loop {
-        let current = from.borrow_and_update().clone();
+        let current = with_counts(from.borrow_and_update().clone(), &counted);
         to.send_replace(current);
         tokio::select! {
             () = stop.cancelled() => break,
@@ -285,6 +292,53 @@ async fn forward(
         }
     }
     // The last word of a stopping pipeline (its deploys in flight finished).
-    let last = from.borrow().clone();
+    let last = with_counts(from.borrow().clone(), &counted);
     to.send_replace(last);
+}
+
+/// `status` with the counters of `before` added, per edge.
+fn with_counts(
+    mut status: PipelineStatus,
+    before: &BTreeMap<String, NodeStatus>,
+) -> PipelineStatus {
+    for (name, node) in &mut status.nodes {
+        if let Some(old) = before.get(name) {
+            node.deploys += old.deploys;
+            node.health_transitions += old.health_transitions;
+            for (result, count) in &old.results {
+                *node.results.entry(result.clone()).or_default() += count;
+            }
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_carry_over_a_restart() {
+        let mut old = NodeStatus {
+            deploys: 5,
+            health_transitions: 2,
+            ..NodeStatus::default()
+        };
+        old.results.insert("connect".into(), 5);
+        let before: BTreeMap<String, NodeStatus> = [("edge-1".to_owned(), old)].into();
+        let mut now = NodeStatus {
+            deploys: 1,
+            ..NodeStatus::default()
+        };
+        now.results.insert("reloaded".into(), 1);
+        let mut status = PipelineStatus::default();
+        status.nodes.insert("edge-1".into(), now);
+        status.nodes.insert("edge-2".into(), NodeStatus::default());
+        let merged = with_counts(status, &before);
+        let edge = &merged.nodes["edge-1"];
+        assert_eq!((edge.deploys, edge.health_transitions), (6, 2));
+        assert_eq!(edge.results["connect"], 5);
+        assert_eq!(edge.results["reloaded"], 1);
+        assert_eq!(merged.nodes["edge-2"].deploys, 0);
+    }
 }
