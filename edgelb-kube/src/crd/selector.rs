@@ -19,6 +19,7 @@ pub struct NodeSelector {
     pub match_labels: BTreeMap<String, String>,
     /// Further requirements on the EdgeNode's labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub match_expressions: Vec<SelectorRequirement>,
 }
 
@@ -37,6 +38,7 @@ pub struct SelectorRequirement {
     pub operator: SelectorOperator,
     /// The values for `In` and `NotIn`; empty for `Exists` and `DoesNotExist`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub values: Vec<String>,
 }
 
