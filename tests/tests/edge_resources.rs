@@ -404,3 +404,49 @@ fn edgenodes_and_edgepools_drive_the_pipeline_and_carry_its_status() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn render_reads_the_edges_from_the_resources() {
+    let api = FakeApiServer::start().unwrap();
+    let dir = std::env::temp_dir().join(format!("edgelb-edge-render-{}", std::process::id()));
+    let config = write_files(&dir, &api);
+    api.apply(edge_pool("public", json!({"tier": "public"})))
+        .unwrap();
+    let mut a = edge_node("edge-a", json!({"tier": "public"}), 22, "203.0.113.10");
+    a["spec"]["extraBinds"] = json!([{"port": 443, "addresses": ["ipv6@:443"]}]);
+    api.apply(a).unwrap();
+    api.apply(edge_node("edge-b", json!({}), 22, "203.0.113.11"))
+        .unwrap();
+    let mut bad = edge_node("edge-bad", json!({}), 22, "203.0.113.12");
+    bad["spec"]["publicAddresses"] = json!(["203.0.113.12 #"]);
+    api.apply(bad).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let out = Command::new(edgelb_binary())
+        .args(["render", "--config"])
+        .arg(&config)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HTTPS_PROXY", "")
+        .env("https_proxy", "")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("### node edge-a"), "{stdout}");
+    assert!(stdout.contains("### node edge-b"), "{stdout}");
+    assert!(!stdout.contains("edge-bad"), "{stdout}");
+    assert!(
+        stderr.contains("edge-bad") && stderr.contains("public address"),
+        "the invalid EdgeNode is named with why: {stderr}"
+    );
+    // Rendering reads; it writes nothing to the cluster.
+    let writes: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| r.line())
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
