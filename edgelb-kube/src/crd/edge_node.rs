@@ -66,6 +66,7 @@ pub struct EdgeNodeSpec {
     pub ssh: EdgeNodeSsh,
     /// Addresses clients reach this node at (IPs or DNS names), published in Service status.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9.:-]+$")))]
     pub public_addresses: Vec<String>,
     /// Extra `bind` addresses per listen port, beside the default `:PORT`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -81,7 +82,7 @@ pub struct EdgeNodeSpec {
 #[serde(rename_all = "camelCase")]
 pub struct EdgeNodeSsh {
     /// Host name or IP address.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9.:-]+$"))]
     pub host: String,
     /// TCP port (default 22).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +90,7 @@ pub struct EdgeNodeSsh {
     pub port: Option<u16>,
     /// Login user (default `root`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     pub user: Option<String>,
 }
 
@@ -100,7 +102,7 @@ pub struct ExtraBind {
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
     /// HAProxy bind addresses, e.g. `ipv6@:443` or `203.0.113.10:443`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), inner(regex(pattern = r"^[A-Za-z0-9@:.\[\]_/*-]+$")))]
     pub addresses: Vec<String>,
 }
 

@@ -19,7 +19,10 @@ mod node_source;
 mod node_status;
 mod selector;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use edgelb_core::MAX_NODE_NAME_LEN;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, ValidationRule,
+};
 use kube::CustomResourceExt;
 
 pub use edge_node::{Condition, EdgeNode, EdgeNodeSpec, EdgeNodeSsh, EdgeNodeStatus, ExtraBind};
@@ -33,7 +36,24 @@ pub use selector::{NodeSelector, SelectorOperator, SelectorRequirement};
 
 /// The CustomResourceDefinitions of [`EdgeNode`] and [`EdgePool`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![EdgeNode::crd(), EdgePool::crd()]
+    let mut node = EdgeNode::crd();
+    // The node name becomes part of file names and host names (edgelb_core::MAX_NODE_NAME_LEN).
+    for version in &mut node.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            schema.x_kubernetes_validations = Some(vec![ValidationRule {
+                rule: format!("size(self.metadata.name) <= {MAX_NODE_NAME_LEN}"),
+                message: Some(format!(
+                    "an EdgeNode's name is its node name: at most {MAX_NODE_NAME_LEN} characters"
+                )),
+                ..ValidationRule::default()
+            }]);
+        }
+    }
+    vec![node, EdgePool::crd()]
 }
 
 #[cfg(test)]
@@ -79,5 +99,10 @@ mod tests {
         );
         let schema = serde_json::to_string(&pool.spec.versions[0].schema).unwrap();
         assert!(schema.contains("x-kubernetes-validations"), "{schema}");
+        let schema = serde_json::to_string(&version.schema).unwrap();
+        assert!(
+            schema.contains("size(self.metadata.name) <= 63"),
+            "{schema}"
+        );
     }
 }
