@@ -228,6 +228,8 @@ fn edgenodes_and_edgepools_drive_the_pipeline_and_carry_its_status() {
         "203.0.113.11",
     ))
     .unwrap();
+    // A real API server refuses this bind already (the CRD's pattern); the fake one stores it,
+    // as an object written before the CRD carried the pattern would be stored.
     let mut bad = edge_node(
         "edge-bad",
         json!({"tier": "public"}),
