@@ -117,6 +117,12 @@ impl ResourceEdges {
         let mut running: Option<Running> = None;
         let mut seeded = false;
         let ended = loop {
+            if shutdown.is_cancelled() {
+                break Ended::Signalled;
+            }
+            if term.is_cancelled() {
+                break Ended::LostLease;
+            }
             // The node set to run now, once it has settled.
             let wanted = current_nodes(&nodes);
             let restart = match (&running, &wanted) {
