@@ -18,6 +18,7 @@ mod node_set;
 mod node_source;
 mod node_status;
 mod selector;
+mod status_writer;
 
 use edgelb_core::MAX_NODE_NAME_LEN;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -29,10 +30,9 @@ pub use edge_node::{Condition, EdgeNode, EdgeNodeSpec, EdgeNodeSsh, EdgeNodeStat
 pub use edge_pool::{EdgePool, EdgePoolSpec};
 pub use node_set::{NodeCheck, NodeSet, Problem, node_set, to_node};
 pub use node_source::EdgeResourceSource;
-pub use node_status::{
-    NodeStatusWriter, Transitions, desired_statuses, invalid_status, node_status,
-};
+pub use node_status::{Transitions, desired_statuses, invalid_status, node_status};
 pub use selector::{NodeSelector, SelectorOperator, SelectorRequirement};
+pub use status_writer::NodeStatusWriter;
 
 /// The CustomResourceDefinitions of [`EdgeNode`] and [`EdgePool`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
