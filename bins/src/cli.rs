@@ -70,6 +70,9 @@ pub enum Command {
         #[arg(long, default_value = "haproxy")]
         haproxy: String,
     },
+    /// Print the CustomResourceDefinitions of EdgeNode and EdgePool (deploy/crds.yaml), for
+    /// `edgelb crd | kubectl apply -f -`.
+    Crd,
     /// Run demo backends that answer with the client address HAProxy's PROXY header carried.
     DemoBackend {
         /// Addresses to listen on, as IP:PORT (repeat for several backends).

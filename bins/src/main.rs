@@ -51,13 +51,16 @@ fn report(message: &str) {
 async fn dispatch(command: Command) -> error::Result<ExitCode> {
     match command {
         Command::Plan { config } => {
-            return commands::plan::run(&LoadedConfig::load(&config)?).await;
+            let loaded = commands::with_resource_edges(LoadedConfig::load(&config)?).await?;
+            return commands::plan::run(&loaded).await;
         }
         Command::Render { config, node } => {
-            commands::render::run(&LoadedConfig::load(&config)?, node.as_deref()).await?;
+            let loaded = commands::with_resource_edges(LoadedConfig::load(&config)?).await?;
+            commands::render::run(&loaded, node.as_deref()).await?;
         }
         Command::Check { config, haproxy } => {
-            commands::check::run(&LoadedConfig::load(&config)?, &haproxy).await?;
+            let loaded = commands::with_resource_edges(LoadedConfig::load(&config)?).await?;
+            commands::check::run(&loaded, &haproxy).await?;
         }
         Command::Run {
             config,
@@ -65,6 +68,7 @@ async fn dispatch(command: Command) -> error::Result<ExitCode> {
         } => {
             commands::run::run(LoadedConfig::load(&config)?, http_listen).await?;
         }
+        Command::Crd => commands::crd::run()?,
         Command::DemoBackend { listen, name } => {
             commands::demo_backend::run(&listen, &name).await?
         }

@@ -41,7 +41,7 @@ pub use health::{EdgeHealth, HealthConfig, HealthTracker};
 pub use model::{
     Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot,
 };
-pub use node::{EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
+pub use node::{DEFAULT_POOL, EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
 pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
 pub use source::{ChannelSource, FileSource, SnapshotSender, StaticSource};
 pub use traits::{Deployer, EndpointSource, HealthProbe, Renderer};

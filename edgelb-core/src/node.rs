@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::names::validate_name;
 
+/// The pool of edges a Service uses when it names none, and the only pool of an edge that
+/// lists none.
+pub const DEFAULT_POOL: &str = "default";
+
 /// The longest node name: names become parts of file names (`NAME.cfg` and the like), which
 /// may have at most 255 bytes, and of host names, whose labels have at most 63.
 pub const MAX_NODE_NAME_LEN: usize = 63;
@@ -73,6 +77,9 @@ pub struct EdgeNode {
     /// Replace the default `:PORT` bind with `extra_binds` only.
     #[serde(default)]
     pub replace_default_bind: bool,
+    /// The pools this edge belongs to; empty: the [`DEFAULT_POOL`] only.
+    #[serde(default)]
+    pub pools: Vec<String>,
 }
 
 impl EdgeNode {
@@ -84,6 +91,17 @@ impl EdgeNode {
             public_addresses: Vec::new(),
             extra_binds: BTreeMap::new(),
             replace_default_bind: false,
+            pools: Vec::new(),
+        }
+    }
+
+    /// Whether this edge belongs to `pool` (an edge that lists no pools is in the
+    /// [`DEFAULT_POOL`] only).
+    pub fn in_pool(&self, pool: &str) -> bool {
+        if self.pools.is_empty() {
+            pool == DEFAULT_POOL
+        } else {
+            self.pools.iter().any(|p| p == pool)
         }
     }
 

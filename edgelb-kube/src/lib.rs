@@ -11,6 +11,7 @@
 //!   protocol is on) from the pipeline's [`PipelineStatus`](edgelb_core::PipelineStatus), and
 //!   records deploy Events;
 //! * [`EventPublisher`]: rate-limited `events.k8s.io/v1` Events;
+//! * [`crd`]: the `EdgeNode` and `EdgePool` custom resources, their watcher and status writer;
 //! * [`LeaderElector`]: leader election on a `coordination.k8s.io/v1` Lease, so only one
 //!   replica deploys.
 //!
@@ -46,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod convert;
+pub mod crd;
 mod dns_endpoint;
 mod error;
 mod events;

@@ -57,7 +57,12 @@ fn objects(kind: &str) -> Vec<Value> {
         .collect()
 }
 
-const CLUSTER_SCOPED: &[&str] = &["Namespace", "ClusterRole", "ClusterRoleBinding"];
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+];
 
 /// A small rendering of the kustomization (namespace, labels, images), so the schema check
 /// also covers what `kubectl apply -k` sends, with or without kubectl at hand.
@@ -274,11 +279,16 @@ fn rbac_grants_exactly_what_edgelb_uses() {
     assert_eq!(rules(&cluster[0]), expected);
 
     let roles = objects("Role");
-    assert_eq!(roles.len(), 1);
-    assert_eq!(
-        str_of(&roles[0], &["metadata", "namespace"]),
-        Some("edgelb")
-    );
+    assert_eq!(roles.len(), 2);
+    for role in &roles {
+        assert_eq!(str_of(role, &["metadata", "namespace"]), Some("edgelb"));
+    }
+    let role = |name: &str| {
+        roles
+            .iter()
+            .find(|r| str_of(r, &["metadata", "name"]) == Some(name))
+            .unwrap_or_else(|| panic!("no Role {name}"))
+    };
     let lease: BTreeSet<_> = [(
         "coordination.k8s.io".to_owned(),
         "leases".to_owned(),
@@ -287,10 +297,27 @@ fn rbac_grants_exactly_what_edgelb_uses() {
     .into_iter()
     .collect();
     assert_eq!(
-        rules(&roles[0]),
+        rules(role("edgelb-leader-election")),
         lease,
         "leases only, in edgelb's namespace"
     );
+    let edges: BTreeSet<_> = [
+        ("edgenodes", set(&["get", "list", "watch"])),
+        ("edgepools", set(&["get", "list", "watch"])),
+        ("edgenodes/status", set(&["patch"])),
+    ]
+    .into_iter()
+    .map(|(r, v)| ("edgelb.io".to_owned(), r.to_owned(), v))
+    .collect();
+    assert_eq!(
+        rules(role("edgelb-edges")),
+        edges,
+        "read EdgeNodes and EdgePools, write EdgeNode status only, in edgelb's namespace"
+    );
+    // The CRDs are namespaced: a Role in edgelb's namespace is all it takes.
+    for crd in objects("CustomResourceDefinition") {
+        assert_eq!(str_of(&crd, &["spec", "scope"]), Some("Namespaced"));
+    }
 
     // Both are bound to the ServiceAccount the Deployment runs as.
     let sa = objects("ServiceAccount");

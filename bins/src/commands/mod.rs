@@ -1,12 +1,14 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod crd;
 pub mod credentials;
 pub mod demo_backend;
 pub mod plan;
 mod plan_hold;
 pub mod render;
 pub mod run;
+pub mod run_edges;
 pub mod slot_seed;
 
 use std::sync::Arc;
@@ -93,7 +95,10 @@ impl KubeContext {
     /// Connects when the source or leader election needs the cluster.
     pub async fn connect_if_needed(loaded: &LoadedConfig) -> Result<Option<Self>> {
         let config = &loaded.config;
-        if !config.source.is_kubernetes() && config.leader_election.is_none() {
+        if !config.source.is_kubernetes()
+            && config.leader_election.is_none()
+            && config.edge_resources.is_none()
+        {
             return Ok(None);
         }
         let client = edgelb_kube::connect().await?;
@@ -151,4 +156,46 @@ pub fn render_all(
         .iter()
         .map(|node| (node.name.clone(), renderer.render(snapshot, node)))
         .collect()
+}
+
+/// For `render`, `check` and `plan` with `edge_resources:`: the edges are read once from
+/// the EdgeNode and EdgePool resources (waiting at most 30 s) and put in `edges`, so these
+/// commands see what `run` would deploy to.
+pub async fn with_resource_edges(mut loaded: LoadedConfig) -> Result<LoadedConfig> {
+    let Some(settings) = loaded.config.edge_resources.clone() else {
+        return Ok(loaded);
+    };
+    let kube = KubeContext::connect_if_needed(&loaded)
+        .await?
+        .ok_or_else(|| {
+            crate::error::Error::Setup("edge_resources needs a cluster connection".into())
+        })?;
+    let namespace = settings.namespace();
+    let (tx, mut rx) = tokio::sync::watch::channel(None);
+    let stop = edgelb_core::CancellationToken::new();
+    let source = edgelb_kube::crd::EdgeResourceSource::new(kube.client.clone(), &namespace)
+        .with_check(run_edges::node_check(&loaded.config));
+    let task = tokio::spawn(source.run(tx, stop.clone()));
+    let listed = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(Option::is_some)).await;
+    let set = match listed {
+        Ok(Ok(set)) => set.clone(),
+        _ => None,
+    };
+    stop.cancel();
+    let _ = task.await;
+    let set = set.ok_or_else(|| {
+        crate::error::Error::Setup(format!(
+            "could not list the EdgeNodes and EdgePools in namespace {namespace} within 30s; check the connection, that the CRDs are installed (edgelb crd | kubectl apply -f -) and RBAC"
+        ))
+    })?;
+    for (name, reason) in &set.invalid {
+        tracing::warn!(edge = %name, %reason, "EdgeNode left out");
+    }
+    if set.nodes.is_empty() {
+        return Err(crate::error::Error::Setup(format!(
+            "no usable EdgeNode in namespace {namespace}; create one (README, \"Edges as Kubernetes resources\")"
+        )));
+    }
+    loaded.config.edges = set.nodes;
+    Ok(loaded)
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::KubeContext;
+use super::run_edges::{Ended, ResourceEdges};
 use crate::config::LoadedConfig;
 use crate::error::{Error, Result};
 use crate::observe::edge_poller::{self, PollContext, PollSettings};
@@ -34,19 +35,30 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
         renderer: renderer.clone(),
         deployer: deployer.clone(),
     };
-    let mut pipeline = Pipeline::new(
-        renderer,
-        deployer,
-        config.edges.clone(),
-        config.pipeline.to_pipeline_config(
-            config.deployer.batch_size(),
-            config.health.to_health_config(),
-        ),
-    )?;
-    if let Some(probe) = probe {
-        pipeline = pipeline.with_health_probe(probe);
-    }
-    let status = pipeline.status();
+    let pipeline_config = config.pipeline.to_pipeline_config(
+        config.deployer.batch_size(),
+        config.health.to_health_config(),
+    );
+    let (status, mut edges) = if config.edge_resources.is_some() {
+        // The pipelines come and go with the EdgeNodes; their status is forwarded here.
+        let (tx, rx) = watch::channel(PipelineStatus::default());
+        let resources = ResourceEdges {
+            renderer,
+            deployer,
+            probe,
+            status: Arc::new(tx),
+            pipeline: pipeline_config,
+            edge_stats: None,
+        };
+        (rx, Edges::Resources(resources))
+    } else {
+        let mut pipeline =
+            Pipeline::new(renderer, deployer, config.edges.clone(), pipeline_config)?;
+        if let Some(probe) = probe {
+            pipeline = pipeline.with_health_probe(probe);
+        }
+        (pipeline.status(), Edges::Fixed(pipeline))
+    };
     tokio::spawn(report_progress(status.clone()));
 
     let shutdown = CancellationToken::new();
@@ -61,7 +73,18 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     let election = Election::start(&loaded, kube.as_ref())?;
     let http_stop = CancellationToken::new();
     let metrics = Arc::new(Mutex::new(Metrics::new()));
-    let pollers = start_edge_stats(&loaded, stats, &status, &election, &metrics, &http_stop);
+    let polling = edge_stats(&loaded, stats, &status, &election, &metrics);
+    let pollers = match (&mut edges, polling) {
+        // With EdgeNode resources, each pipeline starts the pollers of its edges.
+        (Edges::Resources(resources), polling) => {
+            resources.edge_stats = polling;
+            Vec::new()
+        }
+        (Edges::Fixed(_), Some((context, settings))) => {
+            edge_poller::spawn(&context, &config.edges, &settings, &http_stop)
+        }
+        (Edges::Fixed(_), None) => Vec::new(),
+    };
     let http = start_http(
         &loaded,
         http_listen,
@@ -73,7 +96,7 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     .await?;
     tracing::info!(config = %loaded.path.display(), edges = config.edges.len(), "edgelb running");
 
-    let result = lead(loaded, pipeline, seed, kube, &election, &shutdown).await;
+    let result = lead(loaded, edges, seed, kube, &election, &shutdown).await;
     if result.is_err()
         && let Some(local) = &local
     {
@@ -94,19 +117,17 @@ pub async fn run(loaded: LoadedConfig, http_listen: Option<SocketAddr>) -> Resul
     result
 }
 
-/// One stats poller per edge (`edge_stats:`), when it is on and the deployer holds sessions.
-fn start_edge_stats(
+/// What the stats pollers (one per edge, `edge_stats:`) need, when they are on and the
+/// deployer holds sessions.
+fn edge_stats(
     loaded: &LoadedConfig,
     source: Option<Arc<dyn StatsSource>>,
     status: &watch::Receiver<PipelineStatus>,
     election: &Election,
     metrics: &Arc<Mutex<Metrics>>,
-    stop: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
+) -> Option<(PollContext, PollSettings)> {
     let config = &loaded.config;
-    let Some(source) = source.filter(|_| config.edge_stats.enabled) else {
-        return Vec::new();
-    };
+    let source = source.filter(|_| config.edge_stats.enabled)?;
     let store = metrics
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -122,7 +143,13 @@ fn start_edge_stats(
         timeout: config.edge_stats.timeout,
         stats_socket: config.haproxy.stats_socket.clone(),
     };
-    edge_poller::spawn(&context, &config.edges, &settings, stop)
+    Some((context, settings))
+}
+
+/// The edges: a fixed list (`edges:`), or EdgeNode resources (`edge_resources:`).
+enum Edges {
+    Fixed(Pipeline),
+    Resources(ResourceEdges),
 }
 
 /// What the leader seeds the renderer's server slots with before its first deploy.
@@ -135,7 +162,7 @@ struct SlotSeed {
 /// changed meanwhile), then runs the pipeline until shutdown or lost leadership.
 async fn lead(
     loaded: LoadedConfig,
-    pipeline: Pipeline,
+    edges: Edges,
     seed: SlotSeed,
     kube: Option<KubeContext>,
     election: &Election,
@@ -150,6 +177,18 @@ async fn lead(
         return Err(Error::Setup(
             "leader election stopped before this replica led".into(),
         ));
+    };
+    let pipeline = match edges {
+        Edges::Fixed(pipeline) => pipeline,
+        Edges::Resources(resources) => {
+            let kube = kube
+                .as_ref()
+                .ok_or_else(|| Error::Setup("edge_resources needs a cluster connection".into()))?;
+            return match resources.lead(&config, kube, &term, shutdown).await? {
+                Ended::Signalled => Ok(()),
+                Ended::LostLease => Err(lost_lease()),
+            };
+        }
     };
     // Stops when leadership ends or on shutdown; either way the deploy in flight finishes.
     let stop = term.child_token();
@@ -203,14 +242,13 @@ async fn lead(
     let result = flatten(run.await);
     finish_writers(writers).await;
     result?;
-    if signalled {
-        Ok(())
-    } else {
-        Err(Error::Setup(
-            "lost the leader lease; exiting so that the restarted process waits as a standby"
-                .into(),
-        ))
-    }
+    if signalled { Ok(()) } else { Err(lost_lease()) }
+}
+
+fn lost_lease() -> Error {
+    Error::Setup(
+        "lost the leader lease; exiting so that the restarted process waits as a standby".into(),
+    )
 }
 
 /// Waits for the status and DNSEndpoint writers (cancelled with the pipeline).

@@ -5,6 +5,7 @@
 
 mod deployer;
 mod dns;
+mod edge_resources;
 mod edge_stats;
 mod health;
 mod http;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use deployer::DeployerConfig;
 pub use dns::DnsEndpointSettings;
+pub use edge_resources::EdgeResourceSettings;
 pub use edge_stats::EdgeStatsSettings;
 pub use health::HealthSettings;
 pub use http::HttpSettings;
@@ -38,8 +40,12 @@ pub struct Config {
     /// Where the desired state comes from.
     #[serde(with = "serde_yaml_ng::with::singleton_map")]
     pub source: SourceConfig,
-    /// The edge nodes.
+    /// The edge nodes (none when `edge_resources` reads them from the cluster).
+    #[serde(default)]
     pub edges: Vec<EdgeNode>,
+    /// Read the edges from EdgeNode/EdgePool resources; absent: `edges` lists them.
+    #[serde(default)]
+    pub edge_resources: Option<EdgeResourceSettings>,
     /// How configs reach the edges.
     #[serde(with = "serde_yaml_ng::with::singleton_map")]
     pub deployer: DeployerConfig,
@@ -205,8 +211,31 @@ impl Config {
     /// Checks what serde cannot: names, cross-references, deployer constraints.
     fn validate(&self) -> std::result::Result<(), String> {
         self.source.validate().map_err(|e| format!("source.{e}"))?;
-        if self.edges.is_empty() {
-            return Err("edges: list at least one edge node".into());
+        match (&self.edge_resources, self.edges.is_empty()) {
+            (None, true) => {
+                return Err(
+                    "edges: list at least one edge node (or set edge_resources to read them from EdgeNode resources)"
+                        .into(),
+                );
+            }
+            (Some(_), false) => {
+                return Err(
+                    "edges: give either edges or edge_resources, not both (with edge_resources the edges are EdgeNode resources)"
+                        .into(),
+                );
+            }
+            (Some(resources), true) => {
+                resources
+                    .validate()
+                    .map_err(|e| format!("edge_resources.{e}"))?;
+                if matches!(self.deployer, DeployerConfig::Local(_)) {
+                    return Err(
+                        "edge_resources: the local deployer serves this machine only; use the ssh or ansible deployer with EdgeNode resources"
+                            .into(),
+                    );
+                }
+            }
+            (None, false) => {}
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, edge) in self.edges.iter().enumerate() {
@@ -244,7 +273,11 @@ impl Config {
             dns.validate().map_err(|e| format!("dns_endpoint: {e}"))?;
         }
         self.http
-            .validate(self.edges.len())
+            .validate(if self.edge_resources.is_some() {
+                usize::MAX
+            } else {
+                self.edges.len()
+            })
             .map_err(|e| format!("http: {e}"))?;
         self.limits.validate().map_err(|e| format!("limits.{e}"))?;
         if let Some(leader) = &self.leader_election {

@@ -431,3 +431,47 @@ fn edge_stats_settings_are_read_and_checked() {
     let msg = err(&format!("{MINIMAL}edge_stats:\n  every: 1s\n"));
     assert!(msg.contains("every"), "{msg}");
 }
+
+#[test]
+fn edge_resources_replace_the_edges_list() {
+    let text = "source:\n  kubernetes: {load_balancer: {}}\nedge_resources:\n  namespace: edges\n  restart_debounce: 2s\ndeployer:\n  ssh: {key: k, known_hosts: kh}\n";
+    let loaded = parse(text).unwrap();
+    let resources = loaded.config.edge_resources.clone().unwrap();
+    assert_eq!(resources.namespace(), "edges");
+    assert_eq!(
+        resources.restart_debounce,
+        std::time::Duration::from_secs(2)
+    );
+    assert!(loaded.config.edges.is_empty());
+
+    let both = text.replace(
+        "deployer:",
+        "edges: [{name: e1, ssh: {host: 10.0.0.1}}]\ndeployer:",
+    );
+    assert!(
+        err(&both).contains("either edges or edge_resources"),
+        "{}",
+        err(&both)
+    );
+    let neither = text.replace(
+        "edge_resources:\n  namespace: edges\n  restart_debounce: 2s\n",
+        "",
+    );
+    assert!(
+        err(&neither).contains("set edge_resources"),
+        "{}",
+        err(&neither)
+    );
+    let local = text.replace("ssh: {key: k, known_hosts: kh}", "local: {}");
+    assert!(
+        err(&local).contains("local deployer serves this machine only"),
+        "{}",
+        err(&local)
+    );
+    let bad_ns = text.replace("namespace: edges", "namespace: Edges");
+    assert!(
+        err(&bad_ns).contains("edge_resources.namespace"),
+        "{}",
+        err(&bad_ns)
+    );
+}

@@ -283,6 +283,17 @@ impl Metrics {
                 self.last_success.get_or_create(&label).set(t.as_secs_f64());
             }
         }
+        // Edges that left (EdgeNode resources removed): their series go with them, so no
+        // stale "out of sync" or "unhealthy" stays behind to alert on.
+        let gone: Vec<String> = self
+            .transitions
+            .keys()
+            .filter(|node| !status.nodes.contains_key(*node))
+            .cloned()
+            .collect();
+        for node in gone {
+            self.forget(&node);
+        }
         self.live_digest.clear();
         for (node, ns) in &status.nodes {
             if let Some(d) = ns.live_digest {
@@ -293,6 +304,37 @@ impl Metrics {
                 self.live_digest.get_or_create(&labels).set(1);
             }
         }
+    }
+
+    /// Removes every series of `node`.
+    fn forget(&mut self, node: &str) {
+        let label = NodeLabel {
+            node: node.to_owned(),
+        };
+        self.last_success.remove(&label);
+        self.in_sync.remove(&label);
+        self.consecutive_failures.remove(&label);
+        self.quarantined.remove(&label);
+        self.healthy.remove(&label);
+        self.health_transitions.remove(&label);
+        self.health_checked.remove(&label);
+        self.deploy_started.remove(&label);
+        self.convergence.remove(&label);
+        let results: Vec<(String, String)> = self
+            .counted
+            .keys()
+            .filter(|(n, _)| n == node)
+            .cloned()
+            .collect();
+        for key in results {
+            self.deploys.remove(&NodeResult {
+                node: key.0.clone(),
+                result: key.1.clone(),
+            });
+            self.counted.remove(&key);
+        }
+        self.observed.remove(node);
+        self.transitions.remove(node);
     }
 
     /// Records whether this replica leads.
@@ -375,6 +417,38 @@ mod tests {
         );
         assert!(
             text.contains("edgelb_node_deploy_started_timestamp_seconds{node=\"edge-1\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_edge_that_leaves_takes_its_series_with_it() {
+        let mut m = Metrics::new();
+        let mut status = PipelineStatus::default();
+        for name in ["edge-1", "edge-2"] {
+            let mut node = NodeStatus {
+                consecutive_failures: 2,
+                ..NodeStatus::default()
+            };
+            node.results.insert("connect".into(), 2);
+            status.nodes.insert(name.into(), node);
+        }
+        m.update(&status);
+        let text = m.encode();
+        assert!(
+            text.contains("edgelb_node_in_sync{node=\"edge-2\"} 0"),
+            "{text}"
+        );
+        status.nodes.remove("edge-2");
+        m.update(&status);
+        let text = m.encode();
+        assert!(!text.contains("\"edge-2\""), "{text}");
+        assert!(
+            text.contains("edgelb_node_in_sync{node=\"edge-1\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgelb_deploys_total{node=\"edge-1\",result=\"connect\"} 2"),
             "{text}"
         );
     }

@@ -3,7 +3,9 @@
 //! It serves plain HTTP/1.1 on `127.0.0.1` from a thread of its own (so it keeps answering
 //! while a test blocks), with an in-memory store of the resources edgelb uses: `Service`
 //! (with a `status` subresource), `discovery.k8s.io/v1` `EndpointSlice`, `events.k8s.io/v1`
-//! `Event` and `coordination.k8s.io/v1` `Lease`, all namespaced. What it answers:
+//! `Event`, `coordination.k8s.io/v1` `Lease`, and the custom resources external-dns's
+//! `DNSEndpoint` and edgelb's `EdgeNode` (with a `status` subresource) and `EdgePool`, all
+//! namespaced. What it answers:
 //!
 //! * LIST (`GET …/services`, cluster-wide or in a namespace) with `labelSelector` (`=`, `==`,
 //!   `!=`, exists, `!key`, `in`, `notin`) and `fieldSelector` (`metadata.name`,

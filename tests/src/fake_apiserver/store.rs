@@ -54,6 +54,19 @@ pub(crate) const RESOURCES: &[Resource] = &[
         kind: "DNSEndpoint",
         status_subresource: false,
     },
+    // edgelb's own custom resources (deploy/crds.yaml installed).
+    Resource {
+        group_version: "edgelb.io/v1alpha1",
+        plural: "edgenodes",
+        kind: "EdgeNode",
+        status_subresource: true,
+    },
+    Resource {
+        group_version: "edgelb.io/v1alpha1",
+        plural: "edgepools",
+        kind: "EdgePool",
+        status_subresource: false,
+    },
 ];
 
 impl Resource {
