@@ -6,8 +6,8 @@
 
 use edgelb_core::DeployError;
 
-use crate::apply::show_proc;
-use crate::host::EdgeHost;
+use crate::deploy::show_proc;
+use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
 
 /// Probes `host`: `show proc` on the master socket (the session and the master answer), a

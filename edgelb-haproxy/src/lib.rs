@@ -6,40 +6,36 @@
 //! roll back transaction, and HAProxy's master CLI.
 #![forbid(unsafe_code)]
 
-pub mod apply;
 mod child_log;
+pub mod cli;
 mod config_sections;
 pub mod demo_backend;
+pub mod deploy;
 pub mod edge_health;
+mod edge_host;
 pub mod edge_stats;
 mod error;
-mod host;
 mod layout;
-mod listen_check;
 mod local;
-mod master_cli;
 pub mod proxy_header;
 mod render;
-mod running_drift;
-pub mod runtime_api;
-pub mod runtime_update;
 #[cfg(test)]
 mod sim_edge;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 
+pub use cli::master::MasterProcs;
+pub use cli::runtime::RuntimeApi;
+pub use edge_host::{EdgeHost, ExecOutput};
 pub use edge_stats::{EdgeStats, StatsSource};
 pub use error::{Error, Result};
-pub use host::{EdgeHost, ExecOutput};
 pub use layout::HaproxyLayout;
 pub use local::{LocalDeployer, LocalHost};
-pub use master_cli::MasterProcs;
 pub use render::{
     BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration, HaproxyRenderer, HealthCheck,
     LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RenderOptions, RunAs, SPARE_ADDRESS,
     SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name,
 };
-pub use runtime_api::RuntimeApi;
 #[cfg(feature = "ssh")]
 pub use ssh::{SshDeployer, SshDeployerConfig, SshHost};
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use edgelb_core::DeployError;
 
-use crate::host::EdgeHost;
-use crate::runtime_update::split_config;
+use crate::cli::plan::split_config;
+use crate::edge_host::EdgeHost;
 
 pub(crate) type SimServers = HashMap<(String, String), (String, u16, u32, u32)>;
 

@@ -4,7 +4,7 @@
 //!   edge: pinned host keys ([`KnownHosts`]), public-key login ([`ClientKey`]), keepalive,
 //!   transparent reconnect, a timeout on every step ([`SshOptions`]), shell-quoted commands
 //!   ([`quote`]), SFTP file transfer and HAProxy's sockets over stream-local forwarding.
-//! * [`SshDeployer`] runs [`apply_config`](crate::apply::apply_config) on each node's host,
+//! * [`SshDeployer`] runs [`apply_config`](crate::deploy::apply_config) on each node's host,
 //!   with credentials per node ([`SshDeployerConfig`]).
 //!
 //! What an edge needs: sshd with public-key login for the deploy user, the `sftp` subsystem

@@ -7,13 +7,14 @@ use std::time::Duration;
 use edgelb_core::{Applied, DeployError, Digest, RenderedConfig};
 use tokio::time::Instant;
 
-use crate::host::EdgeHost;
+use crate::cli::master::MasterProcs;
+use crate::cli::plan;
+use crate::cli::runtime::RuntimeApi;
+use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
-use crate::listen_check;
-use crate::master_cli::MasterProcs;
-use crate::running_drift;
-use crate::runtime_api::RuntimeApi;
-use crate::runtime_update;
+
+pub mod drift;
+mod listen_check;
 
 /// Puts `config` live on `host`. Nothing is swapped unless `haproxy -c` accepts the new file;
 /// a reload that does not take is rolled back to the previous file.
@@ -26,7 +27,7 @@ pub async fn apply_config(
     let live = host.read_file(live_path).await?;
     if live.as_deref().and_then(live_digest_of) == Some(config.digest) {
         // The file is right; the running servers may still have been changed by hand.
-        return running_drift::restore_running_servers(host, layout, &config.text).await;
+        return drift::restore_running_servers(host, layout, &config.text).await;
     }
     if let Some(live) = live.as_deref()
         && let Some(applied) = try_runtime_update(host, layout, live, config).await?
@@ -57,7 +58,7 @@ pub async fn apply_config(
     }
 }
 
-/// The runtime-API path (see [`crate::runtime_update`]): `Ok(None)` when the change is not
+/// The runtime-API path (see [`crate::cli::plan`]): `Ok(None)` when the change is not
 /// endpoint-only (nothing was touched: go on with the reload), else how it was applied.
 /// The runtime API brings the running servers to the new file; the file is then written,
 /// validated and swapped in (the previous one kept) without a reload, and `show servers state`
@@ -80,7 +81,7 @@ async fn try_runtime_update(
         tracing::debug!(node, "live config is not edgelb's own; reloading");
         return Ok(None);
     }
-    let split = match runtime_update::runtime_servers(live_text, &config.text) {
+    let split = match plan::runtime_servers(live_text, &config.text) {
         Ok(split) => split,
         Err(why) => {
             tracing::debug!(node, reason = %why, "not a runtime API change; reloading");
@@ -101,7 +102,7 @@ async fn try_runtime_update(
     // The running servers first, so traffic follows the change as soon as possible (and the
     // commands do not queue behind `haproxy -c` for the CPU); then the safety net, its
     // independent steps together: the new file written and validated, the previous one kept.
-    let pushed = runtime_update::push(&api, &split.servers).await;
+    let pushed = plan::push(&api, &split.servers).await;
     let (validated, kept) = futures::join!(
         async {
             host.write_file(&new_path, config.text.as_bytes()).await?;
@@ -115,7 +116,7 @@ async fn try_runtime_update(
                 node,
                 "new config rejected after runtime API changes; undoing them"
             );
-            match running_drift::restore_running_servers(host, layout, live_text).await {
+            match drift::restore_running_servers(host, layout, live_text).await {
                 Ok(applied) => {
                     tracing::info!(node, %applied, "runtime API changes undone; the live config is what runs");
                 }
@@ -129,9 +130,7 @@ async fn try_runtime_update(
     kept?;
     let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
         let commands = pushed?;
-        runtime_update::verify(&api, &split.servers)
-            .await
-            .map(|()| commands)
+        plan::verify(&api, &split.servers).await.map(|()| commands)
     });
     swapped?;
     match checked {
@@ -178,7 +177,7 @@ pub async fn live_digest(
     };
     let text = String::from_utf8_lossy(&bytes);
     if Digest::from_config_text(&text) == Some(digest)
-        && let Some(why) = running_drift::running_drift(host, &text).await
+        && let Some(why) = drift::running_drift(host, &text).await
     {
         tracing::warn!(node = host.node(), reason = %why, "running servers differ from the live file");
         let marked = format!("{digest}\nrunning servers differ from the file");

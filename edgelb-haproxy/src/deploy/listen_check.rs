@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use edgelb_core::DeployError;
 
 use crate::config_sections::bind_ports;
-use crate::host::EdgeHost;
+use crate::edge_host::EdgeHost;
 
 /// The TCP socket state "listening" in `/proc/net/tcp`.
 const LISTEN: &str = "0A";

@@ -2,7 +2,7 @@
 //! runtime API by hand (`set server … state maint`, `… weight`, `… addr`), or a runtime
 //! update was lost. The file is right and a reload would restore it, but the file's digest
 //! alone cannot see this drift, so:
-//! * [`live_digest`](crate::apply::live_digest) (what the pipeline's resync compares) reports
+//! * [`live_digest`](crate::deploy::live_digest) (what the pipeline's resync compares) reports
 //!   a digest that matches no rendered config when the running servers differ, and
 //! * deploying the config that is already live puts the servers back through the runtime API
 //!   (no reload), falling back to a reload of the live file when that does not take; the
@@ -10,18 +10,18 @@
 
 use edgelb_core::{Applied, DeployError};
 
-use crate::apply::{reload_and_confirm, show_proc};
-use crate::host::EdgeHost;
+use crate::cli::plan::{self, ServerSlot};
+use crate::cli::runtime::{RuntimeApi, ServerState};
+use crate::deploy::{reload_and_confirm, show_proc};
+use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
-use crate::runtime_api::{RuntimeApi, ServerState};
-use crate::runtime_update::{self, ServerSlot};
 
 /// How the running servers differ from what the live file `text` says; `None` when they
 /// match, or when they cannot be compared: a file without a stats socket, or a socket that
 /// does not answer (logged at debug; nothing here can repair a HAProxy that is down, and
 /// the next change's deploy reports it).
 pub async fn running_drift(host: &dyn EdgeHost, text: &str) -> Option<String> {
-    let split = runtime_update::split_config(text);
+    let split = plan::split_config(text);
     let socket = split.stats_socket.as_deref()?;
     drift_of(host, socket, &split.servers)
         .await
@@ -37,7 +37,7 @@ async fn drift_of(
 ) -> Option<(String, Vec<ServerState>)> {
     let api = RuntimeApi::new(host, socket).ok()?;
     match api.show_servers_state(None).await {
-        Ok(running) => runtime_update::compare(slots, &running)
+        Ok(running) => plan::compare(slots, &running)
             .err()
             .map(|why| (why, running)),
         Err(e) => {
@@ -59,7 +59,7 @@ pub async fn restore_running_servers(
     text: &str,
 ) -> Result<Applied, DeployError> {
     let node = host.node();
-    let split = runtime_update::split_config(text);
+    let split = plan::split_config(text);
     let Some(socket) = split.stats_socket.as_deref() else {
         return Ok(Applied::Unchanged);
     };
@@ -69,8 +69,8 @@ pub async fn restore_running_servers(
     tracing::warn!(node, reason = %why, "running servers differ from the live file; putting them back through the runtime API");
     let restored = async {
         let api = RuntimeApi::new(host, socket).map_err(|e| e.to_string())?;
-        runtime_update::send_plan(&api, &split.servers, &running).await?;
-        runtime_update::verify(&api, &split.servers).await
+        plan::send_plan(&api, &split.servers, &running).await?;
+        plan::verify(&api, &split.servers).await
     }
     .await;
     let Err(still) = restored else {
@@ -105,7 +105,7 @@ mod tests {
     use edgelb_core::{Digest, RenderedConfig};
 
     use super::*;
-    use crate::apply::{apply_config, live_digest};
+    use crate::deploy::{apply_config, live_digest};
     use crate::sim_edge::SimEdge;
 
     const BODY: &str = "global\n    master-worker\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n\nfrontend fe_80\n    bind :80\n    default_backend be_a\n\nbackend be_a\n    server s001 10.0.0.1:80 check send-proxy-v2\n    server s002 10.0.0.2:80 check send-proxy-v2\n    server s003 127.0.0.1:1 check send-proxy-v2 disabled\n";

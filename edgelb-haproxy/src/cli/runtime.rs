@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use edgelb_core::DeployError;
 
-use crate::host::EdgeHost;
-use crate::master_cli::MasterProcs;
+use crate::cli::master::MasterProcs;
+use crate::edge_host::EdgeHost;
 
 /// The administrative state to put a server in (`set server <be>/<srv> state …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,7 +217,7 @@ pub fn validate_identifier(what: &str, name: &str) -> Result<(), String> {
 /// ```no_run
 /// # async fn demo(host: &dyn edgelb_haproxy::EdgeHost) -> Result<(), edgelb_core::DeployError> {
 /// use edgelb_haproxy::RuntimeApi;
-/// use edgelb_haproxy::runtime_api::ServerAdminState;
+/// use edgelb_haproxy::cli::runtime::ServerAdminState;
 /// let api = RuntimeApi::new(host, "/run/haproxy/admin.sock")?;
 /// for server in api.show_servers_state(None).await? {
 ///     println!("{}/{} {}:{:?} {:?}", server.backend, server.server, server.address, server.port, server.admin_state());

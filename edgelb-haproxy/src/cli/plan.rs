@@ -5,7 +5,7 @@
 //! through the runtime API, the new file is validated and swapped in (a later reload or
 //! restart then gives the same state: a reload forgets runtime changes), and `show servers
 //! state` is checked against the file. Anything else, or any mismatch, falls back to the
-//! validated reload of [`apply_config`](crate::apply::apply_config).
+//! validated reload of [`apply_config`](crate::deploy::apply_config).
 //!
 //! What a server line means, the same after a reload and after the runtime path:
 //! * `disabled` → admin state maintenance (`set server B/S state maint`);
@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use edgelb_core::DeployError;
 
-use crate::runtime_api::{RuntimeApi, RuntimeCommand, ServerAdminState, ServerState};
+use crate::cli::runtime::{RuntimeApi, RuntimeCommand, ServerAdminState, ServerState};
 
 /// HAProxy's weight for a server line without `weight`.
 pub const DEFAULT_WEIGHT: u32 = 1;
@@ -410,7 +410,7 @@ mod tests {
             server: server.into(),
             address: addr.into(),
             port: Some(port),
-            oper_state: crate::runtime_api::ServerOperState::Running,
+            oper_state: crate::cli::runtime::ServerOperState::Running,
             admin_flags: admin,
             weight: Some(weight),
         }
@@ -629,7 +629,7 @@ mod tests {
         let sim = SimEdge::start(&live.text, false, false);
         let new = rendered(&changed_body());
         let layout = crate::HaproxyLayout::default();
-        let applied = crate::apply::apply_config(&sim, &layout, &new)
+        let applied = crate::deploy::apply_config(&sim, &layout, &new)
             .await
             .unwrap();
         assert_eq!(applied, edgelb_core::Applied::RuntimeUpdated);
@@ -663,7 +663,7 @@ mod tests {
         assert_eq!(after_runtime, after_reload);
         // The same config again: unchanged.
         assert_eq!(
-            crate::apply::apply_config(&sim, &layout, &new)
+            crate::deploy::apply_config(&sim, &layout, &new)
                 .await
                 .unwrap(),
             edgelb_core::Applied::Unchanged
@@ -674,7 +674,7 @@ mod tests {
     async fn a_mismatch_after_the_commands_falls_back_to_a_reload() {
         let sim = SimEdge::start(&live_config().text, true, false);
         let new = rendered(&changed_body());
-        let applied = crate::apply::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
+        let applied = crate::deploy::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
             .await
             .unwrap();
         assert_eq!(applied, edgelb_core::Applied::Reloaded);
@@ -691,7 +691,7 @@ mod tests {
         let live = rendered(&odd(LIVE.split_once('\n').unwrap().1.to_owned()));
         let sim = SimEdge::start(&live.text, false, false);
         let new = rendered(&odd(changed_body()));
-        let applied = crate::apply::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
+        let applied = crate::deploy::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
             .await
             .unwrap();
         assert_eq!(applied, edgelb_core::Applied::Reloaded);
@@ -702,7 +702,7 @@ mod tests {
     async fn a_structural_change_reloads_without_runtime_commands() {
         let sim = SimEdge::start(&live_config().text, false, false);
         let new = rendered(&changed_body().replace("bind :80", "bind :81"));
-        let applied = crate::apply::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
+        let applied = crate::deploy::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
             .await
             .unwrap();
         assert_eq!(applied, edgelb_core::Applied::Reloaded);
@@ -721,7 +721,7 @@ mod tests {
     async fn a_rejected_file_is_reported_and_the_runtime_changes_undone() {
         let live = live_config();
         let sim = SimEdge::start(&live.text, false, true);
-        let err = crate::apply::apply_config(
+        let err = crate::deploy::apply_config(
             &sim,
             &crate::HaproxyLayout::default(),
             &rendered(&changed_body()),
