@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use edgelb_core::{Applied, DeployError, Digest, RenderedConfig};
+use edgelb_core::{Applied, DeployError, Digest, RenderedConfig, is_edgelbs_own, live_digest_of};
 use tokio::time::Instant;
 
 use crate::cli::master::MasterProcs;
@@ -184,27 +184,6 @@ pub async fn live_digest(
         return Ok(Some(Digest::of(marked.as_bytes())));
     }
     Ok(Some(digest))
-}
-
-/// Whether `text` is a file edgelb wrote that nobody edited since (its digest line matches
-/// its body): only such a file says what edgelb put live.
-pub fn is_edgelbs_own(text: &str) -> bool {
-    let claimed = Digest::from_config_text(text);
-    claimed.is_some() && live_digest_of(text.as_bytes()) == claimed
-}
-
-/// The digest a live file really has: its digest line if the body still matches it, or the
-/// digest of the whole file when someone edited the body by hand (so it never matches a
-/// rendered config and drift is repaired).
-pub fn live_digest_of(bytes: &[u8]) -> Option<Digest> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let claimed = Digest::from_config_text(text)?;
-    let body = text.split_once('\n').map_or("", |(_, body)| body);
-    if Digest::of(body.as_bytes()) == claimed {
-        Some(claimed)
-    } else {
-        Some(Digest::of(bytes))
-    }
 }
 
 /// Runs `haproxy -c -f <path>`; on rejection removes the file and returns HAProxy's words.
