@@ -6,7 +6,7 @@
 
 use edgelb_core::DeployError;
 
-use crate::deploy::show_proc;
+use crate::cli::master::show_proc;
 use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
 

@@ -16,6 +16,7 @@ mod edge_host;
 pub mod edge_stats;
 mod error;
 mod layout;
+mod live_file;
 mod local;
 pub mod proxy_header;
 mod render;
@@ -23,6 +24,8 @@ mod render;
 mod sim_edge;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cli::master::MasterProcs;
 pub use cli::runtime::RuntimeApi;

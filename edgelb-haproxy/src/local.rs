@@ -14,7 +14,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use crate::child_log::ChildLog;
-use crate::deploy::{apply_config, live_digest, show_proc, validate_file};
+use crate::cli::master::show_proc;
+use crate::deploy::{apply_config, live_digest, validate_file};
 use crate::edge_health;
 use crate::edge_host::{EdgeHost, ExecOutput};
 use crate::edge_stats::{self, EdgeStats, StatsSource};

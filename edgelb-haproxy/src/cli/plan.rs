@@ -1,215 +1,125 @@
-//! Endpoint-only changes without a reload.
-//!
-//! When a new config differs from the live one only in server lines of backends (address,
-//! port, `weight`, `disabled`), the running HAProxy is brought to what the new file says
-//! through the runtime API, the new file is validated and swapped in (a later reload or
-//! restart then gives the same state: a reload forgets runtime changes), and `show servers
-//! state` is checked against the file. Anything else, or any mismatch, falls back to the
-//! validated reload of [`apply_config`](crate::deploy::apply_config).
-//!
-//! What a server line means, the same after a reload and after the runtime path:
-//! * `disabled` → admin state maintenance (`set server B/S state maint`);
-//! * otherwise admin state ready (`set server B/S state ready`);
-//! * `weight N` → user weight N, no `weight` → HAProxy's default 1 (`set server B/S weight
-//!   N`); a draining endpoint is rendered `weight 0`: it keeps its connections and gets no
-//!   new ones.
+//! The runtime-command planner: which `set server` commands bring the running servers to a
+//! file's server lines ([`ServerSlot`]), in an order that keeps every backend serving; sending
+//! them in batches that fit HAProxy's request buffer; and checking `show servers state`
+//! against the file afterwards.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use edgelb_core::DeployError;
 
 use crate::cli::runtime::{RuntimeApi, RuntimeCommand, ServerAdminState, ServerState};
-
-/// HAProxy's weight for a server line without `weight`.
-pub const DEFAULT_WEIGHT: u32 = 1;
+use crate::live_file::ServerSlot;
 
 /// Runtime commands per request: HAProxy reads one request line into one buffer
 /// (`tune.bufsize`, 16 KiB by default), so long batches are split below that.
 const MAX_REQUEST_CHARS: usize = 8 * 1024;
 
-/// What one server line of a backend asks for.
+/// How one running server differs from its server line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerMismatch {
+    /// The file's server does not exist in the running process.
+    #[error("server {backend}/{server} is not running")]
+    NotRunning {
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+    },
+    /// It runs at another address or port.
+    #[error("{backend}/{server} runs {running} instead of {wanted}")]
+    Address {
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+        /// `address:port` as HAProxy reports it (`-` for no port).
+        running: String,
+        /// What the file says.
+        wanted: std::net::SocketAddr,
+    },
+    /// It is in another admin state (ready, drain, maintenance).
+    #[error("{backend}/{server} is {running} instead of {wanted} (admin flags {flags:#x})")]
+    AdminState {
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+        /// The state its flags amount to.
+        running: ServerAdminState,
+        /// What the file says.
+        wanted: ServerAdminState,
+        /// HAProxy's raw `srv_admin_state`.
+        flags: u32,
+    },
+    /// It has another user weight.
+    #[error("{backend}/{server} has weight {running:?} instead of {wanted}")]
+    Weight {
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+        /// The weight HAProxy reports, if any.
+        running: Option<u32>,
+        /// What the file says.
+        wanted: u32,
+    },
+}
+
+/// The servers that differ from a file's server lines (at least one); shown as the first
+/// three.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSlot {
-    /// Backend name.
-    pub backend: String,
-    /// Server (slot) name.
-    pub server: String,
-    /// Address and port.
-    pub addr: SocketAddr,
-    /// `disabled`: in maintenance.
-    pub maint: bool,
-    /// The user weight (`weight N`, else [`DEFAULT_WEIGHT`]).
-    pub weight: u32,
-}
+pub struct Mismatches(pub Vec<ServerMismatch>);
 
-/// A config split into what only a reload can change (the skeleton) and the server slots
-/// the runtime API can change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SplitConfig {
-    /// Every meaningful line, with server lines of backends reduced to their name and
-    /// options; comments and blank lines are left out (HAProxy ignores them).
-    pub skeleton: Vec<String>,
-    /// The server lines of backends, in file order.
-    pub servers: Vec<ServerSlot>,
-    /// The path of the first `stats socket` in `global`, when it is a UNIX socket path.
-    pub stats_socket: Option<String>,
-}
-
-/// Section keywords of haproxy.cfg.
-const SECTIONS: &[&str] = &[
-    "global",
-    "defaults",
-    "frontend",
-    "backend",
-    "listen",
-    "peers",
-    "resolvers",
-    "userlist",
-    "mailers",
-    "program",
-    "http-errors",
-    "ring",
-    "cache",
-];
-
-/// Splits a config text: see [`SplitConfig`].
-pub fn split_config(text: &str) -> SplitConfig {
-    let mut skeleton = Vec::new();
-    let mut servers = Vec::new();
-    let mut stats_socket = None;
-    let mut section = String::new();
-    let mut backend: Option<String> = None;
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let Some(&first) = words.first()
-            && SECTIONS.contains(&first)
-        {
-            section = first.to_owned();
-            backend = (first == "backend")
-                .then(|| words.get(1).map(|w| (*w).to_owned()))
-                .flatten();
-        }
-        if section == "global"
-            && words.len() >= 3
-            && words[0] == "stats"
-            && words[1] == "socket"
-            && stats_socket.is_none()
-            && words[2].starts_with('/')
-        {
-            stats_socket = Some(words[2].to_owned());
-        }
-        if let Some(be) = &backend
-            && let Some((slot, rest)) = server_line(be, &words)
-        {
-            skeleton.push(format!("server {} {rest}", slot.server));
-            servers.push(slot);
-            continue;
-        }
-        skeleton.push(words.join(" "));
-    }
-    SplitConfig {
-        skeleton,
-        servers,
-        stats_socket,
-    }
-}
-
-/// Parses `server NAME ADDR:PORT options…`: the slot, and the options without the ones the
-/// runtime API sets (`disabled`, `enabled`, `weight N`). `None` for anything else (such a
-/// line stays in the skeleton whole).
-fn server_line(backend: &str, words: &[&str]) -> Option<(ServerSlot, String)> {
-    let [keyword, name, addr, options @ ..] = words else {
-        return None;
-    };
-    if *keyword != "server" {
-        return None;
-    }
-    let addr: SocketAddr = addr.parse().ok()?;
-    let mut maint = false;
-    let mut weight = DEFAULT_WEIGHT;
-    let mut rest = Vec::new();
-    let mut i = 0;
-    while let Some(&word) = options.get(i) {
-        match word {
-            "disabled" => maint = true,
-            "enabled" => maint = false,
-            "weight" => {
-                weight = options.get(i + 1)?.parse().ok()?;
-                i += 1;
-            }
-            other => rest.push(other),
-        }
-        i += 1;
-    }
-    Some((
-        ServerSlot {
-            backend: backend.to_owned(),
-            server: (*name).to_owned(),
-            addr,
-            maint,
-            weight,
-        },
-        rest.join(" "),
-    ))
-}
-
-/// Why a change cannot go through the runtime API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotRuntime(pub String);
-
-impl fmt::Display for NotRuntime {
+impl fmt::Display for Mismatches {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        for (i, mismatch) in self.0.iter().take(3).enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{mismatch}")?;
+        }
+        let more = self.0.len().saturating_sub(3);
+        if more > 0 {
+            write!(f, " (and {more} more)")?;
+        }
+        Ok(())
     }
 }
 
-/// The server slots of `new` when it differs from `live` only in them; else why not.
-pub fn runtime_servers(live: &str, new: &str) -> Result<SplitConfig, NotRuntime> {
-    let live = split_config(live);
-    let new = split_config(new);
-    if live.skeleton != new.skeleton {
-        let first = live
-            .skeleton
-            .iter()
-            .zip(&new.skeleton)
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| live.skeleton.len().min(new.skeleton.len()));
-        let show = |s: &SplitConfig| {
-            s.skeleton
-                .get(first)
-                .map_or_else(|| "<end>".to_owned(), Clone::clone)
-        };
-        return Err(NotRuntime(format!(
-            "the config changed outside server addresses and states: {:?} became {:?}",
-            show(&live),
-            show(&new)
-        )));
-    }
-    if new.stats_socket.is_none() {
-        return Err(NotRuntime(
-            "the config has no `stats socket /path` in global".to_owned(),
-        ));
-    }
-    Ok(new)
+impl std::error::Error for Mismatches {}
+
+/// Why the runtime API did not bring the running servers to a file.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeUpdateError {
+    /// Reading the running servers, or a command, failed (some commands may have taken
+    /// effect).
+    #[error(transparent)]
+    Api(#[from] DeployError),
+    /// A server of the file does not exist in the running process: only a reload adds it.
+    #[error(transparent)]
+    NotRunning(ServerMismatch),
+    /// After the commands, the running servers still differ from the file.
+    #[error(transparent)]
+    Differ(#[from] Mismatches),
 }
 
 /// Whether a running server is what its slot asks for (`Err` says how it differs).
-pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), String> {
-    let name = format!("{}/{}", slot.backend, slot.server);
+pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), ServerMismatch> {
+    let (backend, server) = (slot.backend.clone(), slot.server.clone());
     let addr = state.address.parse::<IpAddr>().ok();
     if addr != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
-        return Err(format!(
-            "{name} runs {}:{} instead of {}",
-            state.address,
-            state.port.map_or_else(|| "-".to_owned(), |p| p.to_string()),
-            slot.addr
-        ));
+        return Err(ServerMismatch::Address {
+            backend,
+            server,
+            running: format!(
+                "{}:{}",
+                state.address,
+                state.port.map_or_else(|| "-".to_owned(), |p| p.to_string())
+            ),
+            wanted: slot.addr,
+        });
     }
     let want = if slot.maint {
         ServerAdminState::Maint
@@ -217,17 +127,21 @@ pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), String> {
         ServerAdminState::Ready
     };
     if state.admin_state() != want {
-        return Err(format!(
-            "{name} is {} instead of {want} (admin flags {:#x})",
-            state.admin_state(),
-            state.admin_flags
-        ));
+        return Err(ServerMismatch::AdminState {
+            backend,
+            server,
+            running: state.admin_state(),
+            wanted: want,
+            flags: state.admin_flags,
+        });
     }
     if state.weight != Some(slot.weight) {
-        return Err(format!(
-            "{name} has weight {:?} instead of {}",
-            state.weight, slot.weight
-        ));
+        return Err(ServerMismatch::Weight {
+            backend,
+            server,
+            running: state.weight,
+            wanted: slot.weight,
+        });
     }
     Ok(())
 }
@@ -245,15 +159,15 @@ pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), String> {
 /// server, one going to maintenance is put there first, then moved; one coming out of it is
 /// moved and weighted first, then made ready, so it never takes traffic at its old address
 /// or weight.
-pub fn plan(slots: &[ServerSlot], running: &[ServerState]) -> Result<Vec<RuntimeCommand>, String> {
+pub fn plan(
+    slots: &[ServerSlot],
+    running: &[ServerState],
+) -> Result<Vec<RuntimeCommand>, ServerMismatch> {
     let index = by_name(running);
     let (mut gains, mut losses, mut idle) = (Vec::new(), Vec::new(), Vec::new());
     for slot in slots {
         let Some(state) = index.get(&(slot.backend.as_str(), slot.server.as_str())) else {
-            return Err(format!(
-                "server {}/{} is not running",
-                slot.backend, slot.server
-            ));
+            return Err(not_running(slot));
         };
         if matches(slot, state).is_ok() {
             continue;
@@ -271,6 +185,14 @@ pub fn plan(slots: &[ServerSlot], running: &[ServerState]) -> Result<Vec<Runtime
     gains.extend(losses);
     gains.extend(idle);
     Ok(gains)
+}
+
+/// The mismatch of a slot that does not run.
+fn not_running(slot: &ServerSlot) -> ServerMismatch {
+    ServerMismatch::NotRunning {
+        backend: slot.backend.clone(),
+        server: slot.server.clone(),
+    }
 }
 
 /// The running servers by (backend, server) name.
@@ -338,59 +260,42 @@ pub async fn send_plan(
     api: &RuntimeApi<'_>,
     slots: &[ServerSlot],
     running: &[ServerState],
-) -> Result<usize, String> {
-    let commands = plan(slots, running)?;
-    send(api, &commands).await.map_err(|e| e.to_string())?;
+) -> Result<usize, RuntimeUpdateError> {
+    let commands = plan(slots, running).map_err(RuntimeUpdateError::NotRunning)?;
+    send(api, &commands).await?;
     Ok(commands.len())
 }
 
 /// Checks every slot of the file against `show servers state`.
-pub async fn verify(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<(), String> {
-    let running = api
-        .show_servers_state(None)
-        .await
-        .map_err(|e| e.to_string())?;
-    compare(slots, &running)
+pub async fn verify(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<(), RuntimeUpdateError> {
+    let running = api.show_servers_state(None).await?;
+    Ok(compare(slots, &running)?)
 }
 
-/// Checks every slot against the running servers (`show servers state`); `Err` names up to
-/// three that differ or do not run.
-pub fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), String> {
+/// Checks every slot against the running servers (`show servers state`); `Err` has every
+/// one that differs or does not run.
+pub fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), Mismatches> {
     let index = by_name(running);
-    let mut wrong = Vec::new();
-    for slot in slots {
-        match index.get(&(slot.backend.as_str(), slot.server.as_str())) {
-            Some(state) => {
-                if let Err(e) = matches(slot, state) {
-                    wrong.push(e);
-                }
-            }
-            None => wrong.push(format!(
-                "server {}/{} is not running",
-                slot.backend, slot.server
-            )),
-        }
-    }
+    let wrong: Vec<ServerMismatch> = slots
+        .iter()
+        .filter_map(
+            |slot| match index.get(&(slot.backend.as_str(), slot.server.as_str())) {
+                Some(state) => matches(slot, state).err(),
+                None => Some(not_running(slot)),
+            },
+        )
+        .collect();
     if wrong.is_empty() {
         Ok(())
     } else {
-        let more = wrong.len().saturating_sub(3);
-        wrong.truncate(3);
-        let mut message = wrong.join("; ");
-        if more > 0 {
-            message.push_str(&format!(" (and {more} more)"));
-        }
-        Err(message)
+        Err(Mismatches(wrong))
     }
 }
 
 /// Brings the running process behind `api` to `slots`: reads `show servers state`, sends
 /// the difference. `Err` says what failed; some commands may have taken effect.
-pub async fn push(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<usize, String> {
-    let running = api
-        .show_servers_state(None)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn push(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<usize, RuntimeUpdateError> {
+    let running = api.show_servers_state(None).await?;
     let commands = send_plan(api, slots, &running).await?;
     // The change is live in the running process from here on (the benchmarks time this).
     tracing::debug!(node = api.node(), commands, "runtime API commands applied");
@@ -400,7 +305,7 @@ pub async fn push(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<usize, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim_edge::SimEdge;
+    use crate::live_file::LiveFile;
 
     const LIVE: &str = "# edgelb-digest: sha256:00\n# comment\n\nglobal\n    master-worker\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n\nfrontend fe_80\n    bind :80\n    default_backend be_a\n\n# be_a: 1 of 4 slots in use\nbackend be_a\n    balance roundrobin\n    server s001 10.0.0.1:80 check send-proxy-v2\n    server s002 10.0.0.2:80 check send-proxy-v2 weight 0\n    server s003 127.0.0.1:1 check send-proxy-v2 disabled\n    server s004 [fd00::4]:8443 check send-proxy-v2\n";
 
@@ -444,7 +349,7 @@ mod tests {
 
     /// The runtime command lines that bring `running` to the servers of `config`.
     fn plan_lines(config: &str, running: &[ServerState]) -> Vec<String> {
-        plan(&split_config(config).servers, running)
+        plan(&LiveFile::parse(config.as_bytes()).servers, running)
             .unwrap()
             .iter()
             .map(|c| c.to_line().unwrap())
@@ -452,67 +357,8 @@ mod tests {
     }
 
     #[test]
-    fn splits_servers_from_the_skeleton() {
-        let split = split_config(LIVE);
-        assert_eq!(
-            split.stats_socket.as_deref(),
-            Some("/run/haproxy/admin.sock")
-        );
-        assert_eq!(split.servers.len(), 4);
-        assert_eq!(split.servers[1].weight, 0);
-        assert!(!split.servers[1].maint);
-        assert!(split.servers[2].maint);
-        assert_eq!(split.servers[3].addr, "[fd00::4]:8443".parse().unwrap());
-        assert!(
-            split
-                .skeleton
-                .contains(&"server s002 check send-proxy-v2".to_owned())
-        );
-        assert!(split.skeleton.iter().all(|l| !l.starts_with('#')));
-    }
-
-    #[test]
-    fn endpoint_only_changes_are_runtime_material() {
-        // Comments (the digest, the slot count) change with the endpoints: ignored.
-        let new = moved_endpoints()
-            .replace("sha256:00", "sha256:11")
-            .replace("1 of 4", "2 of 4");
-        let split = runtime_servers(LIVE, &new).unwrap();
-        assert!(split.servers[0].maint);
-        assert_eq!(split.servers[1].weight, 1);
-        assert_eq!(split.servers[2].addr, "10.0.0.3:81".parse().unwrap());
-    }
-
-    #[test]
-    fn anything_else_needs_a_reload() {
-        let cases = [
-            LIVE.replace("balance roundrobin", "balance source"),
-            LIVE.replace("check send-proxy-v2 disabled", "check send-proxy disabled"),
-            LIVE.replace("bind :80", "bind :81"),
-            // One more slot: the slot count changed.
-            format!("{LIVE}    server s005 127.0.0.1:1 check send-proxy-v2 disabled\n"),
-            LIVE.replace("server s004", "server s005"),
-            LIVE.replace("master-worker", "master-worker\n    maxconn 10"),
-        ];
-        for new in cases {
-            let err = runtime_servers(LIVE, &new).unwrap_err();
-            assert!(err.0.contains("changed outside"), "{err}");
-        }
-        let no_socket = LIVE.replace(
-            "stats socket /run/haproxy/admin.sock",
-            "stats socket ipv4@:9999",
-        );
-        assert!(
-            runtime_servers(&no_socket, &no_socket)
-                .unwrap_err()
-                .0
-                .contains("stats socket")
-        );
-    }
-
-    #[test]
     fn nothing_to_send_when_the_process_already_matches() {
-        let split = split_config(LIVE);
+        let split = LiveFile::parse(LIVE.as_bytes());
         assert_eq!(plan(&split.servers, &running_live()).unwrap(), vec![]);
     }
 
@@ -580,165 +426,37 @@ mod tests {
 
     #[test]
     fn missing_or_different_servers_are_reported() {
-        let split = split_config(LIVE);
+        let split = LiveFile::parse(LIVE.as_bytes());
         let mut running = running_live();
         running.pop();
         assert!(
             plan(&split.servers, &running)
                 .unwrap_err()
+                .to_string()
                 .contains("be_a/s004")
         );
         let wrong = state("s001", "10.0.0.9", 80, 0, 1);
         assert!(
             matches(&split.servers[0], &wrong)
                 .unwrap_err()
+                .to_string()
                 .contains("10.0.0.9:80")
         );
         let maint = state("s001", "10.0.0.1", 80, 1, 1);
         assert!(
             matches(&split.servers[0], &maint)
                 .unwrap_err()
+                .to_string()
                 .contains("maint")
         );
         let heavy = state("s001", "10.0.0.1", 80, 0, 7);
         assert!(
             matches(&split.servers[0], &heavy)
                 .unwrap_err()
+                .to_string()
                 .contains("weight")
         );
         // HAProxy's `disabled` from the file shows as flags 0x5: maintenance.
         assert!(matches(&split.servers[2], &state("s003", "127.0.0.1", 1, 5, 1)).is_ok());
-    }
-
-    fn rendered(body: &str) -> edgelb_core::RenderedConfig {
-        edgelb_core::RenderedConfig::from_body(body.to_owned())
-    }
-
-    /// [`moved_endpoints`] without its digest line, as a renderer's body.
-    fn changed_body() -> String {
-        moved_endpoints().split_once('\n').unwrap().1.to_owned()
-    }
-
-    fn live_config() -> edgelb_core::RenderedConfig {
-        rendered(LIVE.split_once('\n').unwrap().1)
-    }
-
-    #[tokio::test]
-    async fn endpoint_change_goes_through_the_runtime_api_without_a_reload() {
-        let live = live_config();
-        let sim = SimEdge::start(&live.text, false, false);
-        let new = rendered(&changed_body());
-        let layout = crate::HaproxyLayout::default();
-        let applied = crate::deploy::apply_config(&sim, &layout, &new)
-            .await
-            .unwrap();
-        assert_eq!(applied, edgelb_core::Applied::RuntimeUpdated);
-        assert!(!sim.reloaded(), "{:?}", sim.log.lock().unwrap());
-        assert_eq!(sim.live(), new.text);
-        assert_eq!(
-            sim.files.lock().unwrap()[&layout.prev_path()],
-            live.text.as_bytes()
-        );
-        let log = sim.log.lock().unwrap().clone();
-        assert!(
-            log.iter().any(|l| l.starts_with("haproxy -c -f")),
-            "validated: {log:?}"
-        );
-        assert!(
-            log.iter().any(|l| l.contains(
-                "set server be_a/s003 addr 10.0.0.3 port 81; set server be_a/s003 state ready"
-            ) || l.contains("set server be_a/s003 addr 10.0.0.3 port 81")),
-            "{log:?}"
-        );
-        // What a reload of the new file gives is what the runtime API set.
-        let after_runtime = sim.servers.lock().unwrap().clone();
-        sim.load(&sim.live());
-        let mut after_reload = sim.servers.lock().unwrap().clone();
-        // `disabled` from the file is flags 0x5, `state maint` 0x1: both maintenance.
-        for v in after_reload.values_mut() {
-            if v.2 == 5 {
-                v.2 = 1;
-            }
-        }
-        assert_eq!(after_runtime, after_reload);
-        // The same config again: unchanged.
-        assert_eq!(
-            crate::deploy::apply_config(&sim, &layout, &new)
-                .await
-                .unwrap(),
-            edgelb_core::Applied::Unchanged
-        );
-    }
-
-    #[tokio::test]
-    async fn a_mismatch_after_the_commands_falls_back_to_a_reload() {
-        let sim = SimEdge::start(&live_config().text, true, false);
-        let new = rendered(&changed_body());
-        let applied = crate::deploy::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
-            .await
-            .unwrap();
-        assert_eq!(applied, edgelb_core::Applied::Reloaded);
-        assert!(sim.reloaded());
-        assert_eq!(sim.live(), new.text);
-    }
-
-    #[tokio::test]
-    async fn a_stats_socket_the_runtime_api_cannot_use_means_a_reload() {
-        // A user template's socket path that HAProxy takes but the runtime API client does
-        // not (it allows letters, digits and / . _ - @ only).
-        let odd =
-            |body: String| body.replace("/run/haproxy/admin.sock", "/run/haproxy/admin+1.sock");
-        let live = rendered(&odd(LIVE.split_once('\n').unwrap().1.to_owned()));
-        let sim = SimEdge::start(&live.text, false, false);
-        let new = rendered(&odd(changed_body()));
-        let applied = crate::deploy::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
-            .await
-            .unwrap();
-        assert_eq!(applied, edgelb_core::Applied::Reloaded);
-        assert_eq!(sim.live(), new.text);
-    }
-
-    #[tokio::test]
-    async fn a_structural_change_reloads_without_runtime_commands() {
-        let sim = SimEdge::start(&live_config().text, false, false);
-        let new = rendered(&changed_body().replace("bind :80", "bind :81"));
-        let applied = crate::deploy::apply_config(&sim, &crate::HaproxyLayout::default(), &new)
-            .await
-            .unwrap();
-        assert_eq!(applied, edgelb_core::Applied::Reloaded);
-        assert!(
-            sim.log
-                .lock()
-                .unwrap()
-                .iter()
-                .all(|l| !l.starts_with("set server")),
-            "{:?}",
-            sim.log.lock().unwrap()
-        );
-    }
-
-    #[tokio::test]
-    async fn a_rejected_file_is_reported_and_the_runtime_changes_undone() {
-        let live = live_config();
-        let sim = SimEdge::start(&live.text, false, true);
-        let err = crate::deploy::apply_config(
-            &sim,
-            &crate::HaproxyLayout::default(),
-            &rendered(&changed_body()),
-        )
-        .await
-        .unwrap_err();
-        assert!(matches!(err, DeployError::ConfigRejected { .. }), "{err}");
-        assert_eq!(sim.live(), live.text, "the live file stays");
-        assert!(
-            !sim.reloaded(),
-            "the runtime changes are undone through the runtime API"
-        );
-        verify(
-            &RuntimeApi::new(&sim, "/run/haproxy/admin.sock").unwrap(),
-            &split_config(&live.text).servers,
-        )
-        .await
-        .unwrap();
     }
 }

@@ -10,20 +10,21 @@
 
 use edgelb_core::{Applied, DeployError};
 
-use crate::cli::plan::{self, ServerSlot};
+use super::reload::reload_and_confirm;
+use crate::cli::master::show_proc;
+use crate::cli::plan::{self, Mismatches};
 use crate::cli::runtime::{RuntimeApi, ServerState};
-use crate::deploy::{reload_and_confirm, show_proc};
 use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
+use crate::live_file::{LiveFile, ServerSlot};
 
-/// How the running servers differ from what the live file `text` says; `None` when they
-/// match, or when they cannot be compared: a file without a stats socket, or a socket that
-/// does not answer (logged at debug; nothing here can repair a HAProxy that is down, and
-/// the next change's deploy reports it).
-pub async fn running_drift(host: &dyn EdgeHost, text: &str) -> Option<String> {
-    let split = plan::split_config(text);
-    let socket = split.stats_socket.as_deref()?;
-    drift_of(host, socket, &split.servers)
+/// How the running servers differ from what the live file says; `None` when they match, or
+/// when they cannot be compared: a file without a stats socket, or a socket that does not
+/// answer (logged at debug; nothing here can repair a HAProxy that is down, and the next
+/// change's deploy reports it).
+pub(super) async fn running_drift(host: &dyn EdgeHost, live: &LiveFile) -> Option<Mismatches> {
+    let socket = live.stats_socket.as_deref()?;
+    drift_of(host, socket, &live.servers)
         .await
         .map(|(why, _)| why)
 }
@@ -34,7 +35,7 @@ async fn drift_of(
     host: &dyn EdgeHost,
     socket: &str,
     slots: &[ServerSlot],
-) -> Option<(String, Vec<ServerState>)> {
+) -> Option<(Mismatches, Vec<ServerState>)> {
     let api = RuntimeApi::new(host, socket).ok()?;
     match api.show_servers_state(None).await {
         Ok(running) => plan::compare(slots, &running)
@@ -47,30 +48,29 @@ async fn drift_of(
     }
 }
 
-/// Brings the running servers to the live file `text`: for a deploy of the config already
-/// live, and to undo runtime changes whose new file was rejected. `Unchanged` when they match
-/// it, else brings them back through the runtime API (`RuntimeUpdated`), or, when that does
-/// not take, reloads the live file (`Reloaded`). Drift that even the reload leaves (the
-/// stats socket belongs to a HAProxy running another file, say) is an error, so the
-/// pipeline backs off instead of reloading at every resync.
-pub async fn restore_running_servers(
+/// Brings the running servers to the `live` file: for a deploy of the config already live,
+/// and to undo runtime changes whose new file was rejected. `Unchanged` when they match it,
+/// else brings them back through the runtime API (`RuntimeUpdated`), or, when that does not
+/// take, reloads the live file (`Reloaded`). Drift that even the reload leaves (the stats
+/// socket belongs to a HAProxy running another file, say) is an error, so the pipeline backs
+/// off instead of reloading at every resync.
+pub(super) async fn restore_running_servers(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
-    text: &str,
+    live: &LiveFile,
 ) -> Result<Applied, DeployError> {
     let node = host.node();
-    let split = plan::split_config(text);
-    let Some(socket) = split.stats_socket.as_deref() else {
+    let Some(socket) = live.stats_socket.as_deref() else {
         return Ok(Applied::Unchanged);
     };
-    let Some((why, running)) = drift_of(host, socket, &split.servers).await else {
+    let Some((why, running)) = drift_of(host, socket, &live.servers).await else {
         return Ok(Applied::Unchanged);
     };
     tracing::warn!(node, reason = %why, "running servers differ from the live file; putting them back through the runtime API");
     let restored = async {
-        let api = RuntimeApi::new(host, socket).map_err(|e| e.to_string())?;
-        plan::send_plan(&api, &split.servers, &running).await?;
-        plan::verify(&api, &split.servers).await
+        let api = RuntimeApi::new(host, socket)?;
+        plan::send_plan(&api, &live.servers, &running).await?;
+        plan::verify(&api, &live.servers).await
     }
     .await;
     let Err(still) = restored else {
@@ -78,16 +78,16 @@ pub async fn restore_running_servers(
     };
     tracing::warn!(node, reason = %still, "the runtime API did not restore the servers; reloading the live file");
     let before = show_proc(host, layout).await?;
-    if let Err(message) = reload_and_confirm(host, layout, &before).await {
+    if let Err(failed) = reload_and_confirm(host, layout, &before).await {
         return Err(DeployError::ReloadFailed {
             node: node.to_owned(),
             message: format!(
-                "the running servers differ from the live file ({why}) and reloading it failed: {message}"
+                "the running servers differ from the live file ({why}) and reloading it failed: {failed}"
             ),
             rolled_back: false,
         });
     }
-    match drift_of(host, socket, &split.servers).await {
+    match drift_of(host, socket, &live.servers).await {
         None => Ok(Applied::Reloaded),
         Some((left, _)) => Err(DeployError::Step {
             node: node.to_owned(),
@@ -97,110 +97,5 @@ pub async fn restore_running_servers(
                 layout.config_path
             ),
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use edgelb_core::{Digest, RenderedConfig};
-
-    use super::*;
-    use crate::deploy::{apply_config, live_digest};
-    use crate::sim_edge::SimEdge;
-
-    const BODY: &str = "global\n    master-worker\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n\nfrontend fe_80\n    bind :80\n    default_backend be_a\n\nbackend be_a\n    server s001 10.0.0.1:80 check send-proxy-v2\n    server s002 10.0.0.2:80 check send-proxy-v2\n    server s003 127.0.0.1:1 check send-proxy-v2 disabled\n";
-
-    /// An edge running `BODY`, and its rendered config.
-    fn edge() -> (SimEdge, RenderedConfig) {
-        let config = RenderedConfig::from_body(BODY.to_owned());
-        (SimEdge::start(&config.text, false, false), config)
-    }
-
-    /// An edge whose HAProxy takes `set server … weight` without doing it, with s002's weight
-    /// changed to 9 by hand; with `stale_reload` a reload does not load the file either.
-    fn weight_drift_the_runtime_api_cannot_fix(stale_reload: bool) -> (SimEdge, RenderedConfig) {
-        let (sim, config) = edge();
-        let sim = SimEdge {
-            ignores_weight: true,
-            stale_reload,
-            ..sim
-        };
-        sim.servers
-            .lock()
-            .unwrap()
-            .get_mut(&("be_a".to_owned(), "s002".to_owned()))
-            .unwrap()
-            .3 = 9;
-        (sim, config)
-    }
-
-    async fn digest(sim: &SimEdge) -> Option<Digest> {
-        live_digest(sim, &HaproxyLayout::default()).await.unwrap()
-    }
-
-    #[tokio::test]
-    async fn matching_servers_are_left_alone() {
-        let (sim, config) = edge();
-        let layout = HaproxyLayout::default();
-        assert_eq!(digest(&sim).await, Some(config.digest));
-        assert_eq!(
-            apply_config(&sim, &layout, &config).await,
-            Ok(Applied::Unchanged)
-        );
-        assert!(
-            !sim.log
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.starts_with("set "))
-        );
-    }
-
-    #[tokio::test]
-    async fn servers_changed_by_hand_are_drift_and_are_put_back_without_a_reload() {
-        let (sim, config) = edge();
-        let layout = HaproxyLayout::default();
-        sim.runtime_command("set server be_a/s001 state maint");
-        sim.runtime_command("set server be_a/s003 addr 10.9.9.9 port 99");
-        let drifted = digest(&sim).await;
-        assert!(drifted.is_some() && drifted != Some(config.digest));
-
-        assert_eq!(
-            apply_config(&sim, &layout, &config).await,
-            Ok(Applied::RuntimeUpdated)
-        );
-        assert!(!sim.reloaded());
-        assert_eq!(sim.live(), config.text);
-        assert_eq!(digest(&sim).await, Some(config.digest));
-        assert_eq!(
-            apply_config(&sim, &layout, &config).await,
-            Ok(Applied::Unchanged)
-        );
-    }
-
-    #[tokio::test]
-    async fn drift_the_runtime_api_cannot_fix_is_reloaded_away() {
-        let (sim, config) = weight_drift_the_runtime_api_cannot_fix(false);
-        let layout = HaproxyLayout::default();
-        assert_eq!(
-            apply_config(&sim, &layout, &config).await,
-            Ok(Applied::Reloaded)
-        );
-        assert!(sim.reloaded());
-        assert_eq!(digest(&sim).await, Some(config.digest));
-    }
-
-    #[tokio::test]
-    async fn drift_a_reload_leaves_is_an_error_not_a_reload_loop() {
-        // The stats socket belongs to a HAProxy that runs another file: a reload of ours
-        // changes nothing there.
-        let (sim, config) = weight_drift_the_runtime_api_cannot_fix(true);
-        let layout = HaproxyLayout::default();
-        let err = apply_config(&sim, &layout, &config).await.unwrap_err();
-        assert!(
-            matches!(&err, DeployError::Step { step, .. } if step == "restoring the running servers"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("stats socket"), "{err}");
     }
 }
