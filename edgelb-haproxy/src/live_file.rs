@@ -34,7 +34,7 @@ pub struct ServerSlot {
     pub addr: SocketAddr,
     /// `disabled`: in maintenance.
     pub maint: bool,
-    /// The user weight (`weight N`, else [`DEFAULT_WEIGHT`]).
+    /// The user weight (`weight N`, else HAProxy's default, 1).
     pub weight: u32,
 }
 

@@ -2,10 +2,11 @@
 //! deploy reads from a config file's server lines, and the check it makes after a runtime
 //! update, for a test to assert the same.
 
-use crate::cli::plan::{self, RuntimeUpdateError};
+use crate::cli::plan;
 use crate::cli::runtime::RuntimeApi;
 use crate::live_file::LiveFile;
 
+pub use crate::cli::plan::{Mismatches, RuntimeUpdateError, ServerMismatch};
 pub use crate::live_file::ServerSlot;
 
 /// The server lines of the backends of `config` (a haproxy.cfg), in file order, as the

@@ -11,9 +11,8 @@ use edgelb_core::{
     Applied, Deployer, EdgeNode, Endpoint, NodeConfig, PortSpec, ProxyProtocol, Renderer,
     ServiceKey, Snapshot,
 };
-use edgelb_haproxy::cli::runtime::{RuntimeCommand, ServerAdminState};
 use edgelb_haproxy::testing::{server_slots, verify};
-use edgelb_haproxy::{HaproxyRenderer, RuntimeApi, SshDeployer};
+use edgelb_haproxy::{HaproxyRenderer, RuntimeApi, RuntimeCommand, ServerAdminState, SshDeployer};
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
 use edgelb_tests::testbed::{Backend, Held, Probe, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;

@@ -11,7 +11,7 @@ use crate::error::step_detail;
 use crate::layout::HaproxyLayout;
 
 /// Reads the master CLI's `show proc` on `host`.
-pub async fn show_proc(
+pub(crate) async fn show_proc(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
 ) -> Result<MasterProcs, DeployError> {

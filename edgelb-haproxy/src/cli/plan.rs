@@ -106,7 +106,7 @@ pub enum RuntimeUpdateError {
 }
 
 /// Whether a running server is what its slot asks for (`Err` says how it differs).
-pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), ServerMismatch> {
+pub(crate) fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), ServerMismatch> {
     let (backend, server) = (slot.backend.clone(), slot.server.clone());
     let addr = state.address.parse::<IpAddr>().ok();
     if addr != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
@@ -159,7 +159,7 @@ pub fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), ServerMisma
 /// server, one going to maintenance is put there first, then moved; one coming out of it is
 /// moved and weighted first, then made ready, so it never takes traffic at its old address
 /// or weight.
-pub fn plan(
+pub(crate) fn plan(
     slots: &[ServerSlot],
     running: &[ServerState],
 ) -> Result<Vec<RuntimeCommand>, ServerMismatch> {
@@ -239,7 +239,10 @@ fn server_commands(slot: &ServerSlot, state: &ServerState) -> Vec<RuntimeCommand
 }
 
 /// Sends `commands` in as few requests as fit HAProxy's request buffer.
-pub async fn send(api: &RuntimeApi<'_>, commands: &[RuntimeCommand]) -> Result<(), DeployError> {
+pub(crate) async fn send(
+    api: &RuntimeApi<'_>,
+    commands: &[RuntimeCommand],
+) -> Result<(), DeployError> {
     let mut start = 0;
     let mut chars = 0;
     for (i, command) in commands.iter().enumerate() {
@@ -256,7 +259,7 @@ pub async fn send(api: &RuntimeApi<'_>, commands: &[RuntimeCommand]) -> Result<(
 
 /// Sends what brings the servers `running` behind `api` to `slots` (see [`plan`]); returns
 /// how many commands that took. `Err` says what failed; some commands may have taken effect.
-pub async fn send_plan(
+pub(crate) async fn send_plan(
     api: &RuntimeApi<'_>,
     slots: &[ServerSlot],
     running: &[ServerState],
@@ -267,14 +270,17 @@ pub async fn send_plan(
 }
 
 /// Checks every slot of the file against `show servers state`.
-pub async fn verify(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<(), RuntimeUpdateError> {
+pub(crate) async fn verify(
+    api: &RuntimeApi<'_>,
+    slots: &[ServerSlot],
+) -> Result<(), RuntimeUpdateError> {
     let running = api.show_servers_state(None).await?;
     Ok(compare(slots, &running)?)
 }
 
 /// Checks every slot against the running servers (`show servers state`); `Err` has every
 /// one that differs or does not run.
-pub fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), Mismatches> {
+pub(crate) fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), Mismatches> {
     let index = by_name(running);
     let wrong: Vec<ServerMismatch> = slots
         .iter()
@@ -294,7 +300,10 @@ pub fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), Mism
 
 /// Brings the running process behind `api` to `slots`: reads `show servers state`, sends
 /// the difference. `Err` says what failed; some commands may have taken effect.
-pub async fn push(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<usize, RuntimeUpdateError> {
+pub(crate) async fn push(
+    api: &RuntimeApi<'_>,
+    slots: &[ServerSlot],
+) -> Result<usize, RuntimeUpdateError> {
     let running = api.show_servers_state(None).await?;
     let commands = send_plan(api, slots, &running).await?;
     // The change is live in the running process from here on (the benchmarks time this).

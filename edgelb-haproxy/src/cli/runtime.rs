@@ -139,7 +139,7 @@ pub enum CommandError {
 
 /// Why an answer to `show servers state` cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ServersStateError {
+pub(crate) enum ServersStateError {
     /// The answer does not start with format version 1 (an error message, say).
     #[error("expected format version 1 first, got {got:?}")]
     Version {
@@ -272,7 +272,7 @@ fn server_target(backend: &str, server: &str) -> Result<String, CommandError> {
 
 /// Checks a backend or server name: HAProxy identifier characters only (letters, digits,
 /// `-`, `_`, `.`, `:`), so it can neither split into words nor chain a command.
-pub fn validate_identifier(what: &'static str, name: &str) -> Result<(), CommandError> {
+pub(crate) fn validate_identifier(what: &'static str, name: &str) -> Result<(), CommandError> {
     if name.is_empty() || name.len() > 100 {
         return Err(CommandError::NameLength {
             what,
@@ -296,8 +296,7 @@ pub fn validate_identifier(what: &'static str, name: &str) -> Result<(), Command
 ///
 /// ```no_run
 /// # async fn demo(host: &dyn edgelb_haproxy::EdgeHost) -> Result<(), edgelb_core::DeployError> {
-/// use edgelb_haproxy::RuntimeApi;
-/// use edgelb_haproxy::cli::runtime::ServerAdminState;
+/// use edgelb_haproxy::{RuntimeApi, ServerAdminState};
 /// let api = RuntimeApi::new(host, "/run/haproxy/admin.sock")?;
 /// for server in api.show_servers_state(None).await? {
 ///     println!("{}/{} {}:{:?} {:?}", server.backend, server.server, server.address, server.port, server.admin_state());
@@ -483,7 +482,7 @@ fn split_answers(text: &str) -> Vec<String> {
 }
 
 /// Parses `show servers state` (format 1): the `#` header names the columns.
-pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, ServersStateError> {
+pub(crate) fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, ServersStateError> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     match lines.next() {
         Some("1") => {}

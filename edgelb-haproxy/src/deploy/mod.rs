@@ -1,16 +1,16 @@
 //! The deploy transaction, the same on every host ([`EdgeHost`]): put a rendered config live
 //! on an edge, and say which config is live there.
 //!
-//! [`apply_config`] reads the live file once ([`LiveFile`]) and takes one of three paths:
+//! [`apply_config`] reads the live file once (`live_file.rs`) and takes one of three paths:
 //! * the config is already live: the running servers are checked against it and put back
-//!   when someone changed them by hand ([`drift`]);
+//!   when someone changed them by hand (`deploy/drift.rs`);
 //! * only server addresses, states or weights changed: the runtime API brings the running
 //!   servers to the new file, which is validated and swapped in without a reload
-//!   ([`runtime`]);
+//!   (`deploy/runtime.rs`);
 //! * anything else: after a check that no other process holds a new listen port
-//!   ([`listen_check`]), the new file is written beside the live one, validated with
+//!   (`deploy/listen_check.rs`), the new file is written beside the live one, validated with
 //!   `haproxy -c`, swapped in (the previous one kept), reloaded, confirmed through the master
-//!   CLI, and rolled back when the reload does not take ([`reload`]).
+//!   CLI, and rolled back when the reload does not take (`deploy/reload.rs`).
 //!
 //! [`live_digest`] is what the pipeline's resync compares with the desired digest.
 

@@ -224,7 +224,7 @@ impl Deployer for SshDeployer {
 }
 
 /// Over the same session as the deploys: `show proc`, then a connection to each listen
-/// port made by the edge's sshd (see [`crate::edge_health`]).
+/// port made by the edge's sshd (see `edge_health.rs`).
 #[async_trait]
 impl HealthProbe for SshDeployer {
     async fn probe_health(&self, node: &EdgeNode, listen_ports: &[u16]) -> Result<(), DeployError> {
