@@ -2,4 +2,5 @@
 //! simulated edge, one file per path.
 
 mod drift;
+mod reload;
 mod runtime;
