@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use edgelb_core::{Digest, live_digest_of};
+use edgelb_core::{Digest, RenderedConfig, live_digest_of};
 
 use crate::config_sections::{SECTION_KEYWORDS, ports_of};
 
@@ -85,6 +85,16 @@ impl LiveFile {
         let digest = live_digest_of(bytes);
         let text = String::from_utf8_lossy(bytes);
         let own = digest.is_some() && Digest::from_config_text(&text) == digest;
+        Self::read(&text, digest, own)
+    }
+
+    /// Reads a config a renderer just made: its digest is known, so it is not hashed again.
+    pub(crate) fn of_rendered(config: &RenderedConfig) -> Self {
+        Self::read(&config.text, Some(config.digest), true)
+    }
+
+    /// Reads `text`, whose digest and own-ness are known.
+    fn read(text: &str, digest: Option<Digest>, own: bool) -> Self {
         let mut file = Self {
             digest,
             own,
@@ -258,6 +268,15 @@ mod tests {
         assert_eq!((foreign.digest, foreign.own), (None, false));
         let not_utf8 = LiveFile::parse(b"# edgelb-digest: sha256:00\n\xff\n");
         assert_eq!((not_utf8.digest, not_utf8.own), (None, false));
+    }
+
+    #[test]
+    fn a_rendered_config_reads_as_the_same_file_on_the_edge() {
+        let rendered = RenderedConfig::from_body(LIVE.split_once('\n').unwrap().1.to_owned());
+        assert_eq!(
+            LiveFile::of_rendered(&rendered),
+            LiveFile::parse(rendered.text.as_bytes())
+        );
     }
 
     #[test]

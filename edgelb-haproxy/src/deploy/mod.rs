@@ -44,7 +44,7 @@ pub async fn apply_config(
         // The file is right; the running servers may still have been changed by hand.
         return drift::restore_running_servers(host, layout, live).await;
     }
-    let new = LiveFile::parse(config.text.as_bytes());
+    let new = LiveFile::of_rendered(config);
     if let (Some(bytes), Some(live)) = (live_bytes.as_deref(), &live)
         && let Some(applied) =
             runtime::try_runtime_update(host, layout, (bytes, live), &new, config).await?
