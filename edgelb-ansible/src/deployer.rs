@@ -374,7 +374,7 @@ impl Deployer for AnsibleDeployer {
             .read_live_file(node)
             .await?
             .as_deref()
-            .and_then(edgelb_haproxy::apply::live_digest_of))
+            .and_then(edgelb_core::live_digest_of))
     }
 
     /// Read with the same playbook as the digest, so `edgelb plan` diffs and a starting

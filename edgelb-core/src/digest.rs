@@ -63,6 +63,45 @@ impl FromStr for Digest {
     }
 }
 
+/// The digest a config file on an edge really has: its digest line when the body still
+/// matches it, or the digest of the whole file when someone edited the body by hand (so it
+/// matches no rendered config and a resync repairs the drift). `None` for a file without a
+/// digest line, or one that is not UTF-8.
+///
+/// ```
+/// use edgelb_core::{RenderedConfig, live_digest_of};
+/// let cfg = RenderedConfig::from_body("global\n".to_string());
+/// assert_eq!(live_digest_of(cfg.text.as_bytes()), Some(cfg.digest));
+/// let edited = format!("{}    maxconn 10\n", cfg.text);
+/// assert_ne!(live_digest_of(edited.as_bytes()), Some(cfg.digest));
+/// assert_eq!(live_digest_of(b"global\n"), None);
+/// ```
+pub fn live_digest_of(bytes: &[u8]) -> Option<Digest> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let claimed = Digest::from_config_text(text)?;
+    let body = text.split_once('\n').map_or("", |(_, body)| body);
+    if Digest::of(body.as_bytes()) == claimed {
+        Some(claimed)
+    } else {
+        Some(Digest::of(bytes))
+    }
+}
+
+/// Whether `text` is a config edgelb rendered that nobody edited since (its digest line
+/// matches its body): only such a file says what edgelb put live.
+///
+/// ```
+/// use edgelb_core::{RenderedConfig, is_edgelbs_own};
+/// let cfg = RenderedConfig::from_body("global\n".to_string());
+/// assert!(is_edgelbs_own(&cfg.text));
+/// assert!(!is_edgelbs_own(&cfg.text.replace("global", "defaults")));
+/// assert!(!is_edgelbs_own("global\n"));
+/// ```
+pub fn is_edgelbs_own(text: &str) -> bool {
+    let claimed = Digest::from_config_text(text);
+    claimed.is_some() && live_digest_of(text.as_bytes()) == claimed
+}
+
 /// A config ready to deploy: its full text (digest line included) and digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedConfig {

@@ -51,6 +51,10 @@ pub enum Error {
         node: String,
         /// What failed.
         message: String,
+        /// The renderer's own error, when it has one (downcast it to the renderer's error
+        /// type to tell a rejected snapshot from a template error).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
     /// A deploy step failed.

@@ -35,7 +35,7 @@ mod traits;
 pub mod yaml;
 
 pub use deploy::{Applied, DeployError, NodeConfig, NodeOutcome};
-pub use digest::{DIGEST_LINE_PREFIX, Digest, RenderedConfig};
+pub use digest::{DIGEST_LINE_PREFIX, Digest, RenderedConfig, is_edgelbs_own, live_digest_of};
 pub use error::{Error, Result};
 pub use health::{EdgeHealth, HealthConfig, HealthTracker};
 pub use model::{

@@ -1,6 +1,7 @@
 //! The sections of a haproxy.cfg (`global`, `defaults`, `frontend NAME`, `backend NAME`, …)
-//! with their line spans and the TCP ports their `bind` lines listen on: what the deploy's
-//! listen-port check and the blame of a refused config need to know about a file.
+//! with their line spans and the TCP ports their `bind` lines listen on: what the blame of a
+//! refused config needs to know about a file. The section keywords and bind addresses are
+//! read the same way by [`LiveFile`](crate::live_file::LiveFile), the deploy's reader.
 
 use std::collections::BTreeSet;
 
@@ -25,7 +26,7 @@ pub(crate) struct Section<'a> {
 }
 
 /// The keywords that open a section.
-const SECTION_KEYWORDS: &[&str] = &[
+pub(crate) const SECTION_KEYWORDS: &[&str] = &[
     "global",
     "defaults",
     "frontend",
@@ -81,17 +82,9 @@ pub(crate) fn sections(text: &str) -> Vec<Section<'_>> {
     out
 }
 
-/// Every TCP port the `bind` lines of `text` listen on.
-pub(crate) fn bind_ports(text: &str) -> BTreeSet<u16> {
-    sections(text)
-        .into_iter()
-        .flat_map(|s| s.bind_ports)
-        .collect()
-}
-
 /// The TCP ports of one bind address (`:443`, `*:443`, `10.0.0.1:443`, `[::]:443`,
 /// `ipv6@:443`, `:8000-8010`); none for UNIX sockets, inherited descriptors and the like.
-fn ports_of(address: &str) -> Vec<u16> {
+pub(crate) fn ports_of(address: &str) -> Vec<u16> {
     let rest = match address.split_once('@') {
         Some(("ipv4" | "ipv6" | "tcp" | "tcp4" | "tcp6", rest)) => rest,
         Some(_) => return Vec::new(), // unix@, abns@, fd@, sockpair@, udp@…
@@ -146,7 +139,6 @@ mod tests {
         assert_eq!(s[2].bind_ports, [443, 8443].into());
         assert_eq!(section_at(&s, 12).map(|s| s.name), Some("fe_443"));
         assert_eq!(section_at(&s, 1), None);
-        assert_eq!(bind_ports(CFG), [443, 8443].into());
     }
 
     #[test]

@@ -6,13 +6,13 @@
 
 use edgelb_core::DeployError;
 
-use crate::apply::show_proc;
-use crate::host::EdgeHost;
+use crate::cli::master::show_proc;
+use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
 
 /// Probes `host`: `show proc` on the master socket (the session and the master answer), a
 /// current worker in it, and a connection to each of `listen_ports` on the edge's loopback.
-pub async fn probe(
+pub(crate) async fn probe(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
     listen_ports: &[u16],

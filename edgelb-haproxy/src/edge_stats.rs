@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use edgelb_core::{DeployError, EdgeNode};
 
-use crate::host::EdgeHost;
-use crate::runtime_api::RuntimeApi;
+use crate::cli::runtime::RuntimeApi;
+use crate::edge_host::EdgeHost;
 
 /// The largest `show stat` or `show info` answer parsed (64 MiB; 10,000 servers take ~3 MB).
 pub const MAX_ANSWER_BYTES: usize = 64 << 20;

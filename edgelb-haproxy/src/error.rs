@@ -69,3 +69,12 @@ impl Error {
         }
     }
 }
+
+/// A [`DeployError`](edgelb_core::DeployError)'s words without the `node X:` prefix, to nest
+/// it in another error of that node.
+pub(crate) fn step_detail(e: &edgelb_core::DeployError) -> String {
+    match e {
+        edgelb_core::DeployError::Step { step, message, .. } => format!("{step} failed: {message}"),
+        other => other.to_string(),
+    }
+}

@@ -3,43 +3,62 @@
 //! HAProxy for edgelb: the config [`Renderer`](edgelb_core::Renderer), the deployers that put
 //! configs live on edge nodes (local and, with the default `ssh` feature, over SSH), and the
 //! pieces they share: the [`EdgeHost`] seam, the validate → swap → reload → confirm →
-//! roll back transaction, and HAProxy's master CLI.
+//! roll back transaction, and HAProxy's master CLI and runtime API.
+//!
+//! Where each part lives:
+//! * `render/`: the renderer ([`HaproxyRenderer`], [`RenderOptions`]).
+//! * `deploy/`: the transaction every deployer runs ([`deploy::apply_config`],
+//!   [`deploy::live_digest`]): `reload.rs` (validate, swap, reload, confirm, roll back),
+//!   `runtime.rs` (endpoint-only changes through the runtime API, no reload), `drift.rs`
+//!   (running servers changed by hand, put back), `listen_check.rs` (ports another process
+//!   holds).
+//! * `cli/`: talking to HAProxy: `master.rs` (the master CLI, [`MasterProcs`]), `runtime.rs`
+//!   (the runtime API client, [`RuntimeApi`]), `plan.rs` (the runtime commands that bring the
+//!   running servers to a file, in a safe order).
+//! * `live_file.rs`: the one reader of the haproxy.cfg edgelb writes.
+//! * `edge_host.rs`: the [`EdgeHost`] seam, implemented by `local.rs` ([`LocalHost`], with
+//!   [`LocalDeployer`]) and `ssh/` (`SshHost`, with `SshDeployer`).
+//! * `edge_health.rs` and [`edge_stats`]: the health probe and the traffic poll of an edge.
+//! * [`demo_backend`] and [`proxy_header`]: the PROXY-aware demo backend.
+//!
+//! The `testing` feature exports helpers for tests against edges (module `testing`).
 #![forbid(unsafe_code)]
 
-pub mod apply;
 mod child_log;
+mod cli;
 mod config_sections;
 pub mod demo_backend;
-pub mod edge_health;
+pub mod deploy;
+mod edge_health;
+mod edge_host;
 pub mod edge_stats;
 mod error;
-mod host;
 mod layout;
-mod listen_check;
+mod live_file;
 mod local;
-mod master_cli;
 pub mod proxy_header;
 mod render;
-mod running_drift;
-pub mod runtime_api;
-pub mod runtime_update;
 #[cfg(test)]
 mod sim_edge;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use cli::master::MasterProcs;
+pub use cli::runtime::{
+    CommandError, RuntimeApi, RuntimeCommand, ServerAdminState, ServerOperState, ServerState,
+};
+pub use edge_host::{EdgeHost, ExecOutput};
 pub use edge_stats::{EdgeStats, StatsSource};
 pub use error::{Error, Result};
-pub use host::{EdgeHost, ExecOutput};
 pub use layout::HaproxyLayout;
 pub use local::{LocalDeployer, LocalHost};
-pub use master_cli::MasterProcs;
 pub use render::{
     BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration, HaproxyRenderer, HealthCheck,
     LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RenderOptions, RunAs, SPARE_ADDRESS,
     SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name,
 };
-pub use runtime_api::RuntimeApi;
 #[cfg(feature = "ssh")]
 pub use ssh::{SshDeployer, SshDeployerConfig, SshHost};
 

@@ -13,12 +13,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::apply::{apply_config, live_digest, show_proc, validate_file};
 use crate::child_log::ChildLog;
+use crate::cli::master::show_proc;
+use crate::deploy::{apply_config, live_digest, validate_file};
 use crate::edge_health;
+use crate::edge_host::{EdgeHost, ExecOutput};
 use crate::edge_stats::{self, EdgeStats, StatsSource};
 use crate::error::Result;
-use crate::host::{EdgeHost, ExecOutput};
 use crate::layout::HaproxyLayout;
 
 /// The machine this process runs on, as an [`EdgeHost`].

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use edgelb_core::DeployError;
 
-use crate::host::EdgeHost;
-use crate::runtime_update::split_config;
+use crate::edge_host::EdgeHost;
+use crate::live_file::LiveFile;
 
 pub(crate) type SimServers = HashMap<(String, String), (String, u16, u32, u32)>;
 
@@ -36,7 +36,7 @@ impl SimEdge {
     pub(crate) fn load(&self, text: &str) {
         let mut servers = self.servers.lock().unwrap();
         servers.clear();
-        for s in split_config(text).servers {
+        for s in LiveFile::parse(text.as_bytes()).servers {
             servers.insert(
                 (s.backend, s.server),
                 (

@@ -90,7 +90,7 @@ fn install_live_marks() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::{EnvFilter, Layer};
     let subscriber = tracing_subscriber::registry()
-        .with(LiveMarks.with_filter(EnvFilter::new("edgelb_haproxy::runtime_update=debug")));
+        .with(LiveMarks.with_filter(EnvFilter::new("edgelb_haproxy::cli::plan=debug")));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use edgelb_core::{Applied, Deployer, NodeConfig, RenderedConfig, Renderer, Snapshot};
-use edgelb_haproxy::apply::apply_config;
+use edgelb_haproxy::deploy::apply_config;
 use edgelb_haproxy::ssh::FileTransfer;
 use edgelb_haproxy::{HaproxyLayout, SshDeployer};
 use edgelb_tests::bench_env::{env_usize, listing_only, runtime, testbed_or_skip, timed_deploy};

@@ -6,8 +6,7 @@
 use std::collections::BTreeSet;
 
 use edgelb_core::{Applied, Deployer, NodeConfig, Renderer};
-use edgelb_haproxy::runtime_api::{RuntimeCommand, ServerAdminState, ServerOperState};
-use edgelb_haproxy::{RuntimeApi, SshDeployer};
+use edgelb_haproxy::{RuntimeApi, RuntimeCommand, ServerAdminState, ServerOperState, SshDeployer};
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer, web_snapshot};
 use edgelb_tests::testbed::{Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;

@@ -11,9 +11,8 @@ use edgelb_core::{
     Applied, Deployer, EdgeNode, Endpoint, NodeConfig, PortSpec, ProxyProtocol, Renderer,
     ServiceKey, Snapshot,
 };
-use edgelb_haproxy::runtime_api::{RuntimeCommand, ServerAdminState};
-use edgelb_haproxy::runtime_update::{split_config, verify};
-use edgelb_haproxy::{HaproxyRenderer, RuntimeApi, SshDeployer};
+use edgelb_haproxy::testing::{server_slots, verify};
+use edgelb_haproxy::{HaproxyRenderer, RuntimeApi, RuntimeCommand, ServerAdminState, SshDeployer};
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
 use edgelb_tests::testbed::{Backend, Held, Probe, Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
@@ -171,7 +170,7 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
     // The running servers are what the file says (a reload would give the same state).
     let host = deployer.host(&node).unwrap();
     let api = RuntimeApi::new(&host, "/run/haproxy/admin.sock").unwrap();
-    verify(&api, &split_config(&edge.live_config()).servers)
+    verify(&api, &server_slots(&edge.live_config()))
         .await
         .unwrap();
     drop(held);
@@ -197,7 +196,7 @@ async fn endpoint_changes_are_hitless_and_new_slots_reload_safely() {
         results.len(),
         failures(&results).first()
     );
-    verify(&api, &split_config(&edge.live_config()).servers)
+    verify(&api, &server_slots(&edge.live_config()))
         .await
         .unwrap();
     // And the next endpoint-only change goes through the runtime API again.
@@ -236,7 +235,7 @@ async fn servers_changed_by_hand_are_put_back_without_a_reload() {
     let deploy_it = || deployer.deploy(&batch);
     assert_eq!(deploy_it().await[0].result, Ok(Applied::Reloaded));
     let file = edge.live_config();
-    let servers = split_config(&file).servers;
+    let servers = server_slots(&file);
     let reloads = edge.show_proc(tool).reloads;
     let host = deployer.host(&node).unwrap();
     let api = RuntimeApi::new(&host, "/run/haproxy/admin.sock").unwrap();
@@ -267,7 +266,7 @@ async fn servers_changed_by_hand_are_put_back_without_a_reload() {
     .await
     .unwrap();
     let drift = verify(&api, &servers).await.unwrap_err();
-    assert!(drift.contains(&servers[0].server), "{drift}");
+    assert!(drift.to_string().contains(&servers[0].server), "{drift}");
 
     // The resync's view: the live digest no longer matches the rendered config.
     let live = deployer.live_digest(&node).await.unwrap();

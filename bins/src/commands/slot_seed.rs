@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use edgelb_core::is_edgelbs_own;
 use edgelb_core::{Deployer, EdgeNode};
 use edgelb_haproxy::HaproxyRenderer;
-use edgelb_haproxy::apply::is_edgelbs_own;
 use futures::StreamExt;
 
 /// How long seeding may hold up the first deploy, whatever the number of edges.

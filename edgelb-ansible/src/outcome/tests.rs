@@ -348,7 +348,7 @@ fn digest_outcome(
 ) -> Result<Option<Digest>, DeployError> {
     Ok(live_file_outcome(ctx, results)?
         .as_deref()
-        .and_then(edgelb_haproxy::apply::live_digest_of))
+        .and_then(edgelb_core::live_digest_of))
 }
 
 #[test]

@@ -339,6 +339,7 @@ async fn invalid_snapshots_and_render_errors_never_reach_a_deployer() {
             Err(Error::Render {
                 node: node.name.clone(),
                 message: "template error".into(),
+                source: None,
             })
         } else {
             Ok(RenderedConfig::from_body(format!("{snap:?}")))

@@ -1,52 +1,42 @@
-//! Reading slot assignments back from a live config file.
+//! Reading slot assignments back from a live config file, through the deploy's reader of it
+//! ([`LiveFile`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::context::SPARE_ADDRESS;
 use super::slots::SlotView;
+use crate::live_file::LiveFile;
 
 /// The slots of every backend in `config` (a file this renderer wrote), by backend name.
 /// Lines it does not recognise are ignored; a backend whose server lines are not the
 /// contiguous `s001…` slots is left out (it will be placed afresh).
 pub(crate) fn live_slots(config: &str) -> BTreeMap<String, Vec<SlotView>> {
+    let file = LiveFile::parse(config.as_bytes());
+    let spare = SPARE_ADDRESS.parse::<SocketAddr>().ok();
     let mut out: BTreeMap<String, Vec<SlotView>> = BTreeMap::new();
-    let mut broken: Vec<String> = Vec::new();
-    let mut backend: Option<String> = None;
-    for line in config.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["backend", name, ..] => backend = Some((*name).to_owned()),
-            [section, ..]
-                if !line.starts_with(char::is_whitespace) && !section.starts_with('#') =>
-            {
-                backend = None;
-            }
-            ["server", name, addr, rest @ ..] => {
-                let Some(be) = &backend else { continue };
-                let slots = out.entry(be.clone()).or_default();
-                let index = name
-                    .strip_prefix('s')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .and_then(|n| n.checked_sub(1));
-                let Ok(parsed) = addr.parse::<SocketAddr>() else {
-                    broken.push(be.clone());
-                    continue;
-                };
-                if index != Some(slots.len()) {
-                    broken.push(be.clone());
-                    continue;
-                }
-                slots.push(if *addr == SPARE_ADDRESS {
-                    SlotView::Spare
-                } else if rest.contains(&"disabled") {
-                    SlotView::Leaving(parsed)
-                } else {
-                    SlotView::Endpoint(parsed)
-                });
-            }
-            _ => {}
+    let mut broken = file.odd_backends;
+    for slot in file.servers {
+        if broken.contains(&slot.backend) {
+            continue;
         }
+        let slots = out.entry(slot.backend.clone()).or_default();
+        let index = slot
+            .server
+            .strip_prefix('s')
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1));
+        if index != Some(slots.len()) {
+            broken.insert(slot.backend);
+            continue;
+        }
+        slots.push(if Some(slot.addr) == spare {
+            SlotView::Spare
+        } else if slot.maint {
+            SlotView::Leaving(slot.addr)
+        } else {
+            SlotView::Endpoint(slot.addr)
+        });
     }
     for be in broken {
         out.remove(&be);

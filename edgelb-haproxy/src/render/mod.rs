@@ -220,6 +220,7 @@ impl edgelb_core::Renderer for HaproxyRenderer {
             .map_err(|err| edgelb_core::Error::Render {
                 node: node.name.clone(),
                 message: err.to_string(),
+                source: Some(Box::new(err)),
             })
     }
 

@@ -180,11 +180,39 @@ fn trait_errors_name_the_node() {
     let r = HaproxyRenderer::new(RenderOptions::default()).unwrap();
     let err = Renderer::render(&r, &snap(), &node().with_bind(80, "fd@3")).unwrap_err();
     match err {
-        edgelb_core::Error::Render { node, message } => {
+        edgelb_core::Error::Render { node, message, .. } => {
             assert_eq!(node, "edge-1");
             assert!(message.contains("fd@3"), "{message}");
         }
         other => panic!("expected Error::Render, got {other:?}"),
+    }
+}
+
+#[test]
+fn trait_errors_keep_the_validation_error_they_come_from() {
+    let r = HaproxyRenderer::new(RenderOptions::default()).unwrap();
+    let bad_node = EdgeNode::new("edge-1").with_bind(80, "fd@3");
+    let err = Renderer::render(&r, &snap(), &bad_node).unwrap_err();
+    let source = std::error::Error::source(&err).expect("the renderer's error is kept");
+    assert!(
+        source.downcast_ref::<crate::Error>().is_some(),
+        "{source:?}"
+    );
+    // A snapshot that fails edgelb-core's validation keeps that error one level further down.
+    let mut invalid = snap();
+    for svc in invalid.services.values_mut() {
+        for port in svc.ports.values_mut() {
+            port.listen_port = 0;
+        }
+    }
+    let err = Renderer::render(&r, &invalid, &node()).unwrap_err();
+    let source = std::error::Error::source(&err).expect("the renderer's error is kept");
+    match source.downcast_ref::<crate::Error>() {
+        Some(crate::Error::Validation { source, .. }) => assert!(
+            matches!(source, edgelb_core::Error::InvalidSnapshot(why) if why.contains("listen port 0")),
+            "{source:?}"
+        ),
+        other => panic!("expected Error::Validation, got {other:?}"),
     }
 }
 

@@ -13,11 +13,11 @@ use tokio::sync::Semaphore;
 use super::credentials::SshCredentials;
 use super::host::SshHost;
 use super::options::SshOptions;
-use crate::apply::{apply_config, live_digest};
+use crate::deploy::{apply_config, live_digest};
 use crate::edge_health;
+use crate::edge_host::EdgeHost;
 use crate::edge_stats::{self, EdgeStats, StatsSource};
 use crate::error::{Error, Result};
-use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
 
 /// Settings of an [`SshDeployer`]: credentials per node, HAProxy's layout on the edges, and
@@ -224,7 +224,7 @@ impl Deployer for SshDeployer {
 }
 
 /// Over the same session as the deploys: `show proc`, then a connection to each listen
-/// port made by the edge's sshd (see [`crate::edge_health`]).
+/// port made by the edge's sshd (see `edge_health.rs`).
 #[async_trait]
 impl HealthProbe for SshDeployer {
     async fn probe_health(&self, node: &EdgeNode, listen_ports: &[u16]) -> Result<(), DeployError> {

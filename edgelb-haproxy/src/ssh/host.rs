@@ -10,8 +10,8 @@ use super::options::SshOptions;
 use super::quote::command_line;
 use super::session::{Endpoint, Session};
 use super::sftp::Sftp;
+use crate::edge_host::{EdgeHost, ExecOutput};
 use crate::error::{Error, Result};
-use crate::host::{EdgeHost, ExecOutput};
 
 /// Exit status of the read script when the file does not exist.
 const MISSING: u32 = 100;

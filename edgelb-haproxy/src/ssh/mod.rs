@@ -3,8 +3,8 @@
 //! * [`SshHost`] is an [`EdgeHost`](crate::EdgeHost) over one persistent russh session per
 //!   edge: pinned host keys ([`KnownHosts`]), public-key login ([`ClientKey`]), keepalive,
 //!   transparent reconnect, a timeout on every step ([`SshOptions`]), shell-quoted commands
-//!   ([`quote`]), SFTP file transfer and HAProxy's sockets over stream-local forwarding.
-//! * [`SshDeployer`] runs [`apply_config`](crate::apply::apply_config) on each node's host,
+//!   ([`quote()`]), SFTP file transfer and HAProxy's sockets over stream-local forwarding.
+//! * [`SshDeployer`] runs [`apply_config`](crate::deploy::apply_config) on each node's host,
 //!   with credentials per node ([`SshDeployerConfig`]).
 //!
 //! What an edge needs: sshd with public-key login for the deploy user, the `sftp` subsystem

@@ -16,7 +16,7 @@ use super::credentials::SshCredentials;
 use super::host_keys::{HostKeyCheck, fingerprint};
 use super::options::{FileTransfer, SshOptions};
 use super::sftp::{Sftp, is_transport_error};
-use crate::host::ExecOutput;
+use crate::edge_host::ExecOutput;
 use russh_sftp::client::error::Error as SftpError;
 
 /// What a remote command printed, as bytes.

@@ -181,7 +181,7 @@ async fn local_apply(file: &str, node: &str) -> i32 {
     let host = edgelb_tests::testbed::TimedHost::new(edgelb_haproxy::LocalHost::new(node));
     let layout = edgelb_haproxy::HaproxyLayout::default();
     let started = Instant::now();
-    let outcome = edgelb_haproxy::apply::apply_config(&host, &layout, &config).await;
+    let outcome = edgelb_haproxy::deploy::apply_config(&host, &layout, &config).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(applied) => {

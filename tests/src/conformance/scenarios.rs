@@ -404,7 +404,7 @@ async fn sshd_down(dut: &dyn DeployerUnderTest, mut tb: Testbed) {
     .await;
     assert!(s.nodes["edge2"].last_error.is_none());
     assert_eq!(s.nodes["edge2"].consecutive_failures, 0);
-    let live = edgelb_haproxy::apply::live_digest_of(tb.edges[1].live_config().as_bytes());
+    let live = edgelb_core::live_digest_of(tb.edges[1].live_config().as_bytes());
     assert!(live.is_some());
     assert_eq!(live, s.nodes["edge2"].desired_digest);
     let probe = tb.client.probe(tb.edge_addr(1, LISTEN_PORT)).await;

@@ -1,10 +1,39 @@
-//! HAProxy's master CLI (`-S <socket>`): `show proc` parsing and reload confirmation.
+//! HAProxy's master CLI (`-S <socket>`): `show proc`, read and parsed, and reload confirmation.
 //!
 //! A `reload` sent to the master socket answers nothing and reports success even when the new
 //! config fails; the outcome only shows in `show proc`: the master's reload counter moves and
 //! its `failed` counter moves too when the new worker could not start.
 
 use edgelb_core::DeployError;
+
+use crate::edge_host::EdgeHost;
+use crate::error::step_detail;
+use crate::layout::HaproxyLayout;
+
+/// Reads the master CLI's `show proc` on `host`.
+pub(crate) async fn show_proc(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+) -> Result<MasterProcs, DeployError> {
+    let text = host
+        .socket_command(&layout.master_socket, "show proc")
+        .await
+        .map_err(|e| match e {
+            // The socket itself failed: say which one and what to check.
+            DeployError::Step { .. } => DeployError::Step {
+                node: host.node().to_owned(),
+                step: format!("reaching haproxy's master socket {}", layout.master_socket),
+                message: format!(
+                    "{}; is haproxy running in master-worker mode with -S {}?",
+                    step_detail(&e),
+                    layout.master_socket
+                ),
+            },
+            // The host was unreachable, timed out or refused us: keep that typed outcome.
+            other => other,
+        })?;
+    MasterProcs::parse(host.node(), &text)
+}
 
 /// The parts of `show proc` that tell whether a reload took.
 #[derive(Debug, Clone, PartialEq, Eq)]

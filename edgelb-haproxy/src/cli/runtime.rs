@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use edgelb_core::DeployError;
 
-use crate::host::EdgeHost;
-use crate::master_cli::MasterProcs;
+use crate::cli::master::MasterProcs;
+use crate::edge_host::EdgeHost;
 
 /// The administrative state to put a server in (`set server <be>/<srv> state …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +99,80 @@ impl ServerState {
     }
 }
 
+/// Why a runtime API command cannot be built: a name or value that would not reach HAProxy
+/// as the one word it is meant to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// An empty or overlong backend or server name.
+    #[error("{what} name {name:?} must have 1 to 100 characters")]
+    NameLength {
+        /// `backend` or `server`.
+        what: &'static str,
+        /// The name as given.
+        name: String,
+    },
+    /// A backend or server name with a character outside HAProxy's identifiers.
+    #[error("{what} name {name:?} holds {bad:?}; use letters, digits, '-', '_', '.' and ':'")]
+    NameCharacter {
+        /// `backend` or `server`.
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// The first character that is not allowed.
+        bad: char,
+    },
+    /// `set server … addr … port 0`.
+    #[error("port 0 for server {target}")]
+    PortZero {
+        /// `backend/server`.
+        target: String,
+    },
+    /// A weight HAProxy does not take.
+    #[error("weight {weight} for server {target} is above 256")]
+    WeightTooHigh {
+        /// `backend/server`.
+        target: String,
+        /// The weight asked for.
+        weight: u32,
+    },
+}
+
+/// Why an answer to `show servers state` cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ServersStateError {
+    /// The answer does not start with format version 1 (an error message, say).
+    #[error("expected format version 1 first, got {got:?}")]
+    Version {
+        /// The first line, or `nothing`.
+        got: String,
+    },
+    /// No `#` line naming the columns.
+    #[error("no column header line")]
+    NoHeader,
+    /// A column this client needs is missing.
+    #[error("no {column} column in {header:?}")]
+    NoColumn {
+        /// The column's name.
+        column: &'static str,
+        /// The header line.
+        header: String,
+    },
+    /// A server line with fewer fields than the header.
+    #[error("short line {line:?}")]
+    ShortLine {
+        /// The line.
+        line: String,
+    },
+    /// A field that must be a number is not.
+    #[error("not a number in column {column} of {line:?}")]
+    NotANumber {
+        /// The column's name.
+        column: String,
+        /// The line.
+        line: String,
+    },
+}
+
 /// A runtime API command built from validated parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeCommand {
@@ -135,7 +209,7 @@ pub enum RuntimeCommand {
 
 impl RuntimeCommand {
     /// The command line; fails on a name that is not a plain HAProxy identifier.
-    pub fn to_line(&self) -> Result<String, String> {
+    pub fn to_line(&self) -> Result<String, CommandError> {
         match self {
             Self::SetServerAddr {
                 backend,
@@ -145,7 +219,7 @@ impl RuntimeCommand {
             } => {
                 let target = server_target(backend, server)?;
                 if *port == 0 {
-                    return Err(format!("port 0 for server {target}"));
+                    return Err(CommandError::PortZero { target });
                 }
                 Ok(format!("set server {target} addr {addr} port {port}"))
             }
@@ -164,7 +238,10 @@ impl RuntimeCommand {
             } => {
                 let target = server_target(backend, server)?;
                 if *weight > 256 {
-                    return Err(format!("weight {weight} for server {target} is above 256"));
+                    return Err(CommandError::WeightTooHigh {
+                        target,
+                        weight: *weight,
+                    });
                 }
                 Ok(format!("set server {target} weight {weight}"))
             }
@@ -187,7 +264,7 @@ impl RuntimeCommand {
 }
 
 /// `backend/server` for a command, both names checked with [`validate_identifier`].
-fn server_target(backend: &str, server: &str) -> Result<String, String> {
+fn server_target(backend: &str, server: &str) -> Result<String, CommandError> {
     validate_identifier("backend", backend)?;
     validate_identifier("server", server)?;
     Ok(format!("{backend}/{server}"))
@@ -195,19 +272,22 @@ fn server_target(backend: &str, server: &str) -> Result<String, String> {
 
 /// Checks a backend or server name: HAProxy identifier characters only (letters, digits,
 /// `-`, `_`, `.`, `:`), so it can neither split into words nor chain a command.
-pub fn validate_identifier(what: &str, name: &str) -> Result<(), String> {
+pub(crate) fn validate_identifier(what: &'static str, name: &str) -> Result<(), CommandError> {
     if name.is_empty() || name.len() > 100 {
-        return Err(format!(
-            "{what} name {name:?} must have 1 to 100 characters"
-        ));
+        return Err(CommandError::NameLength {
+            what,
+            name: name.to_owned(),
+        });
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
     {
-        return Err(format!(
-            "{what} name {name:?} holds {bad:?}; use letters, digits, '-', '_', '.' and ':'"
-        ));
+        return Err(CommandError::NameCharacter {
+            what,
+            name: name.to_owned(),
+            bad,
+        });
     }
     Ok(())
 }
@@ -216,8 +296,7 @@ pub fn validate_identifier(what: &str, name: &str) -> Result<(), String> {
 ///
 /// ```no_run
 /// # async fn demo(host: &dyn edgelb_haproxy::EdgeHost) -> Result<(), edgelb_core::DeployError> {
-/// use edgelb_haproxy::RuntimeApi;
-/// use edgelb_haproxy::runtime_api::ServerAdminState;
+/// use edgelb_haproxy::{RuntimeApi, ServerAdminState};
 /// let api = RuntimeApi::new(host, "/run/haproxy/admin.sock")?;
 /// for server in api.show_servers_state(None).await? {
 ///     println!("{}/{} {}:{:?} {:?}", server.backend, server.server, server.address, server.port, server.admin_state());
@@ -303,13 +382,14 @@ impl<'a> RuntimeApi<'a> {
         let line = match backend {
             Some(be) => {
                 validate_identifier("backend", be)
-                    .map_err(|e| self.error("reading `show servers state`", e))?;
+                    .map_err(|e| self.error("reading `show servers state`", e.to_string()))?;
                 format!("show servers state {be}")
             }
             None => "show servers state".to_owned(),
         };
         let text = self.raw(&line).await?;
-        parse_servers_state(&text).map_err(|e| self.error("reading `show servers state`", e))
+        parse_servers_state(&text)
+            .map_err(|e| self.error("reading `show servers state`", e.to_string()))
     }
 
     /// `set server <backend>/<server> addr <ip> port <port>`.
@@ -355,7 +435,7 @@ impl<'a> RuntimeApi<'a> {
             .iter()
             .map(RuntimeCommand::to_line)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.error("building runtime API commands", e))?;
+            .map_err(|e| self.error("building runtime API commands", e.to_string()))?;
         let text = self.raw(&lines.join("; ")).await?;
         let answers = split_answers(&text);
         if answers.len() < commands.len() {
@@ -402,27 +482,29 @@ fn split_answers(text: &str) -> Vec<String> {
 }
 
 /// Parses `show servers state` (format 1): the `#` header names the columns.
-pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
+pub(crate) fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, ServersStateError> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     match lines.next() {
         Some("1") => {}
         other => {
-            return Err(format!(
-                "expected format version 1 first, got {:?}",
-                other.unwrap_or("nothing")
-            ));
+            return Err(ServersStateError::Version {
+                got: other.unwrap_or("nothing").to_owned(),
+            });
         }
     }
     let header = lines
         .next()
         .and_then(|h| h.strip_prefix('#'))
-        .ok_or("no column header line")?;
+        .ok_or(ServersStateError::NoHeader)?;
     let columns: Vec<&str> = header.split_whitespace().collect();
-    let col = |name: &str| {
+    let col = |name: &'static str| {
         columns
             .iter()
             .position(|c| *c == name)
-            .ok_or_else(|| format!("no {name} column in {header:?}"))
+            .ok_or_else(|| ServersStateError::NoColumn {
+                column: name,
+                header: header.to_owned(),
+            })
     };
     let (be, srv, addr, op, admin) = (
         col("be_name")?,
@@ -440,12 +522,17 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
             fields
                 .get(i)
                 .copied()
-                .ok_or_else(|| format!("short line {line:?}"))
+                .ok_or_else(|| ServersStateError::ShortLine {
+                    line: line.to_owned(),
+                })
         };
-        let number = |i: usize| -> Result<u32, String> {
+        let number = |i: usize| -> Result<u32, ServersStateError> {
             get(i)?
                 .parse::<u32>()
-                .map_err(|_| format!("not a number in column {} of {line:?}", columns[i]))
+                .map_err(|_| ServersStateError::NotANumber {
+                    column: columns.get(i).copied().unwrap_or_default().to_owned(),
+                    line: line.to_owned(),
+                })
         };
         servers.push(ServerState {
             backend: get(be)?.to_owned(),

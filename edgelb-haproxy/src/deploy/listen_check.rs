@@ -15,21 +15,23 @@ use std::collections::BTreeSet;
 
 use edgelb_core::DeployError;
 
-use crate::config_sections::bind_ports;
-use crate::host::EdgeHost;
+use crate::edge_host::EdgeHost;
+use crate::live_file::LiveFile;
 
 /// The TCP socket state "listening" in `/proc/net/tcp`.
 const LISTEN: &str = "0A";
 
-/// Refuses `new` when it binds a port that `live` does not and that another process on
-/// `host` listens on.
-pub(crate) async fn check_new_listen_ports(
+/// Refuses `new` when it binds a port that the live file does not (`live_ports`, the ports
+/// it binds) and that another process on `host` listens on.
+pub(super) async fn check_new_listen_ports(
     host: &dyn EdgeHost,
-    live: Option<&str>,
-    new: &str,
+    live_ports: Option<&BTreeSet<u16>>,
+    new: &LiveFile,
 ) -> Result<(), DeployError> {
-    let held = live.map(bind_ports).unwrap_or_default();
-    let added: BTreeSet<u16> = bind_ports(new).difference(&held).copied().collect();
+    let added: BTreeSet<u16> = match live_ports {
+        Some(held) => new.bind_ports.difference(held).copied().collect(),
+        None => new.bind_ports.clone(),
+    };
     if added.is_empty() {
         return Ok(());
     }

@@ -1,0 +1,112 @@
+//! Endpoint-only changes without a reload.
+//!
+//! When a new config differs from the live one only in server lines of backends (address,
+//! port, `weight`, `disabled`; see [`LiveFile`] for what each means), the running HAProxy is
+//! brought to what the new file says through the runtime API ([`crate::cli::plan`]), the new
+//! file is validated and swapped in (a later reload or restart then gives the same state: a
+//! reload forgets runtime changes), and `show servers state` is checked against the file.
+//! Anything else, or any mismatch, falls back to the validated reload of
+//! [`apply_config`](super::apply_config).
+
+use edgelb_core::{Applied, DeployError, RenderedConfig};
+
+use super::drift;
+use super::reload::{reload_now, roll_back, validate_file};
+use crate::cli::plan;
+use crate::cli::runtime::RuntimeApi;
+use crate::edge_host::EdgeHost;
+use crate::layout::HaproxyLayout;
+use crate::live_file::LiveFile;
+
+/// The runtime-API path: `Ok(None)` when the change from `live` (its bytes and what they
+/// say) to `new` (the file of `config`) is not endpoint-only (nothing was touched: go on
+/// with the reload), else how it was applied. The runtime API brings the running servers to
+/// the new file; the file is then written, validated and swapped in (the previous one kept)
+/// without a reload, and `show servers state` is checked against it. A failed command or a
+/// mismatch ends in a validated reload of the new file (rolled back like any reload); for a
+/// rejected file the runtime changes are undone (through the runtime API, else by reloading
+/// the live file) and the rejection is reported.
+pub(super) async fn try_runtime_update(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    (live_bytes, live): (&[u8], &LiveFile),
+    new: &LiveFile,
+    config: &RenderedConfig,
+) -> Result<Option<Applied>, DeployError> {
+    let node = host.node();
+    // Only a file edgelb wrote and nobody edited is known to describe the running process.
+    if !live.own {
+        tracing::debug!(node, "live config is not edgelb's own; reloading");
+        return Ok(None);
+    }
+    if let Err(why) = live.endpoint_only_change_to(new) {
+        tracing::debug!(node, reason = %why, "not a runtime API change; reloading");
+        return Ok(None);
+    }
+    let Some(socket) = new.stats_socket.as_deref() else {
+        return Ok(None);
+    };
+    let api = match RuntimeApi::new(host, socket) {
+        Ok(api) => api,
+        Err(e) => {
+            tracing::debug!(node, error = %e, "the stats socket is not usable by the runtime API client; reloading");
+            return Ok(None);
+        }
+    };
+    let (new_path, prev_path) = (layout.new_path(), layout.prev_path());
+    // The running servers first, so traffic follows the change as soon as possible (and the
+    // commands do not queue behind `haproxy -c` for the CPU); then the safety net, its
+    // independent steps together: the new file written and validated, the previous one kept.
+    let pushed = plan::push(&api, &new.servers).await;
+    let (validated, kept) = futures::join!(
+        async {
+            host.write_file(&new_path, config.text.as_bytes()).await?;
+            validate_file(host, layout, &new_path).await
+        },
+        host.write_file(&prev_path, live_bytes),
+    );
+    if let Err(rejected) = validated {
+        if !matches!(pushed, Ok(0)) {
+            tracing::debug!(
+                node,
+                "new config rejected after runtime API changes; undoing them"
+            );
+            match drift::restore_running_servers(host, layout, live).await {
+                Ok(applied) => {
+                    tracing::info!(node, %applied, "runtime API changes undone; the live config is what runs");
+                }
+                Err(e) => {
+                    tracing::error!(node, error = %e, "undoing the runtime API changes failed")
+                }
+            }
+        }
+        return Err(rejected);
+    }
+    kept?;
+    let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
+        let commands = pushed?;
+        plan::verify(&api, &new.servers).await.map(|()| commands)
+    });
+    swapped?;
+    match checked {
+        Ok(commands) => {
+            tracing::info!(node, digest = %config.digest.short(), commands, "applied through the runtime API, no reload");
+            Ok(Some(Applied::RuntimeUpdated))
+        }
+        Err(why) => {
+            tracing::warn!(node, reason = %why, "runtime API update did not take; reloading the new config");
+            // The new file is in place: a reload that cannot even start must still put the
+            // previous file back, or the next attempt would find the digest live and stop.
+            match reload_now(host, layout).await {
+                Ok(()) => Ok(Some(Applied::Reloaded)),
+                Err(failed) => Err(roll_back(
+                    host,
+                    layout,
+                    true,
+                    format!("the runtime API update did not take ({why}) and the reload failed: {failed}"),
+                )
+                .await),
+            }
+        }
+    }
+}
