@@ -25,6 +25,7 @@ pub mod runtime_api;
 pub mod runtime_update;
 #[cfg(test)]
 mod sim_edge;
+mod slot_seed;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 
@@ -40,6 +41,7 @@ pub use render::{
     SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name,
 };
 pub use runtime_api::RuntimeApi;
+pub use slot_seed::SLOT_SEED_TIMEOUT;
 #[cfg(feature = "ssh")]
 pub use ssh::{SshDeployer, SshDeployerConfig, SshHost};
 

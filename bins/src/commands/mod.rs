@@ -7,7 +7,6 @@ pub mod plan;
 mod plan_hold;
 pub mod render;
 pub mod run;
-pub mod slot_seed;
 
 use std::sync::Arc;
 use std::time::Duration;
