@@ -4,6 +4,10 @@
 //! configs live on edge nodes (local and, with the default `ssh` feature, over SSH), and the
 //! pieces they share: the [`EdgeHost`] seam, the validate → swap → reload → confirm →
 //! roll back transaction, and HAProxy's master CLI.
+//!
+//! Features: `ssh` (default) builds the native SSH deployer; `testing` exports
+//! [`sim_edge`] (feature `testing`): a simulated edge host and a deployer over simulated
+//! edges that runs the real deploy transaction, for embedders' tests.
 #![forbid(unsafe_code)]
 
 pub mod apply;
@@ -23,8 +27,8 @@ mod render;
 mod running_drift;
 pub mod runtime_api;
 pub mod runtime_update;
-#[cfg(test)]
-mod sim_edge;
+#[cfg(any(test, feature = "testing"))]
+pub mod sim_edge;
 mod slot_seed;
 #[cfg(feature = "ssh")]
 pub mod ssh;
