@@ -9,7 +9,7 @@
 //! Needs `haproxy` on PATH (Debian: `apt-get install haproxy`); everything else lives in a
 //! temporary directory and on 127.0.0.1. Exits non-zero when a step fails.
 //!
-//! Run: `cargo run -p edgelb-examples --example local_deployer`
+//! Run: `cargo run -p edgelb-examples --bin local_deployer`
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,7 +11,7 @@
 //! In your crate this is a `#[tokio::test]`; here it is a program that panics (exit code
 //! 101) when an expectation fails.
 //!
-//! Run: `cargo run -p edgelb-examples --example mocked_deployer`
+//! Run: `cargo run -p edgelb-examples --bin mocked_deployer`
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -12,7 +12,7 @@
 //!
 //! Needs `haproxy` on PATH (Debian: `apt-get install haproxy`).
 //!
-//! Run: `cargo run -p edgelb-examples --example own_edge_host`
+//! Run: `cargo run -p edgelb-examples --bin own_edge_host`
 
 use std::net::SocketAddr;
 use std::sync::Mutex;

@@ -7,7 +7,7 @@
 //! the source. The program resolves `localhost`, waits until the edge is in sync, prints the
 //! rendered config's backend and exits non-zero if the endpoints are not there.
 //!
-//! Run: `cargo run -p edgelb-examples --example own_source [HOSTNAME]`
+//! Run: `cargo run -p edgelb-examples --bin own_source [HOSTNAME]`
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -12,7 +12,7 @@
 //! In your crate these are `#[tokio::test(start_paused = true)]` functions; here it is a
 //! program that exits non-zero when a check fails.
 //!
-//! Run: `cargo run -p edgelb-examples --example simulated_edges`
+//! Run: `cargo run -p edgelb-examples --bin simulated_edges`
 
 use std::sync::Arc;
 use std::time::Duration;

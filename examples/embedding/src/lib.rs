@@ -1,7 +1,7 @@
 //! # edgelb-examples
 //!
 //! Programs that embed edgelb's library crates, to copy into your own project. Each runs
-//! with `cargo run -p edgelb-examples --example NAME`, exits non-zero when what it shows
+//! with `cargo run -p edgelb-examples --bin NAME`, exits non-zero when what it shows
 //! does not happen, and runs in CI (`scripts/test`):
 //!
 //! | example | shows |
