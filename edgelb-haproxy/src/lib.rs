@@ -5,9 +5,10 @@
 //! pieces they share: the [`EdgeHost`] seam, the validate → swap → reload → confirm →
 //! roll back transaction, and HAProxy's master CLI.
 //!
-//! Features: `ssh` (default) builds the native SSH deployer; `testing` exports
-//! [`sim_edge`] (feature `testing`): a simulated edge host and a deployer over simulated
-//! edges that runs the real deploy transaction, for embedders' tests.
+//! Features: `ssh` (default) builds the native SSH deployer; `testing` exports `sim_edge`,
+//! a simulated edge host and a deployer over simulated edges that runs the real deploy
+//! transaction, for embedders' tests. A restarted controller carries on from the edges'
+//! server slots with [`HaproxyRenderer::seed_slots_from_edges`].
 #![forbid(unsafe_code)]
 
 pub mod apply;

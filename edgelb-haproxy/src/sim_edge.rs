@@ -1,6 +1,6 @@
 //! A simulated edge (feature `testing`): files, `haproxy -c`, the master CLI (`show proc`,
 //! `reload`) and the runtime API on the servers, all in memory, behind the same
-//! [`EdgeHost`](crate::EdgeHost) seam as the real hosts. [`SimDeployer`] puts configs live on
+//! [`EdgeHost`] seam as the real hosts. [`SimDeployer`] puts configs live on
 //! simulated edges through edgelb's real deploy transaction (validate, swap, reload or
 //! runtime update, confirm, roll back), so a test drives the whole stack, drift and refusals
 //! included, without HAProxy or SSH.
