@@ -20,6 +20,9 @@ fn examples_with_keys(dir: &Path) -> Option<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(source).unwrap() {
         let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue; // examples/embedding: the Rust embedding examples, not configs
+        }
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let copy = dir.join(&name);
         std::fs::copy(&path, &copy).unwrap();

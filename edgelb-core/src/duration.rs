@@ -11,9 +11,11 @@
 //! assert!(parse("5 parsecs").is_err());
 //! ```
 
+use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::de::{self, Visitor};
+use serde::{Deserializer, Serializer};
 
 /// The longest duration accepted: far beyond any timeout or interval edgelb uses, and short
 /// enough that adding it to the current time can never overflow.
@@ -85,12 +87,38 @@ pub fn format(d: Duration) -> String {
     }
 }
 
-/// serde deserializer (a string with a unit).
+/// serde deserializer: a string [`parse`] reads. A bare number is refused with the unit to
+/// add (`duration 5000 has no unit; write e.g. "5000ms" or "5000s"`); every other value with
+/// what was expected. Every duration of edgelb's config goes through here, HAProxy's timeouts
+/// (`edgelb_haproxy::ConfigDuration`) included.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d).map_err(|_| {
-        serde::de::Error::custom("expected a duration with a unit, e.g. 250ms, 5s or 1m")
-    })?;
-    parse(&text).map_err(serde::de::Error::custom)
+    d.deserialize_any(DurationVisitor)
+}
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration with a unit, e.g. \"250ms\", \"5s\", \"1m\" or \"1h\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse(v).map_err(E::custom)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "duration {v} has no unit; write e.g. \"{v}ms\" or \"{v}s\" (units: ms, s, m, h, d)"
+        )))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "duration {v} is a bare number; write a positive number with a unit, e.g. \"5s\""
+        )))
+    }
 }
 
 /// serde serializer.
@@ -136,6 +164,32 @@ mod tests {
             Duration::from_millis(2500),
         ] {
             assert_eq!(parse(&format(d)), Ok(d));
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Setting {
+        #[serde(with = "crate::duration")]
+        every: Duration,
+    }
+
+    #[test]
+    fn serde_reads_strings_and_says_what_a_bare_number_lacks() {
+        let ok: Setting = serde_yaml_ng::from_str("every: 1m30s").unwrap();
+        assert_eq!(ok.every, Duration::from_secs(90));
+        for (yaml, hint) in [
+            (
+                "every: 5000",
+                "duration 5000 has no unit; write e.g. \"5000ms\"",
+            ),
+            ("every: -5", "duration -5 is a bare number"),
+            ("every: 1m30", "30 has no unit"),
+            ("every: [5s]", "a duration with a unit"),
+        ] {
+            let err = serde_yaml_ng::from_str::<Setting>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(hint), "{yaml}: {err}");
         }
     }
 }

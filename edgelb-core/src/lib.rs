@@ -16,8 +16,8 @@
 //!   `edgelb-ansible`).
 //! * The [`Pipeline`] ties them together; its [`PipelineStatus`] says what is live where.
 //!
-//! With the `testing` feature, [`testing`] exports mockall mocks of the traits for your
-//! own tests.
+//! With the `testing` feature, `testing` exports mockall mocks of the traits and a stateful
+//! fake deployer (`testing::FakeDeployer`) for your own tests.
 #![forbid(unsafe_code)]
 
 mod deploy;
@@ -30,6 +30,8 @@ pub mod names;
 mod node;
 mod pipeline;
 pub mod source;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod text;
 mod traits;
 pub mod yaml;
@@ -48,9 +50,3 @@ pub use traits::{Deployer, EndpointSource, HealthProbe, Renderer};
 
 /// Re-exported so embedders use the same cancellation token type as [`Pipeline::run`].
 pub use tokio_util::sync::CancellationToken;
-
-/// Mocks of the traits, for tests (feature `testing`).
-#[cfg(any(test, feature = "testing"))]
-pub mod testing {
-    pub use crate::traits::{MockDeployer, MockHealthProbe, MockRenderer};
-}

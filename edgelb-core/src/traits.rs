@@ -20,7 +20,23 @@ pub trait EndpointSource: Send + 'static {
     fn snapshots(self) -> BoxStream<'static, Result<Snapshot>>;
 }
 
-/// Turns a snapshot into one node's config. Pure: the same input gives byte-identical output.
+/// Turns a snapshot into one node's config.
+///
+/// What the pipeline relies on:
+///
+/// * **Repeatable**: rendering a snapshot for a node again gives byte-identical output as
+///   long as the renderer saw only that same desired state in between (renders for other
+///   nodes, or of the same state less quarantined services). The pipeline renders again on
+///   retries, resyncs and quarantine changes, and decides from the digest whether a node
+///   needs a deploy: output that changed on repeat would redeploy for nothing.
+/// * **Not necessarily pure**: the output may depend on what the renderer rendered before.
+///   `edgelb-haproxy`'s renderer keeps each endpoint in the server slot it had, so a
+///   snapshot reached through another history, or rendered by a fresh renderer, can give
+///   other bytes; such a renderer should be able to carry on from what the edges run
+///   (`HaproxyRenderer::seed_slots_from_edges`), or a restarted controller redeploys every
+///   edge once.
+/// * **Quick, no I/O**: it is called on the pipeline's tasks, for each node of every new
+///   desired state. An error fails that node only: it keeps its current config.
 #[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 pub trait Renderer: Send + Sync {
     /// Renders `snapshot` for `node`.

@@ -21,7 +21,12 @@
 //! * `edge_health.rs` and [`edge_stats`]: the health probe and the traffic poll of an edge.
 //! * [`demo_backend`] and [`proxy_header`]: the PROXY-aware demo backend.
 //!
-//! The `testing` feature exports helpers for tests against edges (module `testing`).
+//!
+//! Features: `ssh` (default) builds the native SSH deployer; `testing` exports `sim_edge`,
+//! a simulated edge host and a deployer over simulated edges that runs the real deploy
+//! transaction, for embedders' tests, and helpers for tests against edges (module
+//! `testing`). A restarted controller carries on from the edges' server slots with
+//! [`HaproxyRenderer::seed_slots_from_edges`].
 #![forbid(unsafe_code)]
 
 mod child_log;
@@ -38,14 +43,16 @@ mod live_file;
 mod local;
 pub mod proxy_header;
 mod render;
-#[cfg(test)]
-mod sim_edge;
+#[cfg(any(test, feature = "testing"))]
+pub mod sim_edge;
+mod slot_seed;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use cli::master::MasterProcs;
+pub use cli::plan::RUNTIME_APPLIED_TARGET;
 pub use cli::runtime::{
     CommandError, RuntimeApi, RuntimeCommand, ServerAdminState, ServerOperState, ServerState,
 };
@@ -59,6 +66,7 @@ pub use render::{
     LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RenderOptions, RunAs, SPARE_ADDRESS,
     SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name,
 };
+pub use slot_seed::SLOT_SEED_TIMEOUT;
 #[cfg(feature = "ssh")]
 pub use ssh::{SshDeployer, SshDeployerConfig, SshHost};
 

@@ -59,9 +59,11 @@ struct LiveMarks;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != edgelb_haproxy::RUNTIME_APPLIED_TARGET {
+            return;
+        }
         #[derive(Default)]
         struct Fields {
-            applied: bool,
             node: Option<String>,
         }
         impl tracing::field::Visit for Fields {
@@ -70,17 +72,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
                     self.node = Some(value.to_owned());
                 }
             }
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.applied = format!("{value:?}") == "runtime API commands applied";
-                }
-            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
-        if fields.applied
-            && let Some(node) = fields.node
-        {
+        if let Some(node) = fields.node {
             LIVE_MARKS.lock().unwrap().push((node, Instant::now()));
         }
     }
@@ -89,8 +85,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
 fn install_live_marks() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::{EnvFilter, Layer};
-    let subscriber = tracing_subscriber::registry()
-        .with(LiveMarks.with_filter(EnvFilter::new("edgelb_haproxy::cli::plan=debug")));
+    let subscriber = tracing_subscriber::registry().with(LiveMarks.with_filter(EnvFilter::new(
+        format!("{}=debug", edgelb_haproxy::RUNTIME_APPLIED_TARGET),
+    )));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 

@@ -9,7 +9,6 @@ mod plan_hold;
 pub mod render;
 pub mod run;
 pub mod run_edges;
-pub mod slot_seed;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -193,11 +193,10 @@ async fn lead(
     // Stops when leadership ends or on shutdown; either way the deploy in flight finishes.
     let stop = term.child_token();
     tokio::select! {
-        _ = super::slot_seed::seed_from_edges(
-            &seed.renderer,
+        _ = seed.renderer.seed_slots_from_edges(
             seed.deployer.as_ref(),
             &config.edges,
-            super::slot_seed::SEED_TIMEOUT,
+            edgelb_haproxy::SLOT_SEED_TIMEOUT,
         ) => {}
         () = stop.cancelled() => {}
         () = shutdown.cancelled() => return Ok(()),

@@ -146,11 +146,10 @@ impl ResourceEdges {
                     if !seeded {
                         seeded = true;
                         tokio::select! {
-                            _ = super::slot_seed::seed_from_edges(
-                                &self.renderer,
+                            _ = self.renderer.seed_slots_from_edges(
                                 self.deployer.as_ref(),
                                 &wanted,
-                                super::slot_seed::SEED_TIMEOUT,
+                                edgelb_haproxy::SLOT_SEED_TIMEOUT,
                             ) => {}
                             () = term.cancelled() => break Ended::LostLease,
                             () = shutdown.cancelled() => break Ended::Signalled,

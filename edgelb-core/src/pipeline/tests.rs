@@ -1,14 +1,13 @@
 //! Pipeline behaviour under paused tokio time: debounce, dedupe, retry/backoff, resync,
 //! partial failure and shutdown.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::*;
-use crate::testing::{MockDeployer, MockRenderer};
+use crate::testing::{FakeDeployer, MockDeployer, MockRenderer};
 use crate::{
     Applied, ChannelSource, DeployError, Digest, EdgeHealth, Endpoint, NodeConfig, NodeOutcome,
     PortSpec, ProxyProtocol, RenderedConfig, ServiceKey,
@@ -23,95 +22,6 @@ impl Renderer for DebugRenderer {
             "{}\n{snapshot:?}\n",
             node.name
         )))
-    }
-}
-
-/// A deployer that records calls with their (paused-clock) time and fails on demand.
-#[derive(Default)]
-struct FakeDeployer {
-    calls: Mutex<Vec<(Duration, Vec<String>)>>,
-    live: Mutex<HashMap<String, Digest>>,
-    failures_left: Mutex<HashMap<String, u32>>,
-    delay: Duration,
-    /// Per node, overriding `delay` (a hung or slow edge).
-    node_delay: HashMap<String, Duration>,
-    /// Whether a node refuses a config (as `haproxy -c`, a reload or a taken port would).
-    refuse: Option<fn(&NodeConfig) -> Option<DeployError>>,
-    start: Option<Instant>,
-}
-
-impl FakeDeployer {
-    fn new() -> Self {
-        Self {
-            start: Some(Instant::now()),
-            ..Self::default()
-        }
-    }
-
-    fn fail(self, node: &str, times: u32) -> Self {
-        self.failures_left
-            .lock()
-            .unwrap()
-            .insert(node.into(), times);
-        self
-    }
-
-    fn calls(&self) -> Vec<(Duration, Vec<String>)> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn deploys_to(&self, node: &str) -> Vec<Duration> {
-        self.calls()
-            .into_iter()
-            .filter(|(_, n)| n.iter().any(|x| x == node))
-            .map(|(t, _)| t)
-            .collect()
-    }
-}
-
-#[async_trait]
-impl Deployer for FakeDeployer {
-    async fn deploy(&self, batch: &[NodeConfig]) -> Vec<NodeOutcome> {
-        let since = Instant::now() - self.start.unwrap_or_else(Instant::now);
-        let names = batch.iter().map(|c| c.node.name.clone()).collect();
-        self.calls.lock().unwrap().push((since, names));
-        let delay = batch
-            .iter()
-            .filter_map(|c| self.node_delay.get(&c.node.name))
-            .max()
-            .copied()
-            .unwrap_or(self.delay);
-        tokio::time::sleep(delay).await;
-        batch
-            .iter()
-            .map(|c| {
-                let name = c.node.name.clone();
-                if let Some(refused) = self.refuse.and_then(|f| f(c)) {
-                    return NodeOutcome::failed(refused);
-                }
-                let mut left = self.failures_left.lock().unwrap();
-                match left.get_mut(&name) {
-                    Some(n) if *n > 0 => {
-                        *n -= 1;
-                        NodeOutcome::failed(DeployError::Connect {
-                            node: name,
-                            message: "connection refused".into(),
-                        })
-                    }
-                    _ => {
-                        self.live
-                            .lock()
-                            .unwrap()
-                            .insert(name.clone(), c.config.digest);
-                        NodeOutcome::ok(name, Applied::Reloaded)
-                    }
-                }
-            })
-            .collect()
-    }
-
-    async fn live_digest(&self, node: &EdgeNode) -> Result<Option<Digest>, DeployError> {
-        Ok(self.live.lock().unwrap().get(&node.name).copied())
     }
 }
 
@@ -164,7 +74,7 @@ async fn a_burst_becomes_one_deploy_of_the_last_snapshot() {
     let calls = h.deployer.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     // Applied 200 ms after the last of the burst (sent at 200 ms).
-    assert_eq!(calls[0].0, Duration::from_millis(400));
+    assert_eq!(calls[0].at, Duration::from_millis(400));
     let status = h.status.borrow().clone();
     assert_eq!(status.snapshot.as_deref(), Some(&snapshot(5)));
     assert_eq!(status.nodes_in_sync(), 1);
@@ -178,7 +88,7 @@ async fn a_steady_stream_is_applied_after_max_debounce() {
         h.tx.send(snapshot(n)).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let first = h.deployer.calls()[0].0;
+    let first = h.deployer.calls()[0].at;
     assert_eq!(
         first,
         Duration::from_secs(2),
@@ -294,11 +204,7 @@ async fn resync_repairs_drift_and_leaves_healthy_nodes_alone() {
     h.tx.send(snapshot(1)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Someone edits node b's config by hand.
-    h.deployer
-        .live
-        .lock()
-        .unwrap()
-        .insert("b".into(), Digest::of(b"hand edited"));
+    h.deployer.set_live("b", Some(Digest::of(b"hand edited")));
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     assert_eq!(h.deployer.deploys_to("a").len(), 1, "a was in sync");
@@ -312,10 +218,8 @@ async fn resync_repairs_drift_and_leaves_healthy_nodes_alone() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_the_deploy_in_flight_finish() {
-    let deployer = FakeDeployer {
-        delay: Duration::from_secs(5),
-        ..FakeDeployer::new()
-    };
+    let started = tokio::time::Instant::now();
+    let deployer = FakeDeployer::new().with_delay(Duration::from_secs(5));
     let h = start(deployer, &["a"], PipelineConfig::default());
     h.tx.send(snapshot(1)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await; // deploy started at 200 ms
@@ -326,7 +230,7 @@ async fn shutdown_lets_the_deploy_in_flight_finish() {
         "the in-flight deploy completed"
     );
     assert_eq!(
-        tokio::time::Instant::now() - h.deployer.start.unwrap(),
+        tokio::time::Instant::now() - started,
         Duration::from_millis(5200)
     );
 }
@@ -406,7 +310,7 @@ async fn batches_follow_batch_size_and_concurrency() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let calls = h.deployer.calls();
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].1, vec!["a", "b", "c"]);
+    assert_eq!(calls[0].nodes, vec!["a", "b", "c"]);
     h.finish().await;
 }
 
@@ -414,19 +318,13 @@ async fn batches_follow_batch_size_and_concurrency() {
 fn duplicate_node_names_are_refused() {
     let err = Pipeline::new(
         Arc::new(DebugRenderer),
-        Arc::new(FakeDeployer::new_unstarted()),
+        Arc::new(FakeDeployer::new()),
         nodes(&["a", "a"]),
         PipelineConfig::default(),
     )
     .err()
     .unwrap();
     assert!(err.to_string().contains("unique"), "{err}");
-}
-
-impl FakeDeployer {
-    fn new_unstarted() -> Self {
-        Self::default()
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -464,7 +362,7 @@ async fn an_emptied_backend_is_held_while_other_changes_go_out() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     let calls = h.deployer.calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert_eq!(calls[1].0, Duration::from_millis(13_200));
+    assert_eq!(calls[1].at, Duration::from_millis(13_200));
     assert_eq!(h.status.borrow().snapshot.as_deref(), Some(&snapshot(0)));
     h.finish().await;
 }
@@ -540,10 +438,7 @@ fn b_refuses_bad(c: &NodeConfig) -> Option<DeployError> {
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_node_holds_up_neither_the_source_nor_the_other_nodes() {
-    let deployer = FakeDeployer {
-        node_delay: [("b".to_owned(), Duration::from_secs(60))].into(),
-        ..FakeDeployer::new()
-    };
+    let deployer = FakeDeployer::new().with_node_delay("b", Duration::from_secs(60));
     let h = start(deployer, &["a", "b", "c"], PipelineConfig::default());
     for n in 1..=3u8 {
         h.tx.send(snapshot(n)).unwrap();
@@ -575,10 +470,7 @@ async fn a_hung_node_holds_up_neither_the_source_nor_the_other_nodes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_service_is_quarantined_on_that_node_and_the_rest_goes_out_at_once() {
-    let deployer = FakeDeployer {
-        refuse: Some(b_refuses_bad),
-        ..FakeDeployer::new()
-    };
+    let deployer = FakeDeployer::new().refusing(b_refuses_bad);
     let config = PipelineConfig {
         resync_interval: Duration::from_secs(60),
         ..PipelineConfig::default()
@@ -656,10 +548,7 @@ async fn a_refused_config_nothing_can_be_blamed_for_is_not_sent_again_unchanged(
             haproxy_output: "[ALERT] parsing [haproxy.cfg:3] : unknown keyword in 'global'".into(),
         })
     }
-    let deployer = FakeDeployer {
-        refuse: Some(refuse_all_on_b),
-        ..FakeDeployer::new()
-    };
+    let deployer = FakeDeployer::new().refusing(refuse_all_on_b);
     let h = start(deployer, &["a", "b"], PipelineConfig::default());
     h.tx.send(snapshot(1)).unwrap();
     tokio::time::sleep(Duration::from_secs(50)).await;
@@ -682,10 +571,7 @@ async fn a_refused_config_nothing_can_be_blamed_for_is_not_sent_again_unchanged(
 
 #[tokio::test(start_paused = true)]
 async fn without_the_renderers_word_the_services_changed_since_the_last_good_config_are_blamed() {
-    let deployer = FakeDeployer {
-        refuse: Some(b_refuses_bad),
-        ..FakeDeployer::new()
-    };
+    let deployer = FakeDeployer::new().refusing(b_refuses_bad);
     // DebugRenderer cannot tell: the change that came with the refusal is blamed.
     let h = start(deployer, &["a", "b"], PipelineConfig::default());
     h.tx.send(snapshot(1)).unwrap();
@@ -713,10 +599,7 @@ async fn a_service_every_node_refused_is_not_held_when_it_leaves() {
                 ports: vec![22],
             })
     }
-    let deployer = FakeDeployer {
-        refuse: Some(refuse_bad),
-        ..FakeDeployer::new()
-    };
+    let deployer = FakeDeployer::new().refusing(refuse_bad);
     let config = PipelineConfig {
         empty_backend_hold: Duration::from_secs(10),
         ..PipelineConfig::default()
@@ -764,10 +647,7 @@ impl crate::HealthProbe for FakeProbe {
 
 #[tokio::test(start_paused = true)]
 async fn health_follows_probes_with_fall_and_rise_even_while_a_deploy_hangs() {
-    let deployer = Arc::new(FakeDeployer {
-        node_delay: [("b".to_owned(), Duration::from_secs(3600))].into(),
-        ..FakeDeployer::new()
-    });
+    let deployer = Arc::new(FakeDeployer::new().with_node_delay("b", Duration::from_secs(3600)));
     let probe = Arc::new(FakeProbe::default());
     let pipeline = Pipeline::new(
         Arc::new(DebugRenderer),

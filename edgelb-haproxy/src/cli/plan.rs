@@ -12,6 +12,11 @@ use edgelb_core::DeployError;
 use crate::cli::runtime::{RuntimeApi, RuntimeCommand, ServerAdminState, ServerState};
 use crate::live_file::ServerSlot;
 
+/// The `tracing` target of the event logged (at debug) when an edge's runtime API has taken
+/// the commands of an endpoint change: the moment the change is live there. Benchmarks and
+/// log filters (`RUST_LOG=edgelb_haproxy::runtime_applied=debug`) key on it.
+pub const RUNTIME_APPLIED_TARGET: &str = "edgelb_haproxy::runtime_applied";
+
 /// Runtime commands per request: HAProxy reads one request line into one buffer
 /// (`tune.bufsize`, 16 KiB by default), so long batches are split below that.
 const MAX_REQUEST_CHARS: usize = 8 * 1024;
@@ -307,7 +312,8 @@ pub(crate) async fn push(
     let running = api.show_servers_state(None).await?;
     let commands = send_plan(api, slots, &running).await?;
     // The change is live in the running process from here on (the benchmarks time this).
-    tracing::debug!(node = api.node(), commands, "runtime API commands applied");
+    // An explicit target: benchmarks and log filters key on it, not on this file's path.
+    tracing::debug!(target: RUNTIME_APPLIED_TARGET, node = api.node(), commands, "runtime API commands applied");
     Ok(commands)
 }
 

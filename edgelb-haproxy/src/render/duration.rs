@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::de::{self, Visitor};
+use serde::de;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The longest duration HAProxy takes for a timer: its timers are signed 32-bit milliseconds
@@ -99,10 +99,7 @@ impl FromStr for ConfigDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let d = edgelb_core::duration::parse(s)?;
-        let millis = u64::try_from(d.as_millis())
-            .map_err(|_| format!("invalid duration {:?}: it is too large", s.trim()))?;
-        Ok(Self { millis })
+        Self::try_from(edgelb_core::duration::parse(s)?)
     }
 }
 
@@ -113,34 +110,22 @@ impl Serialize for ConfigDuration {
 }
 
 impl<'de> Deserialize<'de> for ConfigDuration {
+    /// Through [`edgelb_core::duration::deserialize`], the one reader of every duration.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DurationVisitor;
+        let d = edgelb_core::duration::deserialize(deserializer)?;
+        Self::try_from(d).map_err(de::Error::custom)
+    }
+}
 
-        impl Visitor<'_> for DurationVisitor {
-            type Value = ConfigDuration;
+impl TryFrom<Duration> for ConfigDuration {
+    type Error = String;
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration with a unit, e.g. \"500ms\", \"5s\", \"1m\" or \"1h\"")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ConfigDuration, E> {
-                v.parse().map_err(E::custom)
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ConfigDuration, E> {
-                Err(E::custom(format!(
-                    "duration {v} has no unit; write e.g. \"{v}ms\" or \"{v}s\" (units: ms, s, m, h, d)"
-                )))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ConfigDuration, E> {
-                Err(E::custom(format!(
-                    "duration {v} is a bare number; write a positive number with a unit, e.g. \"5s\""
-                )))
-            }
-        }
-
-        deserializer.deserialize_any(DurationVisitor)
+    /// Whole milliseconds of `d` (sub-millisecond parts are dropped); an error for a
+    /// duration whose milliseconds do not fit in 64 bits.
+    fn try_from(d: Duration) -> Result<Self, String> {
+        u64::try_from(d.as_millis())
+            .map(Self::from_millis)
+            .map_err(|_| format!("duration {d:?} is too large"))
     }
 }
 
