@@ -7,6 +7,7 @@ use std::time::Duration;
 use edgelb_core::{Applied, DeployError, Digest, RenderedConfig};
 use tokio::time::Instant;
 
+use crate::acl_update;
 use crate::host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::listen_check;
@@ -101,7 +102,11 @@ async fn try_runtime_update(
     // The running servers first, so traffic follows the change as soon as possible (and the
     // commands do not queue behind `haproxy -c` for the CPU); then the safety net, its
     // independent steps together: the new file written and validated, the previous one kept.
-    let pushed = runtime_update::push(&api, &split.servers).await;
+    let pushed = async {
+        let servers = runtime_update::push(&api, &split.servers).await?;
+        Ok::<_, String>(servers + acl_update::push(host, socket, live_text, &config.text).await?)
+    }
+    .await;
     let (validated, kept) = futures::join!(
         async {
             host.write_file(&new_path, config.text.as_bytes()).await?;
@@ -115,6 +120,9 @@ async fn try_runtime_update(
                 node,
                 "new config rejected after runtime API changes; undoing them"
             );
+            if let Err(e) = acl_update::push(host, socket, &config.text, live_text).await {
+                tracing::error!(node, error = %e, "undoing the source range changes failed");
+            }
             match running_drift::restore_running_servers(host, layout, live_text).await {
                 Ok(applied) => {
                     tracing::info!(node, %applied, "runtime API changes undone; the live config is what runs");
@@ -129,9 +137,9 @@ async fn try_runtime_update(
     kept?;
     let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
         let commands = pushed?;
-        runtime_update::verify(&api, &split.servers)
-            .await
-            .map(|()| commands)
+        runtime_update::verify(&api, &split.servers).await?;
+        acl_update::verify(host, socket, live_text, &config.text).await?;
+        Ok::<_, String>(commands)
     });
     swapped?;
     match checked {

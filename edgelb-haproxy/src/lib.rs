@@ -6,6 +6,7 @@
 //! roll back transaction, and HAProxy's master CLI.
 #![forbid(unsafe_code)]
 
+pub mod acl_update;
 pub mod apply;
 mod child_log;
 mod config_sections;
@@ -35,9 +36,10 @@ pub use layout::HaproxyLayout;
 pub use local::{LocalDeployer, LocalHost};
 pub use master_cli::MasterProcs;
 pub use render::{
-    BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration, HaproxyRenderer, HealthCheck,
-    LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RenderOptions, RunAs, SPARE_ADDRESS,
-    SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name,
+    AFFINITY_TABLE_SIZE, BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration,
+    HaproxyRenderer, HealthCheck, LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RANGES_PER_LINE,
+    RenderOptions, RunAs, SOURCE_ACL_ID_BASE, SOURCE_ACL_NAME, SPARE_ADDRESS, SlotOptions,
+    TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name, source_acl_id,
 };
 pub use runtime_api::RuntimeApi;
 #[cfg(feature = "ssh")]

@@ -1,7 +1,8 @@
 //! Endpoint-only changes without a reload.
 //!
 //! When a new config differs from the live one only in server lines of backends (address,
-//! port, `weight`, `disabled`), the running HAProxy is brought to what the new file says
+//! port, `weight`, `disabled`) and in the source ranges of frontends (see
+//! [`acl_update`](crate::acl_update)), the running HAProxy is brought to what the new file says
 //! through the runtime API, the new file is validated and swapped in (a later reload or
 //! restart then gives the same state: a reload forgets runtime changes), and `show servers
 //! state` is checked against the file. Anything else, or any mismatch, falls back to the
@@ -109,6 +110,11 @@ pub fn split_config(text: &str) -> SplitConfig {
         {
             skeleton.push(format!("server {} {rest}", slot.server));
             servers.push(slot);
+            continue;
+        }
+        // Source ranges are runtime-API material too (see `acl_update`).
+        if let Some(line) = crate::acl_update::skeleton_line(&section, &words) {
+            skeleton.push(line);
             continue;
         }
         skeleton.push(words.join(" "));

@@ -1,0 +1,278 @@
+//! Source-range changes (`spec.loadBalancerSourceRanges`) without a reload.
+//!
+//! The renderer puts a frontend's allowed ranges on `acl` lines with fixed pattern-list ids
+//! (see `render/acl.rs`). When a new config differs from the live one only there (and in
+//! server lines), the runtime path of [`apply_config`](crate::apply::apply_config) replaces
+//! each changed list in the running HAProxy with HAProxy's versioned, atomic replacement:
+//!
+//! ```text
+//! prepare acl #1000443000                  → New version created: 7
+//! add acl @7 #1000443000 10.0.0.0/8        (one per range; the live list is untouched)
+//! commit acl @7 #1000443000                (the new list replaces the old one at once)
+//! ```
+//!
+//! so no connection ever meets an empty or half-written list. A long list spans several
+//! lines (several ids), and a range can move from one line to the next when others are added
+//! or removed: then every changed list first gets the union of its old and new ranges, and
+//! only then its new ranges, so a range that stays allowed is never missing, even between two
+//! commits. The new file is written, validated and swapped in as for server changes (a
+//! reload sees the same lists), and each changed list is read back (`show acl #id`) and
+//! compared with the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use edgelb_core::IpNet;
+
+use crate::host::EdgeHost;
+use crate::render::SOURCE_ACL_NAME;
+
+/// Runtime commands per request, kept well below HAProxy's request buffer (16 KiB).
+const MAX_REQUEST_CHARS: usize = 8 * 1024;
+
+/// The source ACL lines of a config: pattern-list id → ranges, in file order of the ranges.
+pub type SourceAcls = BTreeMap<u32, Vec<IpNet>>;
+
+/// If `words` (a config line split on whitespace) is one of edgelb's source ACL lines
+/// (`acl edgelb_source_allowed src -u ID RANGE…`): its id and its ranges as written.
+fn parse_line<'a>(words: &'a [&'a str]) -> Option<(u32, &'a [&'a str])> {
+    match words {
+        ["acl", name, "src", "-u", id, ranges @ ..] if *name == SOURCE_ACL_NAME => {
+            Some((id.parse().ok()?, ranges))
+        }
+        _ => None,
+    }
+}
+
+/// The line as the config's skeleton keeps it (what only a reload can change): an edgelb
+/// source ACL line of a frontend without its ranges, which the runtime API can change.
+/// `None` for any other line.
+pub fn skeleton_line(section: &str, words: &[&str]) -> Option<String> {
+    if section != "frontend" {
+        return None;
+    }
+    let (id, ranges) = parse_line(words)?;
+    // Only ranges this module can send; anything else stays in the skeleton whole.
+    ranges
+        .iter()
+        .all(|r| r.parse::<IpNet>().is_ok())
+        .then(|| format!("acl {SOURCE_ACL_NAME} src -u {id}"))
+}
+
+/// The source ACL lines of frontends in `text`, by id. Lines whose ranges do not parse are
+/// left out (they stay in the skeleton, so such a change reloads).
+pub fn source_acls(text: &str) -> SourceAcls {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut acls = SourceAcls::new();
+    for section in crate::config_sections::sections(text) {
+        if section.kind != "frontend" {
+            continue;
+        }
+        // 1-based, inclusive; the keyword line itself holds no ACL.
+        let body = lines
+            .get(section.first_line..section.last_line)
+            .unwrap_or_default();
+        for line in body {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let Some((id, ranges)) = parse_line(&words)
+                && let Ok(ranges) = ranges.iter().map(|r| r.parse()).collect::<Result<_, _>>()
+            {
+                acls.insert(id, ranges);
+            }
+        }
+    }
+    acls
+}
+
+/// One pattern list's full new contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclReplacement {
+    /// The pattern list's id (`#id`).
+    pub id: u32,
+    /// Its ranges after the replacement.
+    pub ranges: Vec<IpNet>,
+}
+
+/// The replacements that bring the running lists (`live`) to `new`, in order: the union
+/// step first when more than one list changes (see the module docs), then the new contents.
+/// Lists in `new` that `live` lacks (or the reverse) cannot be changed at runtime: the
+/// skeleton comparison sends such changes to a reload before this runs.
+pub fn plan(live: &SourceAcls, new: &SourceAcls) -> Vec<AclReplacement> {
+    let changed: Vec<(u32, &Vec<IpNet>, &Vec<IpNet>)> = new
+        .iter()
+        .filter_map(|(id, ranges)| {
+            let old = live.get(id)?;
+            let same = old.iter().collect::<BTreeSet<_>>() == ranges.iter().collect();
+            (!same).then_some((*id, old, ranges))
+        })
+        .collect();
+    let mut steps = Vec::new();
+    if changed.len() > 1 {
+        for (id, old, ranges) in &changed {
+            let union: BTreeSet<IpNet> = old.iter().chain(ranges.iter()).copied().collect();
+            steps.push(AclReplacement {
+                id: *id,
+                ranges: union.into_iter().collect(),
+            });
+        }
+    }
+    steps.extend(changed.into_iter().map(|(id, _, ranges)| AclReplacement {
+        id,
+        ranges: ranges.clone(),
+    }));
+    steps
+}
+
+/// Sends `line` to the runtime API socket and returns the answer.
+async fn command(host: &dyn EdgeHost, socket: &str, line: &str) -> Result<String, String> {
+    host.socket_command(socket, line)
+        .await
+        .map_err(|e| format!("`{}`: {e}", first_words(line)))
+}
+
+/// The start of a long command line, for messages.
+fn first_words(line: &str) -> String {
+    let mut cut: String = line.chars().take(80).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    cut
+}
+
+/// Replaces the running list `#id` with `ranges`, atomically (prepare, add, commit); returns
+/// how many commands that took.
+pub async fn replace(
+    host: &dyn EdgeHost,
+    socket: &str,
+    step: &AclReplacement,
+) -> Result<usize, String> {
+    let id = step.id;
+    let answer = command(host, socket, &format!("prepare acl #{id}")).await?;
+    let version: u32 = answer
+        .trim()
+        .strip_prefix("New version created:")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "`prepare acl #{id}` answered {}",
+                edgelb_core::text::quoted(answer.trim())
+            )
+        })?;
+    let mut sent = 1;
+    let mut batch = Vec::new();
+    let mut chars = 0;
+    for range in &step.ranges {
+        let line = format!("add acl @{version} #{id} {range}");
+        if !batch.is_empty() && chars + line.len() + 2 > MAX_REQUEST_CHARS {
+            sent += send_adds(host, socket, &batch).await?;
+            batch.clear();
+            chars = 0;
+        }
+        chars += line.len() + 2;
+        batch.push(line);
+    }
+    if !batch.is_empty() {
+        sent += send_adds(host, socket, &batch).await?;
+    }
+    let answer = command(host, socket, &format!("commit acl @{version} #{id}")).await?;
+    if !answer.trim().is_empty() {
+        return Err(format!(
+            "`commit acl @{version} #{id}` answered {}",
+            edgelb_core::text::quoted(answer.trim())
+        ));
+    }
+    Ok(sent + 1)
+}
+
+/// Sends `add acl` lines in one request; each answers nothing when it took.
+async fn send_adds(host: &dyn EdgeHost, socket: &str, lines: &[String]) -> Result<usize, String> {
+    let answer = command(host, socket, &lines.join("; ")).await?;
+    let said: Vec<&str> = answer.lines().filter(|l| !l.trim().is_empty()).collect();
+    if let Some(first) = said.first() {
+        return Err(format!(
+            "`{}` … answered {}",
+            first_words(&lines[0]),
+            edgelb_core::text::quoted(first.trim())
+        ));
+    }
+    Ok(lines.len())
+}
+
+/// Brings the running source ACLs from what `live_text` says to what `new_text` says
+/// (see [`plan`]); returns how many commands that took. `Err` says what failed; lists
+/// committed before it keep their new contents.
+pub async fn push(
+    host: &dyn EdgeHost,
+    socket: &str,
+    live_text: &str,
+    new_text: &str,
+) -> Result<usize, String> {
+    let steps = plan(&source_acls(live_text), &source_acls(new_text));
+    let mut sent = 0;
+    for step in &steps {
+        sent += replace(host, socket, step).await?;
+    }
+    if !steps.is_empty() {
+        tracing::debug!(
+            node = host.node(),
+            lists = steps.len(),
+            commands = sent,
+            "source ranges replaced through the runtime API"
+        );
+    }
+    Ok(sent)
+}
+
+/// Reads back (`show acl #id`) every list that differs between `live_text` and `new_text`
+/// and compares it with `new_text`; `Err` names the first that differs.
+pub async fn verify(
+    host: &dyn EdgeHost,
+    socket: &str,
+    live_text: &str,
+    new_text: &str,
+) -> Result<(), String> {
+    let live = source_acls(live_text);
+    for (id, want) in source_acls(new_text) {
+        if live.get(&id) == Some(&want) {
+            continue;
+        }
+        let answer = command(host, socket, &format!("show acl #{id}")).await?;
+        let running =
+            parse_show_acl(&answer).map_err(|e| format!("reading `show acl #{id}`: {e}"))?;
+        let want: BTreeSet<IpNet> = want.into_iter().collect();
+        if running != want {
+            return Err(format!(
+                "source ACL #{id} runs {} ranges instead of the file's {} ({} missing, {} extra)",
+                running.len(),
+                want.len(),
+                want.difference(&running).count(),
+                running.difference(&want).count()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `show acl #id`: one `0xADDRESS PATTERN` line per entry.
+pub fn parse_show_acl(text: &str) -> Result<BTreeSet<IpNet>, String> {
+    let mut ranges = BTreeSet::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let pattern = match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [addr, pattern] if addr.starts_with("0x") => pattern,
+            _ => {
+                return Err(format!(
+                    "unexpected line {}",
+                    edgelb_core::text::quoted(line)
+                ));
+            }
+        };
+        let range = pattern
+            .parse::<IpNet>()
+            .or_else(|_| pattern.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("unexpected pattern {}", edgelb_core::text::quoted(pattern)))?;
+        ranges.insert(range);
+    }
+    Ok(ranges)
+}
+
+#[cfg(test)]
+mod tests;
