@@ -26,7 +26,8 @@ use edgelb_core::IpNet;
 use crate::host::EdgeHost;
 use crate::render::SOURCE_ACL_NAME;
 
-/// Runtime commands per request, kept well below HAProxy's request buffer (16 KiB).
+/// Characters of runtime commands per request, kept well below HAProxy's request buffer
+/// (`tune.bufsize`, 16 KiB by default).
 const MAX_REQUEST_CHARS: usize = 8 * 1024;
 
 /// The source ACL lines of a config: pattern-list id → ranges, in file order of the ranges.
@@ -122,11 +123,80 @@ pub fn plan(live: &SourceAcls, new: &SourceAcls) -> Vec<AclReplacement> {
     steps
 }
 
-/// Sends `line` to the runtime API socket and returns the answer.
-async fn command(host: &dyn EdgeHost, socket: &str, line: &str) -> Result<String, String> {
-    host.socket_command(socket, line)
-        .await
-        .map_err(|e| format!("`{}`: {e}", first_words(line)))
+/// Sends `lines` as few requests as fit HAProxy's request buffer (`a; b; c`) and returns
+/// each command's answer, in order. An answer ends with an empty line (an empty answer is
+/// just that line), as HAProxy's CLI writes them.
+async fn request(
+    host: &dyn EdgeHost,
+    socket: &str,
+    lines: &[String],
+) -> Result<Vec<String>, String> {
+    let mut answers = Vec::with_capacity(lines.len());
+    let mut start = 0;
+    while start < lines.len() {
+        let mut end = start;
+        let mut chars = 0;
+        while let Some(line) = lines.get(end) {
+            if end > start && chars + line.len() + 2 > MAX_REQUEST_CHARS {
+                break;
+            }
+            chars += line.len() + 2;
+            end += 1;
+        }
+        let batch = &lines[start..end];
+        let text = host
+            .socket_command(socket, &batch.join("; "))
+            .await
+            .map_err(|e| format!("`{}`: {e}", first_words(&batch[0])))?;
+        let got = split_answers(&text);
+        if got.len() < batch.len() {
+            return Err(format!(
+                "haproxy answered {} of {} commands starting with `{}`: {}",
+                got.len(),
+                batch.len(),
+                first_words(&batch[0]),
+                edgelb_core::text::quoted(text.trim())
+            ));
+        }
+        answers.extend(got.into_iter().take(batch.len()));
+        start = end;
+    }
+    Ok(answers)
+}
+
+/// Splits the answer to `a; b; c` at the empty line that ends each command's answer.
+fn split_answers(text: &str) -> Vec<String> {
+    let mut answers = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            answers.push(current.join("\n"));
+            current.clear();
+        } else {
+            current.push(line);
+        }
+    }
+    if !current.is_empty() {
+        answers.push(current.join("\n"));
+    }
+    answers
+}
+
+/// Sends commands that answer nothing when they take (`add acl`, `commit acl`).
+async fn request_silent(host: &dyn EdgeHost, socket: &str, lines: &[String]) -> Result<(), String> {
+    let answers = request(host, socket, lines).await?;
+    match lines
+        .iter()
+        .zip(&answers)
+        .find(|(_, a)| !a.trim().is_empty())
+    {
+        None => Ok(()),
+        Some((line, answer)) => Err(format!(
+            "`{}` answered {}",
+            first_words(line),
+            edgelb_core::text::quoted(answer.trim())
+        )),
+    }
 }
 
 /// The start of a long command line, for messages.
@@ -138,63 +208,63 @@ fn first_words(line: &str) -> String {
     cut
 }
 
-/// Replaces the running list `#id` with `ranges`, atomically (prepare, add, commit); returns
-/// how many commands that took.
-pub async fn replace(
+/// Replaces the running lists of `phase` (each id at most once) with their ranges: a new
+/// version of every list is prepared, filled and committed (each commit swaps one whole list
+/// at once); returns how many commands that took. The commands go in as few requests as fit.
+async fn apply_phase(
     host: &dyn EdgeHost,
     socket: &str,
-    step: &AclReplacement,
+    phase: &[AclReplacement],
 ) -> Result<usize, String> {
-    let id = step.id;
-    let answer = command(host, socket, &format!("prepare acl #{id}")).await?;
-    let version: u32 = answer
-        .trim()
-        .strip_prefix("New version created:")
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| {
-            format!(
-                "`prepare acl #{id}` answered {}",
-                edgelb_core::text::quoted(answer.trim())
-            )
-        })?;
-    let mut sent = 1;
-    let mut batch = Vec::new();
-    let mut chars = 0;
-    for range in &step.ranges {
-        let line = format!("add acl @{version} #{id} {range}");
-        if !batch.is_empty() && chars + line.len() + 2 > MAX_REQUEST_CHARS {
-            sent += send_adds(host, socket, &batch).await?;
-            batch.clear();
-            chars = 0;
-        }
-        chars += line.len() + 2;
-        batch.push(line);
+    let prepares: Vec<String> = phase
+        .iter()
+        .map(|s| format!("prepare acl #{}", s.id))
+        .collect();
+    let answers = request(host, socket, &prepares).await?;
+    let mut adds = Vec::new();
+    let mut commits = Vec::with_capacity(phase.len());
+    for ((step, line), answer) in phase.iter().zip(&prepares).zip(&answers) {
+        let version: u32 = answer
+            .trim()
+            .strip_prefix("New version created:")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "`{line}` answered {}",
+                    edgelb_core::text::quoted(answer.trim())
+                )
+            })?;
+        let id = step.id;
+        adds.extend(
+            step.ranges
+                .iter()
+                .map(|range| format!("add acl @{version} #{id} {range}")),
+        );
+        commits.push(format!("commit acl @{version} #{id}"));
     }
-    if !batch.is_empty() {
-        sent += send_adds(host, socket, &batch).await?;
-    }
-    let answer = command(host, socket, &format!("commit acl @{version} #{id}")).await?;
-    if !answer.trim().is_empty() {
-        return Err(format!(
-            "`commit acl @{version} #{id}` answered {}",
-            edgelb_core::text::quoted(answer.trim())
-        ));
-    }
-    Ok(sent + 1)
+    request_silent(host, socket, &adds).await?;
+    request_silent(host, socket, &commits).await?;
+    Ok(prepares.len() + adds.len() + commits.len())
 }
 
-/// Sends `add acl` lines in one request; each answers nothing when it took.
-async fn send_adds(host: &dyn EdgeHost, socket: &str, lines: &[String]) -> Result<usize, String> {
-    let answer = command(host, socket, &lines.join("; ")).await?;
-    let said: Vec<&str> = answer.lines().filter(|l| !l.trim().is_empty()).collect();
-    if let Some(first) = said.first() {
-        return Err(format!(
-            "`{}` … answered {}",
-            first_words(&lines[0]),
-            edgelb_core::text::quoted(first.trim())
-        ));
+/// Splits a plan into phases: a phase ends where a list comes up again (the union step of
+/// [`plan`], then its final step).
+fn phases(steps: &[AclReplacement]) -> Vec<&[AclReplacement]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut ids = BTreeSet::new();
+    for (i, step) in steps.iter().enumerate() {
+        if !ids.insert(step.id) {
+            out.push(&steps[start..i]);
+            start = i;
+            ids.clear();
+            ids.insert(step.id);
+        }
     }
-    Ok(lines.len())
+    if start < steps.len() {
+        out.push(&steps[start..]);
+    }
+    out
 }
 
 /// Brings the running source ACLs from what `live_text` says to what `new_text` says
@@ -208,8 +278,8 @@ pub async fn push(
 ) -> Result<usize, String> {
     let steps = plan(&source_acls(live_text), &source_acls(new_text));
     let mut sent = 0;
-    for step in &steps {
-        sent += replace(host, socket, step).await?;
+    for phase in phases(&steps) {
+        sent += apply_phase(host, socket, phase).await?;
     }
     if !steps.is_empty() {
         tracing::debug!(
@@ -231,11 +301,16 @@ pub async fn verify(
     new_text: &str,
 ) -> Result<(), String> {
     let live = source_acls(live_text);
-    for (id, want) in source_acls(new_text) {
-        if live.get(&id) == Some(&want) {
-            continue;
-        }
-        let answer = command(host, socket, &format!("show acl #{id}")).await?;
+    let changed: Vec<(u32, Vec<IpNet>)> = source_acls(new_text)
+        .into_iter()
+        .filter(|(id, want)| live.get(id) != Some(want))
+        .collect();
+    let shows: Vec<String> = changed
+        .iter()
+        .map(|(id, _)| format!("show acl #{id}"))
+        .collect();
+    let answers = request(host, socket, &shows).await?;
+    for ((id, want), answer) in changed.into_iter().zip(answers) {
         let running =
             parse_show_acl(&answer).map_err(|e| format!("reading `show acl #{id}`: {e}"))?;
         let want: BTreeSet<IpNet> = want.into_iter().collect();

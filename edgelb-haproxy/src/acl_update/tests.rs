@@ -128,3 +128,28 @@ fn show_acl_is_parsed_and_garbage_refused() {
     assert!(parse_show_acl("0x1 not-a-range\n").is_err());
     assert!(parse_show_acl("").unwrap().is_empty());
 }
+
+#[test]
+fn a_plan_splits_into_phases_where_a_list_comes_up_again() {
+    let step = |id| AclReplacement {
+        id,
+        ranges: Vec::new(),
+    };
+    let steps = [step(1), step(2), step(1), step(2)];
+    let got: Vec<Vec<u32>> = phases(&steps)
+        .iter()
+        .map(|p| p.iter().map(|s| s.id).collect())
+        .collect();
+    assert_eq!(got, vec![vec![1, 2], vec![1, 2]]);
+    assert_eq!(phases(&[step(7)]).len(), 1);
+    assert!(phases(&[]).is_empty());
+}
+
+#[test]
+fn answers_split_at_their_empty_lines() {
+    let text = "New version created: 3\n\n\n0x1 10.0.0.0/8\n0x2 fd00::/8\n\n";
+    assert_eq!(
+        split_answers(text),
+        ["New version created: 3", "", "0x1 10.0.0.0/8\n0x2 fd00::/8"]
+    );
+}
