@@ -16,8 +16,8 @@
 //! or removed: then every changed list first gets the union of its old and new ranges, and
 //! only then its new ranges, so a range that stays allowed is never missing, even between two
 //! commits. The new file is written, validated and swapped in as for server changes (a
-//! reload sees the same lists), and each changed list is read back (`show acl #id`) and
-//! compared with the file.
+//! reload sees the same lists), and every list is read back (`show acl #id`) and compared
+//! with the file, so a list an interrupted update left wrong is found too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -292,25 +292,18 @@ pub async fn push(
     Ok(sent)
 }
 
-/// Reads back (`show acl #id`) every list that differs between `live_text` and `new_text`
-/// and compares it with `new_text`; `Err` names the first that differs.
-pub async fn verify(
-    host: &dyn EdgeHost,
-    socket: &str,
-    live_text: &str,
-    new_text: &str,
-) -> Result<(), String> {
-    let live = source_acls(live_text);
-    let changed: Vec<(u32, Vec<IpNet>)> = source_acls(new_text)
-        .into_iter()
-        .filter(|(id, want)| live.get(id) != Some(want))
-        .collect();
-    let shows: Vec<String> = changed
+/// Reads back (`show acl #id`, one request) every source ACL list of `text` and compares it
+/// with the file; `Err` names the first that differs. All lists, not only the changed ones:
+/// a list left wrong by an earlier interrupted update is found too (and the caller's reload
+/// repairs it).
+pub async fn verify(host: &dyn EdgeHost, socket: &str, text: &str) -> Result<(), String> {
+    let lists: Vec<(u32, Vec<IpNet>)> = source_acls(text).into_iter().collect();
+    let shows: Vec<String> = lists
         .iter()
         .map(|(id, _)| format!("show acl #{id}"))
         .collect();
     let answers = request(host, socket, &shows).await?;
-    for ((id, want), answer) in changed.into_iter().zip(answers) {
+    for ((id, want), answer) in lists.into_iter().zip(answers) {
         let running =
             parse_show_acl(&answer).map_err(|e| format!("reading `show acl #{id}`: {e}"))?;
         let want: BTreeSet<IpNet> = want.into_iter().collect();

@@ -138,7 +138,7 @@ async fn try_runtime_update(
     let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
         let commands = pushed?;
         runtime_update::verify(&api, &split.servers).await?;
-        acl_update::verify(host, socket, live_text, &config.text).await?;
+        acl_update::verify(host, socket, &config.text).await?;
         Ok::<_, String>(commands)
     });
     swapped?;

@@ -237,7 +237,7 @@ async fn source_ranges_change_without_reload_and_affinity_sticks() {
     );
     // Every running list is what the file on the edge says (a reload would give the same).
     let host = deployer.host(&node).unwrap();
-    acl_update::verify(&host, STATS_SOCKET, "", &edge.live_config())
+    acl_update::verify(&host, STATS_SOCKET, &edge.live_config())
         .await
         .unwrap();
 
