@@ -5,6 +5,7 @@
 //!   the edge says the same;
 //! * `sessionAffinity: ClientIP`: one client's connections reach one backend, while without it
 //!   they spread;
+//! * the Ansible deployer deploys the ranges too (with a reload: it always reloads);
 //! * through `edgelb run` against the fake API server: an invalid CIDR is a Warning Event and
 //!   the Service keeps its previous ranges.
 //!
@@ -21,6 +22,7 @@ use edgelb_core::{
     ServiceKey, SessionAffinity, Snapshot,
 };
 use edgelb_haproxy::{HaproxyRenderer, SshDeployer, acl_update};
+use edgelb_tests::conformance::{AnsibleUnderTest, DeployerUnderTest};
 use edgelb_tests::controller::{Controller, free_port, wait_for_backends};
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer};
@@ -259,6 +261,45 @@ async fn source_ranges_change_without_reload_and_affinity_sticks() {
     for c in [&client, &other] {
         let seen = backends_seen(c, target, 30).await;
         assert_eq!(seen.len(), 1, "{} sticks to one backend: {seen:?}", c.netns);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ansible_deployer_deploys_source_ranges_too() {
+    let test = "the_ansible_deployer_deploys_source_ranges_too";
+    let dut = AnsibleUnderTest::default();
+    if !dut.available_or_skip(test) {
+        return;
+    }
+    let Some(mut tb) = Testbed::start_or_skip(
+        test,
+        TestbedConfig {
+            edges: 1,
+            backends: 2,
+        },
+        testbed_tools!(),
+    ) else {
+        return;
+    };
+    let (other, other_ip) = tb.add_client("client2", 4).unwrap();
+    let (client, client_ip) = (tb.client.clone(), tb.client_ip());
+    let deployer = dut.deployer(&tb);
+    let renderer = renderer();
+    let node = tb.edges[0].node();
+    let target = tb.edge_addr(0, LISTEN_PORT);
+    let backends = tb.cluster.backends.clone();
+    for (allowed, refused, ip) in [(&client, &other, client_ip), (&other, &client, other_ip)] {
+        let snapshot = snapshot(&backends, Some(vec![host_range(ip)]), None);
+        let config = renderer.render(&snapshot, &node).unwrap();
+        let outcome = deployer
+            .deploy(&[NodeConfig {
+                node: node.clone(),
+                config,
+            }])
+            .await;
+        assert_eq!(outcome[0].result, Ok(Applied::Reloaded), "{outcome:?}");
+        wait_served(allowed, target, "ansible deploy").await;
+        assert_served(refused, target, false, "ansible deploy").await;
     }
 }
 
