@@ -211,7 +211,7 @@ fn first_words(line: &str) -> String {
 /// Replaces the running lists of `phase` (each id at most once) with their ranges: a new
 /// version of every list is prepared, filled and committed (each commit swaps one whole list
 /// at once); returns how many commands that took. The commands go in as few requests as fit.
-async fn apply_phase(
+pub(crate) async fn apply_phase(
     host: &dyn EdgeHost,
     socket: &str,
     phase: &[AclReplacement],
@@ -249,7 +249,7 @@ async fn apply_phase(
 
 /// Splits a plan into phases: a phase ends where a list comes up again (the union step of
 /// [`plan`], then its final step).
-fn phases(steps: &[AclReplacement]) -> Vec<&[AclReplacement]> {
+pub(crate) fn phases(steps: &[AclReplacement]) -> Vec<&[AclReplacement]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut ids = BTreeSet::new();
@@ -297,23 +297,46 @@ pub async fn push(
 /// a list left wrong by an earlier interrupted update is found too (and the caller's reload
 /// repairs it).
 pub async fn verify(host: &dyn EdgeHost, socket: &str, text: &str) -> Result<(), String> {
-    let lists: Vec<(u32, Vec<IpNet>)> = source_acls(text).into_iter().collect();
-    let shows: Vec<String> = lists
-        .iter()
-        .map(|(id, _)| format!("show acl #{id}"))
-        .collect();
+    let file = source_acls(text);
+    let running = read_running(host, socket, file.keys().copied()).await?;
+    compare(&file, &running)
+}
+
+/// The running contents of the lists `ids` (`show acl #id`, in as few requests as fit).
+pub(crate) async fn read_running(
+    host: &dyn EdgeHost,
+    socket: &str,
+    ids: impl Iterator<Item = u32>,
+) -> Result<BTreeMap<u32, BTreeSet<IpNet>>, String> {
+    let ids: Vec<u32> = ids.collect();
+    let shows: Vec<String> = ids.iter().map(|id| format!("show acl #{id}")).collect();
     let answers = request(host, socket, &shows).await?;
-    for ((id, want), answer) in lists.into_iter().zip(answers) {
-        let running =
-            parse_show_acl(&answer).map_err(|e| format!("reading `show acl #{id}`: {e}"))?;
-        let want: BTreeSet<IpNet> = want.into_iter().collect();
-        if running != want {
+    ids.into_iter()
+        .zip(answers)
+        .map(|(id, answer)| {
+            parse_show_acl(&answer)
+                .map(|ranges| (id, ranges))
+                .map_err(|e| format!("reading `show acl #{id}`: {e}"))
+        })
+        .collect()
+}
+
+/// Whether the running lists are what the file's say; `Err` names the first that is not.
+pub(crate) fn compare(
+    file: &SourceAcls,
+    running: &BTreeMap<u32, BTreeSet<IpNet>>,
+) -> Result<(), String> {
+    for (id, want) in file {
+        let want: BTreeSet<IpNet> = want.iter().copied().collect();
+        let empty = BTreeSet::new();
+        let runs = running.get(id).unwrap_or(&empty);
+        if *runs != want {
             return Err(format!(
                 "source ACL #{id} runs {} ranges instead of the file's {} ({} missing, {} extra)",
-                running.len(),
+                runs.len(),
                 want.len(),
-                want.difference(&running).count(),
-                running.difference(&want).count()
+                want.difference(runs).count(),
+                runs.difference(&want).count()
             ));
         }
     }

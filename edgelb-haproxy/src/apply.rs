@@ -27,7 +27,7 @@ pub async fn apply_config(
     let live = host.read_file(live_path).await?;
     if live.as_deref().and_then(live_digest_of) == Some(config.digest) {
         // The file is right; the running servers may still have been changed by hand.
-        return running_drift::restore_running_servers(host, layout, &config.text).await;
+        return crate::acl_drift::restore_running(host, layout, &config.text).await;
     }
     if let Some(live) = live.as_deref()
         && let Some(applied) = try_runtime_update(host, layout, live, config).await?

@@ -6,6 +6,7 @@
 //! roll back transaction, and HAProxy's master CLI.
 #![forbid(unsafe_code)]
 
+mod acl_drift;
 pub mod acl_update;
 pub mod apply;
 mod child_log;

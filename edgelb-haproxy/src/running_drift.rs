@@ -23,9 +23,10 @@ use crate::runtime_update::{self, ServerSlot};
 pub async fn running_drift(host: &dyn EdgeHost, text: &str) -> Option<String> {
     let split = runtime_update::split_config(text);
     let socket = split.stats_socket.as_deref()?;
-    drift_of(host, socket, &split.servers)
-        .await
-        .map(|(why, _)| why)
+    match drift_of(host, socket, &split.servers).await {
+        Some((why, _)) => Some(why),
+        None => crate::acl_drift::drift(host, socket, text).await,
+    }
 }
 
 /// How the servers running behind `socket` differ from `slots`, with what runs; `None` as

@@ -2,7 +2,7 @@
 //! namespaces at different addresses:
 //! * `loadBalancerSourceRanges`: only clients inside the ranges are served; range changes
 //!   (10,000 ranges included) go live through the runtime API with no reload, and the file on
-//!   the edge says the same;
+//!   the edge says the same; a range added by hand is drift, taken out again without a reload;
 //! * `sessionAffinity: ClientIP`: one client's connections reach one backend, while without it
 //!   they spread;
 //! * the Ansible deployer deploys the ranges too (with a reload: it always reloads);
@@ -21,7 +21,7 @@ use edgelb_core::{
     Applied, Deployer, EdgeNode, Endpoint, IpNet, NodeConfig, PortSpec, ProxyProtocol, Renderer,
     ServiceKey, SessionAffinity, Snapshot,
 };
-use edgelb_haproxy::{HaproxyRenderer, SshDeployer, acl_update};
+use edgelb_haproxy::{EdgeHost, HaproxyRenderer, SshDeployer, acl_update};
 use edgelb_tests::conformance::{AnsibleUnderTest, DeployerUnderTest};
 use edgelb_tests::controller::{Controller, free_port, wait_for_backends};
 use edgelb_tests::fake_apiserver::FakeApiServer;
@@ -181,6 +181,30 @@ async fn source_ranges_change_without_reload_and_affinity_sticks() {
     assert_served(&client, target, false, "after the swap").await;
     assert_served(&other, target, true, "after the swap").await;
     assert!(edge.live_config().contains(&format!(" {other_ip}/32")));
+    // A range added by hand through the runtime API is drift: the resync's live digest
+    // says so, and deploying the same config takes it out again, without a reload.
+    let host = deployer.host(&node).unwrap();
+    let id = edgelb_haproxy::source_acl_id(LISTEN_PORT, 0).unwrap();
+    let answer = host
+        .socket_command(STATS_SOCKET, &format!("add acl #{id} {client_ip}/32"))
+        .await
+        .unwrap();
+    assert!(answer.trim().is_empty(), "{answer}");
+    assert_served(&client, target, true, "opened by hand").await;
+    let swapped = snapshot(&backends, only(other_ip), None);
+    let digest = renderer.render(&swapped, &node).unwrap().digest;
+    let live = deployer.live_digest(&node).await.unwrap();
+    assert!(live.is_some() && live != Some(digest), "{live:?}");
+    assert_eq!(
+        deploy(&deployer, &renderer, &node, &swapped).await,
+        Applied::RuntimeUpdated
+    );
+    assert_served(&client, target, false, "hand edit undone").await;
+    assert_eq!(deployer.live_digest(&node).await, Ok(Some(digest)));
+    assert_eq!(
+        deploy(&deployer, &renderer, &node, &swapped).await,
+        Applied::Unchanged
+    );
     // An empty list admits nobody, also without a reload.
     let applied = deploy(
         &deployer,
@@ -238,7 +262,6 @@ async fn source_ranges_change_without_reload_and_affinity_sticks() {
         "no reload: {before:?} {after:?}"
     );
     // Every running list is what the file on the edge says (a reload would give the same).
-    let host = deployer.host(&node).unwrap();
     acl_update::verify(&host, STATS_SOCKET, &edge.live_config())
         .await
         .unwrap();
