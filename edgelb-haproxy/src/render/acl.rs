@@ -19,7 +19,7 @@
 //! API addresses as `#<id>`. A frontend with an empty list gets one line without patterns:
 //! it matches nobody, so every connection is refused.
 
-use edgelb_core::IpNet;
+use edgelb_core::{IpNet, Snapshot};
 
 /// The name of the ACL that holds a frontend's allowed source ranges.
 pub const SOURCE_ACL_NAME: &str = "edgelb_source_allowed";
@@ -56,6 +56,53 @@ pub(crate) fn source_acl_lines(listen_port: u16, ranges: &[IpNet]) -> Option<Vec
             Some((id, words.join(" ")))
         })
         .collect()
+}
+
+/// Checks that a rendered config restricts every frontend whose service has source ranges:
+/// its first ACL line and the reject rule are there. A user template that overrides the
+/// `frontends` block without them would otherwise open those ports to everyone; such a
+/// config is refused instead. `Err` names the service port.
+pub(crate) fn check_rendered(snapshot: &Snapshot, text: &str) -> Result<(), String> {
+    let reject = format!("tcp-request connection reject if !{SOURCE_ACL_NAME}");
+    let acl_prefix = format!("acl {SOURCE_ACL_NAME} src -u ");
+    // One pass over the text: the ACL ids it defines and how many reject rules it has.
+    let mut ids = std::collections::BTreeSet::new();
+    let mut rejects = 0usize;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix(&acl_prefix) {
+            if let Some(id) = rest
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse::<u32>().ok())
+            {
+                ids.insert(id);
+            }
+        } else if line == reject {
+            rejects += 1;
+        }
+    }
+    let mut restricted = 0usize;
+    for (key, service) in &snapshot.services {
+        if service.source_ranges.is_none() {
+            continue;
+        }
+        for (name, port) in &service.ports {
+            restricted += 1;
+            let id = source_acl_id(port.listen_port, 0);
+            if id.is_none_or(|id| !ids.contains(&id)) {
+                return Err(format!(
+                    "{key}:{name} has source ranges but the rendered config does not restrict its frontend (no `{acl_prefix}{}` line); a template that overrides the frontends block must render fe.source_acls as the built-in one does",
+                    id.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if rejects < restricted {
+        return Err(format!(
+            "{restricted} frontends have source ranges but the rendered config has {rejects} `{reject}` rules; a template that overrides the frontends block must render one per restricted frontend as the built-in one does"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -153,6 +153,10 @@ impl HaproxyRenderer {
             context::build(snapshot, node, &self.options, &mut memory)?
         };
         let body = self.render_template(&ctx)?;
+        acl::check_rendered(snapshot, &body).map_err(|message| Error::Template {
+            name: self.template_source.clone(),
+            message,
+        })?;
         Ok(RenderedConfig::from_body(body))
     }
 
