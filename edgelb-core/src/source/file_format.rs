@@ -4,6 +4,8 @@
 //! services:
 //!   - namespace: demo
 //!     name: web
+//!     source_ranges: [192.168.0.0/16, "fd00::/8"]  # optional; absent: everyone, []: nobody
+//!     session_affinity: {timeout_seconds: 10800}    # optional: client-IP affinity
 //!     ports:
 //!       - name: http
 //!         listen: 8080
