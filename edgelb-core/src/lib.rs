@@ -29,6 +29,7 @@ mod model;
 pub mod names;
 mod node;
 mod pipeline;
+mod service_fields;
 pub mod source;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -40,11 +41,16 @@ pub use deploy::{Applied, DeployError, NodeConfig, NodeOutcome};
 pub use digest::{DIGEST_LINE_PREFIX, Digest, RenderedConfig, is_edgelbs_own, live_digest_of};
 pub use error::{Error, Result};
 pub use health::{EdgeHealth, HealthConfig, HealthTracker};
+/// CIDR ranges of [`ServiceSpec::source_ranges`].
+pub use ipnet::IpNet;
 pub use model::{
     Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot,
 };
 pub use node::{DEFAULT_POOL, EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
 pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
+pub use service_fields::{
+    MAX_SOURCE_RANGES, SessionAffinity, normalize_source_ranges, parse_source_range,
+};
 pub use source::{ChannelSource, FileSource, SnapshotSender, StaticSource};
 pub use traits::{Deployer, EndpointSource, HealthProbe, Renderer};
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::names::validate_name;
+use crate::service_fields::{MAX_SOURCE_RANGES, SessionAffinity};
 
 /// Identifies a service: `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -182,11 +183,47 @@ impl PortSpec {
     }
 }
 
-/// A service's ports, by port name.
+/// A service's ports, by port name, and the settings that apply to all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceSpec {
     /// Ports by name (the Service's port name, e.g. `websecure`).
     pub ports: BTreeMap<String, PortSpec>,
+    // Who may connect and where a client's connections go (Service fields `spec.
+    // loadBalancerSourceRanges` and `spec.sessionAffinity`; see `service_fields`).
+    /// The client address ranges allowed to connect to every port of the service:
+    /// `None` lets everyone connect; `Some(ranges)` only clients inside one of `ranges`, so
+    /// `Some(vec![])` lets **nobody** connect (a source uses it when the ranges it was given
+    /// are invalid and there are no earlier valid ones to keep: a security setting fails
+    /// closed). Sources give Kubernetes' empty list as `None`. Canonical form (see
+    /// [`crate::normalize_source_ranges`]): host bits cleared, sorted, each once.
+    pub source_ranges: Option<Vec<ipnet::IpNet>>,
+    /// Client-IP session affinity; `None` balances every connection anew.
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+impl ServiceSpec {
+    /// Checks the per-service settings: at most [`MAX_SOURCE_RANGES`] ranges, and an
+    /// affinity timeout Kubernetes would accept.
+    fn validate_fields(&self, key: &ServiceKey) -> Result<()> {
+        if let Some(ranges) = &self.source_ranges
+            && ranges.len() > MAX_SOURCE_RANGES
+        {
+            return Err(Error::InvalidSnapshot(format!(
+                "{key} has {} source ranges; at most {MAX_SOURCE_RANGES} are allowed: merge them into wider ranges",
+                ranges.len()
+            )));
+        }
+        if let Some(affinity) = self.session_affinity
+            && !(1..=SessionAffinity::MAX_TIMEOUT_SECONDS).contains(&affinity.timeout_seconds)
+        {
+            return Err(Error::InvalidSnapshot(format!(
+                "{key} has session affinity timeout {}s; give 1 to {} seconds",
+                affinity.timeout_seconds,
+                SessionAffinity::MAX_TIMEOUT_SECONDS
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The whole desired state.
@@ -240,6 +277,9 @@ impl Snapshot {
     /// no port is 0. A snapshot that fails this never reaches a renderer.
     pub fn validate(&self) -> Result<()> {
         let mut claimed: BTreeMap<u16, String> = BTreeMap::new();
+        for (key, svc) in &self.services {
+            svc.validate_fields(key)?;
+        }
         for (key, name, port) in self.ports() {
             validate_name("namespace", &key.namespace)?;
             validate_name("service name", &key.name)?;

@@ -51,6 +51,7 @@ pub mod ssh;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cli::acl::AclError;
 pub use cli::master::MasterProcs;
 pub use cli::plan::RUNTIME_APPLIED_TARGET;
 pub use cli::runtime::{
@@ -62,9 +63,10 @@ pub use error::{Error, Result};
 pub use layout::HaproxyLayout;
 pub use local::{LocalDeployer, LocalHost};
 pub use render::{
-    BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration, HaproxyRenderer, HealthCheck,
-    LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RenderOptions, RunAs, SPARE_ADDRESS,
-    SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name,
+    AFFINITY_TABLE_SIZE, BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration,
+    HaproxyRenderer, HealthCheck, LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RANGES_PER_LINE,
+    RenderOptions, RunAs, SOURCE_ACL_ID_BASE, SOURCE_ACL_NAME, SPARE_ADDRESS, SlotOptions,
+    TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name, source_acl_id,
 };
 pub use slot_seed::SLOT_SEED_TIMEOUT;
 #[cfg(feature = "ssh")]

@@ -2,7 +2,8 @@
 //!
 //! A deploy reads the live file of an edge once, and the config it brings once, into a
 //! [`LiveFile`]; every later step takes what it needs from that value: the digest comparison,
-//! the listen-port check, the runtime path and the drift repair. The renderer's slot seeding
+//! the listen-port check, the runtime path (servers, and the source ranges of frontends) and
+//! the drift repair. The renderer's slot seeding
 //! reads a live file's server slots the same way.
 //!
 //! What a server line means, the same after a reload and after the runtime path:
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 
 use edgelb_core::{Digest, RenderedConfig, live_digest_of};
 
+use crate::cli::acl::{self, SourceAcls};
 use crate::config_sections::{SECTION_KEYWORDS, ports_of};
 
 /// HAProxy's weight for a server line without `weight`.
@@ -53,6 +55,9 @@ pub(crate) struct LiveFile {
     pub(crate) skeleton: Vec<String>,
     /// The server lines of backends, in file order.
     pub(crate) servers: Vec<ServerSlot>,
+    /// The source ACL lines of frontends (`spec.loadBalancerSourceRanges`), by pattern-list
+    /// id; like server lines, the skeleton keeps only their id (see [`crate::cli::acl`]).
+    pub(crate) source_acls: SourceAcls,
     /// The path of the first `stats socket` in `global`, when it is a UNIX socket path.
     pub(crate) stats_socket: Option<String>,
     /// Every TCP port the `bind` lines listen on.
@@ -100,6 +105,7 @@ impl LiveFile {
             own,
             skeleton: Vec::new(),
             servers: Vec::new(),
+            source_acls: SourceAcls::new(),
             stats_socket: None,
             bind_ports: BTreeSet::new(),
             odd_backends: BTreeSet::new(),
@@ -151,13 +157,24 @@ impl LiveFile {
                     }
                 }
             }
+            ["acl", ..] if section == "frontend" => {
+                // Source ranges are runtime-API material too.
+                if let (Some(line), Some((id, ranges))) = (
+                    acl::skeleton_line(section, words),
+                    acl::ranges_of_line(words),
+                ) {
+                    self.skeleton.push(line);
+                    self.source_acls.insert(id, ranges);
+                    return;
+                }
+            }
             _ => {}
         }
         self.skeleton.push(words.join(" "));
     }
 
     /// `Ok` when `new` differs from this file only in what the runtime API can change (server
-    /// addresses, states and weights) and has a stats socket to change it through.
+    /// addresses, states and weights, and the source ranges of frontends) and has a stats socket to change it through.
     pub(crate) fn endpoint_only_change_to(&self, new: &LiveFile) -> Result<(), NotRuntime> {
         if self.skeleton != new.skeleton {
             let first = self

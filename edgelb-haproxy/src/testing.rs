@@ -2,8 +2,9 @@
 //! deploy reads from a config file's server lines, and the check it makes after a runtime
 //! update, for a test to assert the same.
 
-use crate::cli::plan;
 use crate::cli::runtime::RuntimeApi;
+use crate::cli::{acl, plan};
+use crate::edge_host::EdgeHost;
 use crate::live_file::LiveFile;
 
 pub use crate::cli::plan::{Mismatches, RuntimeUpdateError, ServerMismatch};
@@ -26,4 +27,20 @@ pub fn server_slots(config: &str) -> Vec<ServerSlot> {
 /// differ or do not run, or says why the state could not be read.
 pub async fn verify(api: &RuntimeApi<'_>, slots: &[ServerSlot]) -> Result<(), RuntimeUpdateError> {
     plan::verify(api, slots).await
+}
+
+/// Reads back every source ACL list (`spec.loadBalancerSourceRanges`) of `config` from the
+/// HAProxy behind `socket` on `host` and compares it with the file, as the runtime path does
+/// after a change: `Err` names the first list that differs.
+pub async fn verify_source_acls(
+    host: &dyn EdgeHost,
+    socket: &str,
+    config: &str,
+) -> Result<(), crate::AclError> {
+    acl::verify(
+        host,
+        socket,
+        &LiveFile::parse(config.as_bytes()).source_acls,
+    )
+    .await
 }

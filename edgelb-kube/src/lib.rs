@@ -54,7 +54,10 @@ mod events;
 mod leader;
 mod observed;
 mod publish;
+mod service_fields;
+mod session_affinity;
 mod source;
+mod source_ranges;
 mod status;
 
 pub use convert::SERVICE_NAME_LABEL;
@@ -68,6 +71,7 @@ pub use source::{
     DEFAULT_LOAD_BALANCER_CLASS, LoadBalancerConfig, LoadBalancerSource, NamedService,
     NamedServicesSource, PROXY_PROTOCOL_ANNOTATION, PortMapping, PortRef, validate_named_services,
 };
+pub use source_ranges::SOURCE_RANGES_ANNOTATION;
 pub use status::{FIELD_MANAGER, Ingress, StatusConfig, StatusWriter, ingress_for};
 
 /// Re-exported so callers need no direct dependency to name the client type.

@@ -456,3 +456,58 @@ fn invalid_named_service_lists_are_rejected() {
         assert!(err.to_string().contains("listed twice"), "{err}");
     });
 }
+
+/// The Service's source ranges and session affinity reach the snapshot; ranges that do not
+/// parse keep the last valid ones; the legacy annotation counts while the field is empty.
+#[tokio::test(start_paused = true)]
+async fn source_ranges_and_affinity_follow_the_service() {
+    let api = default_api();
+    let mut snaps = source(&api);
+    let first = next_snapshot(&mut snaps).await;
+    let spec = &first.services[&traefik()];
+    assert_eq!((&spec.source_ranges, spec.session_affinity), (&None, None));
+    let _slices = api.next_watch(SLICE_PATH).await;
+    let services = api.next_watch(SVC_PATH).await;
+    let ranges = |snap: &Snapshot| -> Option<Vec<String>> {
+        snap.services[&traefik()]
+            .source_ranges
+            .as_ref()
+            .map(|r| r.iter().map(ToString::to_string).collect())
+    };
+
+    let mut svc = with_rv(service_object(), "48400");
+    svc["spec"]["loadBalancerSourceRanges"] = json!(["192.168.0.0/16", " fd00::/8 "]);
+    svc["spec"]["sessionAffinity"] = json!("ClientIP");
+    svc["spec"]["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 60}});
+    services.modified(svc.clone());
+    let snap = next_snapshot(&mut snaps).await;
+    assert_eq!(
+        ranges(&snap),
+        Some(vec!["192.168.0.0/16".to_owned(), "fd00::/8".to_owned()])
+    );
+    let affinity = snap.services[&traefik()].session_affinity;
+    assert_eq!(affinity.map(|a| a.timeout_seconds), Some(60));
+
+    // A bad entry (and a port dropped, so there is a new snapshot to look at): the valid
+    // ranges stay.
+    svc["metadata"]["resourceVersion"] = json!("48410");
+    svc["spec"]["loadBalancerSourceRanges"] = json!(["10.0.0.0/8", "10.0.0.0/33"]);
+    svc["spec"]["ports"] =
+        json!([{"name": "websecure", "protocol": "TCP", "port": 443, "targetPort": "websecure"}]);
+    services.modified(svc.clone());
+    let snap = next_snapshot(&mut snaps).await;
+    assert_eq!(snap.services[&traefik()].ports.len(), 1);
+    assert_eq!(
+        ranges(&snap),
+        Some(vec!["192.168.0.0/16".to_owned(), "fd00::/8".to_owned()])
+    );
+
+    // The field emptied, the legacy annotation set: the annotation's ranges.
+    svc["metadata"]["resourceVersion"] = json!("48420");
+    svc["spec"]["loadBalancerSourceRanges"] = json!([]);
+    svc["metadata"]["annotations"] =
+        json!({"service.beta.kubernetes.io/load-balancer-source-ranges": "203.0.113.0/24"});
+    services.modified(svc);
+    let snap = next_snapshot(&mut snaps).await;
+    assert_eq!(ranges(&snap), Some(vec!["203.0.113.0/24".to_owned()]));
+}

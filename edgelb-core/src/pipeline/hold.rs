@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::{ServiceKey, Snapshot};
+use crate::model::{ServiceKey, ServiceSpec, Snapshot};
 
 /// A backend: service and port name.
 pub(crate) type BackendKey = (ServiceKey, String);
@@ -70,7 +70,9 @@ impl EmptyHold {
                     effective
                         .services
                         .entry(key.clone())
-                        .or_default()
+                        // A vanished service comes back with its settings (source ranges
+                        // above all: a held service must not open to everyone).
+                        .or_insert_with(|| without_ports(current.services.get(key)))
                         .ports
                         .insert(name.to_owned(), restored);
                     held.insert(backend, since + hold);
@@ -88,6 +90,13 @@ impl EmptyHold {
         }
         Held { effective, held }
     }
+}
+
+/// A service's settings without its ports.
+fn without_ports(spec: Option<&ServiceSpec>) -> ServiceSpec {
+    let mut spec = spec.cloned().unwrap_or_default();
+    spec.ports.clear();
+    spec
 }
 
 #[cfg(test)]
@@ -179,6 +188,24 @@ mod tests {
             &live(),
         );
         assert_eq!(out.effective, Snapshot::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vanished_service_is_held_with_its_source_ranges_and_affinity() {
+        let mut guarded = snap(&[1]);
+        let key = ServiceKey::new("ns", "web").unwrap();
+        let spec = guarded.services.get_mut(&key).unwrap();
+        spec.source_ranges = Some(vec!["10.0.0.0/8".parse().unwrap()]);
+        spec.session_affinity = Some(crate::SessionAffinity::default());
+        let mut h = EmptyHold::default();
+        let out = h.apply(
+            Some(&guarded),
+            &Snapshot::default(),
+            Duration::from_secs(5),
+            Instant::now(),
+            &live(),
+        );
+        assert_eq!(out.effective, guarded);
     }
 
     #[tokio::test(start_paused = true)]

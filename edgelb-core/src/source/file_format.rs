@@ -4,6 +4,8 @@
 //! services:
 //!   - namespace: demo
 //!     name: web
+//!     source_ranges: [192.168.0.0/16, "fd00::/8"]  # optional; absent: everyone, []: nobody
+//!     session_affinity: {timeout_seconds: 10800}    # optional: client-IP affinity
 //!     ports:
 //!       - name: http
 //!         listen: 8080
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, Snapshot};
+use crate::service_fields::{SessionAffinity, normalize_source_ranges, parse_source_range};
 use crate::yaml::YamlError;
 
 /// A whole endpoints file.
@@ -55,6 +58,28 @@ pub struct ServiceEntry {
     pub name: String,
     /// Its ports.
     pub ports: Vec<PortEntry>,
+    /// The client ranges (CIDRs, `10.0.0.0/8`, `fd00::/8`) allowed to connect to its ports;
+    /// absent: everyone; `[]`: nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ranges: Option<Vec<String>>,
+    /// Client-IP session affinity: connections from one client address go to the same
+    /// endpoint while the client comes back within the timeout. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinityEntry>,
+}
+
+/// `session_affinity:` of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionAffinityEntry {
+    /// Seconds a client's endpoint is remembered after its last connection (default 10800,
+    /// at most 86400, as in Kubernetes).
+    #[serde(default = "default_affinity_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_affinity_timeout() -> u32 {
+    SessionAffinity::DEFAULT_TIMEOUT_SECONDS
 }
 
 fn default_namespace() -> String {
@@ -168,6 +193,26 @@ impl SnapshotDocument {
                     "services[{i}]: service {key} is listed twice; merge its ports into one entry"
                 )));
             }
+            let source_ranges =
+                match svc.source_ranges {
+                    None => None,
+                    Some(texts) => {
+                        let mut ranges = Vec::with_capacity(texts.len().min(1024));
+                        for (k, text) in texts.iter().enumerate() {
+                            ranges.push(parse_source_range(text).map_err(|e| {
+                                fail(format!("services[{i}].source_ranges[{k}]: {e}"))
+                            })?);
+                        }
+                        Some(normalize_source_ranges(ranges).map_err(|e| at(".source_ranges", e))?)
+                    }
+                };
+            let session_affinity = match svc.session_affinity {
+                None => None,
+                Some(entry) => Some(
+                    SessionAffinity::client_ip(entry.timeout_seconds)
+                        .map_err(|e| at(".session_affinity", e))?,
+                ),
+            };
             let mut port_names = std::collections::BTreeSet::new();
             for (j, port) in svc.ports.into_iter().enumerate() {
                 if !port_names.insert(port.name.clone()) {
@@ -205,6 +250,11 @@ impl SnapshotDocument {
                 snapshot
                     .insert_port(key.clone(), &port.name, spec)
                     .map_err(|e| at(&format!(".ports[{j}]"), e))?;
+            }
+            // A service whose every port failed is not in the map; its settings go nowhere.
+            if let Some(spec) = snapshot.services.get_mut(&key) {
+                spec.source_ranges = source_ranges;
+                spec.session_affinity = session_affinity;
             }
         }
         snapshot.validate().map_err(|e| fail(inner(e)))?;
@@ -310,6 +360,51 @@ services:
             .into_snapshot("f")
             .unwrap_err();
         assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn source_ranges_and_session_affinity_are_read_per_service() {
+        let text = GOOD.replace(
+            "name: web\n",
+            "name: web\n    source_ranges: [10.1.2.3/8, \"fd00::/8\", 203.0.113.7]\n    session_affinity: {timeout_seconds: 600}\n",
+        );
+        let snap = SnapshotDocument::from_yaml(&text)
+            .unwrap()
+            .into_snapshot("f")
+            .unwrap();
+        let spec = snap.services.values().next().unwrap();
+        let ranges: Vec<String> = spec
+            .source_ranges
+            .iter()
+            .flatten()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ranges, ["10.0.0.0/8", "203.0.113.7/32", "fd00::/8"]);
+        assert_eq!(spec.session_affinity.unwrap().timeout_seconds, 600);
+
+        let default = GOOD.replace("name: web\n", "name: web\n    session_affinity: {}\n");
+        let snap = SnapshotDocument::from_yaml(&default)
+            .unwrap()
+            .into_snapshot("f")
+            .unwrap();
+        let spec = snap.services.values().next().unwrap();
+        assert_eq!(spec.session_affinity.unwrap().timeout_seconds, 10_800);
+        assert_eq!(spec.source_ranges, None);
+
+        for (bad, says) in [
+            ("source_ranges: [10.0.0.0/33]", "source_ranges[0]"),
+            ("source_ranges: [\"garbage\\nINFO forged\"]", "not a CIDR"),
+            ("session_affinity: {timeout_seconds: 0}", "session_affinity"),
+            ("session_affinity: {timeout_seconds: 86401}", "86400"),
+        ] {
+            let text = GOOD.replace("name: web\n", &format!("name: web\n    {bad}\n"));
+            let err = SnapshotDocument::from_yaml(&text)
+                .unwrap()
+                .into_snapshot("f")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says) && !err.contains('\n'), "{bad}: {err}");
+        }
     }
 
     #[test]

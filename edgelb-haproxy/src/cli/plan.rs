@@ -108,6 +108,10 @@ pub enum RuntimeUpdateError {
     /// After the commands, the running servers still differ from the file.
     #[error(transparent)]
     Differ(#[from] Mismatches),
+    /// The source ACL lists of frontends could not be brought to the file (boxed: it is
+    /// rare and large).
+    #[error("source ranges: {0}")]
+    SourceAcl(#[from] Box<crate::cli::acl::AclError>),
 }
 
 /// Whether a running server is what its slot asks for (`Err` says how it differs).

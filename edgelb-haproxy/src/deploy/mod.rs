@@ -2,10 +2,11 @@
 //! on an edge, and say which config is live there.
 //!
 //! [`apply_config`] reads the live file once (`live_file.rs`) and takes one of three paths:
-//! * the config is already live: the running servers are checked against it and put back
-//!   when someone changed them by hand (`deploy/drift.rs`);
-//! * only server addresses, states or weights changed: the runtime API brings the running
-//!   servers to the new file, which is validated and swapped in without a reload
+//! * the config is already live: the running servers and source ACL lists are checked
+//!   against it and put back when someone changed them by hand (`deploy/drift.rs`,
+//!   `deploy/acl_drift.rs`);
+//! * only server addresses, states or weights, or the source ranges of frontends, changed:
+//!   the runtime API brings the running servers and lists to the new file, which is validated and swapped in without a reload
 //!   (`deploy/runtime.rs`);
 //! * anything else: after a check that no other process holds a new listen port
 //!   (`deploy/listen_check.rs`), the new file is written beside the live one, validated with
@@ -20,6 +21,7 @@ use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::live_file::LiveFile;
 
+mod acl_drift;
 mod drift;
 mod listen_check;
 mod reload;
@@ -41,8 +43,8 @@ pub async fn apply_config(
     if let Some(live) = &live
         && live.digest == Some(config.digest)
     {
-        // The file is right; the running servers may still have been changed by hand.
-        return drift::restore_running_servers(host, layout, live).await;
+        // The file is right; the running servers and lists may still have been changed by hand.
+        return acl_drift::restore_running(host, layout, live).await;
     }
     let new = LiveFile::of_rendered(config);
     if let (Some(bytes), Some(live)) = (live_bytes.as_deref(), &live)

@@ -1,8 +1,9 @@
 //! Endpoint-only changes without a reload.
 //!
 //! When a new config differs from the live one only in server lines of backends (address,
-//! port, `weight`, `disabled`; see [`LiveFile`] for what each means), the running HAProxy is
-//! brought to what the new file says through the runtime API ([`crate::cli::plan`]), the new
+//! port, `weight`, `disabled`; see [`LiveFile`] for what each means) and in the source ranges
+//! of frontends, the running HAProxy is brought to what the new file says through the runtime
+//! API ([`crate::cli::plan`], [`crate::cli::acl`]), the new
 //! file is validated and swapped in (a later reload or restart then gives the same state: a
 //! reload forgets runtime changes), and `show servers state` is checked against the file.
 //! Anything else, or any mismatch, falls back to the validated reload of
@@ -12,8 +13,8 @@ use edgelb_core::{Applied, DeployError, RenderedConfig};
 
 use super::drift;
 use super::reload::{reload_now, roll_back, validate_file};
-use crate::cli::plan;
 use crate::cli::runtime::RuntimeApi;
+use crate::cli::{acl, plan};
 use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::live_file::LiveFile;
@@ -57,7 +58,14 @@ pub(super) async fn try_runtime_update(
     // The running servers first, so traffic follows the change as soon as possible (and the
     // commands do not queue behind `haproxy -c` for the CPU); then the safety net, its
     // independent steps together: the new file written and validated, the previous one kept.
-    let pushed = plan::push(&api, &new.servers).await;
+    let pushed = async {
+        let servers = plan::push(&api, &new.servers).await?;
+        let lists = acl::push(host, socket, &live.source_acls, &new.source_acls)
+            .await
+            .map_err(Box::new)?;
+        Ok::<_, plan::RuntimeUpdateError>(servers + lists)
+    }
+    .await;
     let (validated, kept) = futures::join!(
         async {
             host.write_file(&new_path, config.text.as_bytes()).await?;
@@ -71,6 +79,9 @@ pub(super) async fn try_runtime_update(
                 node,
                 "new config rejected after runtime API changes; undoing them"
             );
+            if let Err(e) = acl::push(host, socket, &new.source_acls, &live.source_acls).await {
+                tracing::error!(node, error = %e, "undoing the source range changes failed");
+            }
             match drift::restore_running_servers(host, layout, live).await {
                 Ok(applied) => {
                     tracing::info!(node, %applied, "runtime API changes undone; the live config is what runs");
@@ -85,7 +96,11 @@ pub(super) async fn try_runtime_update(
     kept?;
     let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
         let commands = pushed?;
-        plan::verify(&api, &new.servers).await.map(|()| commands)
+        plan::verify(&api, &new.servers).await?;
+        acl::verify(host, socket, &new.source_acls)
+            .await
+            .map_err(Box::new)?;
+        Ok::<_, plan::RuntimeUpdateError>(commands)
     });
     swapped?;
     match checked {

@@ -8,14 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use edgelb_core::{EdgeNode, EndpointState, ProxyProtocol, Snapshot};
+use edgelb_core::{EdgeNode, EndpointState, IpNet, ProxyProtocol, SessionAffinity, Snapshot};
 use minijinja::Value;
 use minijinja::value::Object;
 
+use super::acl::source_acl_lines;
 use super::ident::{backend_name, bind_address, frontend_name, server_address};
 use super::options::RenderOptions;
 use super::slots::{SlotMemory, SlotView, slot_name};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Where spare slots point until the runtime API gives them an endpoint. Port 1 on the
 /// loopback: HAProxy accepts it, and a disabled server is never connected to or checked.
@@ -31,6 +32,46 @@ struct BackendInput<'a> {
     listen_port: u16,
     proxy_protocol: ProxyProtocol,
     endpoints: &'a BTreeMap<SocketAddr, EndpointState>,
+    source_ranges: Option<&'a [IpNet]>,
+    session_affinity: Option<SessionAffinity>,
+}
+
+/// Entries of a backend's stick table (client-IP session affinity). Memory is taken as
+/// clients arrive (about 100 bytes each); when the table is full, HAProxy drops the entries
+/// used longest ago, so beyond this many clients within the timeout some lose affinity.
+pub const AFFINITY_TABLE_SIZE: &str = "100k";
+
+/// A frontend's source ACL lines for the template: `none` when everyone may connect.
+fn source_acls(input: &BackendInput<'_>, owner: &str) -> Result<Value> {
+    let Some(ranges) = input.source_ranges else {
+        return Ok(Value::from(()));
+    };
+    let lines = source_acl_lines(input.listen_port, ranges).ok_or_else(|| Error::InvalidInput {
+        what: "source ranges",
+        value: owner.to_owned(),
+        reason: format!(
+            "{} ranges are more than edgelb renders; merge them into wider ranges",
+            ranges.len()
+        ),
+    })?;
+    Ok(Value::from(
+        lines
+            .into_iter()
+            .map(|(id, patterns)| {
+                map([("id", Value::from(id)), ("patterns", Value::from(patterns))])
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// A backend's session affinity for the template: `none`, or the stick table's settings.
+fn affinity(input: &BackendInput<'_>) -> Value {
+    input.session_affinity.map_or(Value::from(()), |a| {
+        map([
+            ("timeout", Value::from(format!("{}s", a.timeout_seconds))),
+            ("table_size", Value::from(AFFINITY_TABLE_SIZE)),
+        ])
+    })
 }
 
 /// One `server` line, exposed to templates as an object (cheaper than a map for the
@@ -151,17 +192,21 @@ pub(crate) fn build(
     memory: &mut SlotMemory,
 ) -> Result<Context> {
     let mut inputs = Vec::new();
-    for (key, port_name, port) in snapshot.ports() {
-        inputs.push(BackendInput {
-            name: backend_name(key, port_name)?,
-            service: key.to_string(),
-            namespace: &key.namespace,
-            service_name: &key.name,
-            port_name,
-            listen_port: port.listen_port,
-            proxy_protocol: port.proxy_protocol,
-            endpoints: &port.endpoints,
-        });
+    for (key, service) in &snapshot.services {
+        for (port_name, port) in &service.ports {
+            inputs.push(BackendInput {
+                name: backend_name(key, port_name)?,
+                service: key.to_string(),
+                namespace: &key.namespace,
+                service_name: &key.name,
+                port_name,
+                listen_port: port.listen_port,
+                proxy_protocol: port.proxy_protocol,
+                endpoints: &port.endpoints,
+                source_ranges: service.source_ranges.as_deref(),
+                session_affinity: service.session_affinity,
+            });
+        }
     }
 
     let mut backends = Vec::with_capacity(inputs.len());
@@ -218,6 +263,7 @@ pub(crate) fn build(
                 Value::from(server_options(opts, input.proxy_protocol)),
             ),
             ("endpoint_count", Value::from(input.endpoints.len())),
+            ("affinity", affinity(input)),
             ("servers", Value::from(servers)),
         ]));
         frontends.insert(
@@ -232,6 +278,8 @@ pub(crate) fn build(
                 ("backend", Value::from(input.name.as_str())),
                 ("service", Value::from(input.service.as_str())),
                 ("port_name", Value::from(input.port_name)),
+                ("source_acls", source_acls(input, &owner)?),
+                ("source_acl_name", Value::from(super::acl::SOURCE_ACL_NAME)),
             ]),
         );
     }

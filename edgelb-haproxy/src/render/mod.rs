@@ -6,6 +6,7 @@
 //! * Servers sit in stable slots (see [`slot_name`]), so endpoint changes can go through the
 //!   runtime API without a reload.
 
+mod acl;
 mod blame;
 mod context;
 mod duration;
@@ -25,7 +26,8 @@ use edgelb_core::{
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
-pub use context::SPARE_ADDRESS;
+pub use acl::{RANGES_PER_LINE, SOURCE_ACL_ID_BASE, SOURCE_ACL_NAME, source_acl_id};
+pub use context::{AFFINITY_TABLE_SIZE, SPARE_ADDRESS};
 pub use duration::{ConfigDuration, MAX_HAPROXY_MILLIS};
 pub use ident::{backend_name, frontend_name};
 pub use options::{Balance, HealthCheck, MAX_SLOT_SETTING, RenderOptions, SlotOptions, Timeouts};
@@ -151,6 +153,10 @@ impl HaproxyRenderer {
             context::build(snapshot, node, &self.options, &mut memory)?
         };
         let body = self.render_template(&ctx)?;
+        acl::check_rendered(snapshot, &body).map_err(|message| Error::Template {
+            name: self.template_source.clone(),
+            message,
+        })?;
         Ok(RenderedConfig::from_body(body))
     }
 

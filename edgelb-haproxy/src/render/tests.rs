@@ -70,6 +70,28 @@ fn user_template_replaces_the_builtin() {
 }
 
 #[test]
+fn a_template_that_drops_the_source_ranges_is_refused_for_services_that_have_them() {
+    // Overrides the frontends block without the ACL lines.
+    let (_dir, r) = with_template(
+        "{% extends \"builtin/haproxy.cfg.j2\" %}{% block frontends %}{% for fe in frontends %}\nfrontend {{ fe.name }}\n    default_backend {{ fe.backend }}\n{% endfor %}{% endblock %}",
+    );
+    let r = r.unwrap();
+    // Without ranges it renders.
+    r.render_config(&snap(), &node()).unwrap();
+    let mut guarded = snap();
+    let key = ServiceKey::new("web", "app").unwrap();
+    guarded.services.get_mut(&key).unwrap().source_ranges =
+        Some(vec!["10.0.0.0/8".parse().unwrap()]);
+    let err = r.render_config(&guarded, &node()).unwrap_err().to_string();
+    assert!(err.contains("web/app:http has source ranges"), "{err}");
+    // The built-in template restricts it.
+    let builtin = HaproxyRenderer::new(RenderOptions::default()).unwrap();
+    let text = builtin.render_config(&guarded, &node()).unwrap().text;
+    assert!(text.contains("    acl edgelb_source_allowed src -u 1000080000 10.0.0.0/8\n"));
+    assert!(text.contains("    tcp-request connection reject if !edgelb_source_allowed\n"));
+}
+
+#[test]
 fn syntax_errors_fail_at_build_with_path_and_line() {
     let (dir, r) = with_template("global\n{% for x in %}\n");
     let err = r.unwrap_err().to_string();

@@ -274,6 +274,41 @@ pub fn variants() -> Vec<Variant> {
         out.push(v);
     }
 
+    // loadBalancerSourceRanges (one line, several lines, nobody) and ClientIP affinity.
+    let mut fields = snapshot(vec![
+        ("web/open", "http", port(80, V2, &["10.0.0.1:80"])),
+        ("web/office", "http", port(8080, V2, &["10.0.0.2:80"])),
+        ("web/office", "https", port(8443, V2, &["10.0.0.2:443"])),
+        ("web/partners", "tcp", port(9000, V1, &["10.0.0.3:9000"])),
+        ("web/closed", "tcp", port(9001, NoProxy, &["10.0.0.4:9001"])),
+    ]);
+    let key = |s: &str| s.parse::<edgelb_core::ServiceKey>().unwrap();
+    let svc = fields.services.get_mut(&key("web/office")).unwrap();
+    svc.source_ranges = Some(
+        edgelb_core::normalize_source_ranges(
+            ["192.168.1.7/24", "fd00::/8", "203.0.113.7"]
+                .map(|t| edgelb_core::parse_source_range(t).unwrap()),
+        )
+        .unwrap(),
+    );
+    svc.session_affinity = Some(edgelb_core::SessionAffinity::client_ip(600).unwrap());
+    let partners: Vec<edgelb_core::IpNet> = (0..120u32)
+        .map(|i| {
+            edgelb_core::IpNet::from(std::net::IpAddr::from(
+                (0x0a00_0000 + (i << 8)).to_be_bytes(),
+            ))
+        })
+        .collect();
+    let svc = fields.services.get_mut(&key("web/partners")).unwrap();
+    svc.source_ranges = Some(edgelb_core::normalize_source_ranges(partners).unwrap());
+    svc.session_affinity = Some(edgelb_core::SessionAffinity::default());
+    fields
+        .services
+        .get_mut(&key("web/closed"))
+        .unwrap()
+        .source_ranges = Some(Vec::new());
+    out.push(Variant::new("service_fields", vec![fields]));
+
     out
 }
 

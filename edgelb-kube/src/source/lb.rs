@@ -21,6 +21,7 @@ use crate::convert::{
 };
 use crate::error::{Error, Result};
 use crate::events::EventPublisher;
+use crate::service_fields::ServiceFields;
 
 /// The `spec.loadBalancerClass` edgelb implements unless configured otherwise.
 pub const DEFAULT_LOAD_BALANCER_CLASS: &str = "edgelb.io/haproxy";
@@ -120,6 +121,7 @@ fn build(
     config: &LoadBalancerConfig,
     services: Vec<Arc<Service>>,
     slices: Vec<Arc<EndpointSlice>>,
+    fields: &mut ServiceFields,
 ) -> (Snapshot, Vec<Warning>) {
     let mut snapshot = Snapshot::default();
     let mut warnings = Vec::new();
@@ -215,7 +217,9 @@ fn build(
             .unwrap_or(&[]);
         let built = build_ports(svc, &selected, slices, &mut warnings);
         insert_ports(&mut snapshot, &mut claimed, svc, &key, built, &mut warnings);
+        fields.apply(&mut snapshot, svc, &key, &mut warnings);
     }
+    fields.finish_build();
     (snapshot, warnings)
 }
 
@@ -251,7 +255,9 @@ impl EndpointSource for LoadBalancerSource {
             matters,
         );
         let config = self.config.clone();
-        let build: Build = Box::new(move || build(&config, svc_store.state(), slice_store.state()));
+        let mut fields = ServiceFields::default();
+        let build: Build =
+            Box::new(move || build(&config, svc_store.state(), slice_store.state(), &mut fields));
         run(
             format!("kubernetes LoadBalancer class {}", self.config.class),
             vec![

@@ -18,6 +18,7 @@ use crate::convert::{
 };
 use crate::error::{Error, Result};
 use crate::events::EventPublisher;
+use crate::service_fields::ServiceFields;
 
 /// A Service port, by name or by number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +318,7 @@ impl EndpointSource for NamedServicesSource {
             watches.push((slices_what, slice_stream));
             stores.push((cfg.clone(), svc_store, slice_store));
         }
+        let mut fields = ServiceFields::default();
         let build: Build = Box::new(move || {
             let mut snapshot = Snapshot::default();
             let mut warnings = Vec::new();
@@ -347,7 +349,9 @@ impl EndpointSource for NamedServicesSource {
                     .collect();
                 let ports = build_ports(&svc, &selected, &slices, &mut warnings);
                 insert_ports(&mut snapshot, &mut claimed, &svc, key, ports, &mut warnings);
+                fields.apply(&mut snapshot, &svc, key, &mut warnings);
             }
+            fields.finish_build();
             (snapshot, warnings)
         });
         let names: Vec<String> = self

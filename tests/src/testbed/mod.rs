@@ -217,6 +217,15 @@ impl Testbed {
         self.net.ip(3)
     }
 
+    /// Adds another client namespace, `role`, at `10.a.b.<host>` (pick a host number the
+    /// testbed does not use: 4 to 9); it is torn down with the testbed. For tests that need
+    /// clients with different addresses (source ranges).
+    pub fn add_client(&mut self, role: &str, host: u8) -> Result<(ClientNs, Ipv4Addr), String> {
+        let ip = self.net.ip(host);
+        let ns = self.net.add_namespace(role, &[ip])?;
+        Ok((ClientNs::new(ns, self.tools.tb_client.clone()), ip))
+    }
+
     /// Every edge as an [`EdgeNode`].
     pub fn nodes(&self) -> Vec<EdgeNode> {
         self.edges.iter().map(Edge::node).collect()

@@ -1,0 +1,46 @@
+//! The Service fields beyond ports that edgelb honours, filled into a built snapshot: source
+//! ranges ([`crate::source_ranges`]) and session affinity ([`crate::session_affinity`]).
+
+use std::collections::HashSet;
+
+use edgelb_core::{ServiceKey, Snapshot};
+use k8s_openapi::api::core::v1::Service;
+
+use crate::convert::Warning;
+use crate::session_affinity::session_affinity;
+use crate::source_ranges::SourceRangeMemory;
+
+/// What one source remembers of Services across snapshot builds (their last valid source
+/// ranges). Call [`ServiceFields::apply`] for every Service of a build, then
+/// [`ServiceFields::finish_build`].
+#[derive(Debug, Default)]
+pub(crate) struct ServiceFields {
+    ranges: SourceRangeMemory,
+    seen: HashSet<ServiceKey>,
+}
+
+impl ServiceFields {
+    /// Reads `svc`'s fields and sets them on its entry of `snapshot` (a Service none of whose
+    /// ports made it into the snapshot only has its ranges remembered and warned about).
+    pub(crate) fn apply(
+        &mut self,
+        snapshot: &mut Snapshot,
+        svc: &Service,
+        key: &ServiceKey,
+        warnings: &mut Vec<Warning>,
+    ) {
+        self.seen.insert(key.clone());
+        let ranges = self.ranges.resolve(svc, key, warnings);
+        let affinity = session_affinity(svc, warnings);
+        if let Some(spec) = snapshot.services.get_mut(key) {
+            spec.source_ranges = ranges;
+            spec.session_affinity = affinity;
+        }
+    }
+
+    /// Forgets Services this build did not see (deleted, or out of the class).
+    pub(crate) fn finish_build(&mut self) {
+        let seen = std::mem::take(&mut self.seen);
+        self.ranges.retain(&|key| seen.contains(key));
+    }
+}
