@@ -29,6 +29,7 @@ mod model;
 pub mod names;
 mod node;
 mod pipeline;
+pub mod placement;
 pub mod source;
 pub mod text;
 mod traits;
@@ -43,6 +44,7 @@ pub use model::{
 };
 pub use node::{EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
 pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
+pub use placement::{Claim, DEFAULT_POOL};
 pub use source::{ChannelSource, FileSource, SnapshotSender, StaticSource};
 pub use traits::{Deployer, EndpointSource, HealthProbe, Renderer};
 

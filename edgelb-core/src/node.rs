@@ -73,6 +73,10 @@ pub struct EdgeNode {
     /// Replace the default `:PORT` bind with `extra_binds` only.
     #[serde(default)]
     pub replace_default_bind: bool,
+    /// The pools whose services this node serves (YAML `pools`); empty means the default
+    /// pool only ([`DEFAULT_POOL`](crate::DEFAULT_POOL)). See [`crate::placement`].
+    #[serde(default)]
+    pub pools: Vec<String>,
 }
 
 impl EdgeNode {
@@ -84,6 +88,7 @@ impl EdgeNode {
             public_addresses: Vec::new(),
             extra_binds: BTreeMap::new(),
             replace_default_bind: false,
+            pools: Vec::new(),
         }
     }
 
@@ -149,6 +154,15 @@ impl EdgeNode {
                     "use an address like ':443', '203.0.113.10:443' or 'ipv6@:443' (letters, digits and @ : . [ ] - _ / * only)",
                 ));
             }
+        }
+        for pool in &self.pools {
+            validate_name("pool name", pool).map_err(|e| {
+                bad(
+                    "pool",
+                    pool,
+                    &format!("{e}; pool names are like Kubernetes names"),
+                )
+            })?;
         }
         for addr in &self.public_addresses {
             if addr.is_empty()
