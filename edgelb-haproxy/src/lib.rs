@@ -37,7 +37,7 @@ pub use master_cli::MasterProcs;
 pub use render::{
     BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration, HaproxyRenderer, HealthCheck,
     LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RenderOptions, RunAs, SPARE_ADDRESS,
-    SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name,
+    SlotOptions, TEMPLATE_NAME, Timeouts, backend_name, frontend_name, frontend_name_at, slot_name,
 };
 pub use runtime_api::RuntimeApi;
 #[cfg(feature = "ssh")]

@@ -5,14 +5,14 @@
 //! built-in template's header comment.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use edgelb_core::{EdgeNode, EndpointState, ProxyProtocol, Snapshot};
 use minijinja::Value;
 use minijinja::value::Object;
 
-use super::ident::{backend_name, bind_address, frontend_name, server_address};
+use super::ident::{backend_name, bind_address, frontend_name_at, placed_bind, server_address};
 use super::options::RenderOptions;
 use super::slots::{SlotMemory, SlotView, slot_name};
 use crate::error::Result;
@@ -29,6 +29,8 @@ struct BackendInput<'a> {
     service_name: &'a str,
     port_name: &'a str,
     listen_port: u16,
+    /// The address the Service asked for; `None` binds the node's binds for the port.
+    address: Option<IpAddr>,
     proxy_protocol: ProxyProtocol,
     endpoints: &'a BTreeMap<SocketAddr, EndpointState>,
 }
@@ -151,17 +153,20 @@ pub(crate) fn build(
     memory: &mut SlotMemory,
 ) -> Result<Context> {
     let mut inputs = Vec::new();
-    for (key, port_name, port) in snapshot.ports() {
-        inputs.push(BackendInput {
-            name: backend_name(key, port_name)?,
-            service: key.to_string(),
-            namespace: &key.namespace,
-            service_name: &key.name,
-            port_name,
-            listen_port: port.listen_port,
-            proxy_protocol: port.proxy_protocol,
-            endpoints: &port.endpoints,
-        });
+    for (key, spec) in &snapshot.services {
+        for (port_name, port) in &spec.ports {
+            inputs.push(BackendInput {
+                name: backend_name(key, port_name)?,
+                service: key.to_string(),
+                namespace: &key.namespace,
+                service_name: &key.name,
+                port_name,
+                listen_port: port.listen_port,
+                address: spec.address,
+                proxy_protocol: port.proxy_protocol,
+                endpoints: &port.endpoints,
+            });
+        }
     }
 
     let mut backends = Vec::with_capacity(inputs.len());
@@ -220,15 +225,20 @@ pub(crate) fn build(
             ("endpoint_count", Value::from(input.endpoints.len())),
             ("servers", Value::from(servers)),
         ]));
+        let binds = match input.address {
+            Some(address) => vec![placed_bind(address, input.listen_port)],
+            None => binds(node, input.listen_port, &opts.socket_dirs)?,
+        };
         frontends.insert(
-            input.listen_port,
+            (input.listen_port, input.address),
             map([
-                ("name", Value::from(frontend_name(input.listen_port))),
-                ("listen_port", Value::from(input.listen_port)),
                 (
-                    "binds",
-                    Value::from(binds(node, input.listen_port, &opts.socket_dirs)?),
+                    "name",
+                    Value::from(frontend_name_at(input.listen_port, input.address)),
                 ),
+                ("listen_port", Value::from(input.listen_port)),
+                ("address", Value::from(input.address.map(|a| a.to_string()))),
+                ("binds", Value::from(binds)),
                 ("backend", Value::from(input.name.as_str())),
                 ("service", Value::from(input.service.as_str())),
                 ("port_name", Value::from(input.port_name)),
