@@ -45,16 +45,19 @@
 //! of its `v1_*` features (see the k8s-openapi docs).
 #![forbid(unsafe_code)]
 
+mod conditions;
 mod convert;
 mod dns_endpoint;
 mod error;
 mod events;
 mod leader;
 mod observed;
+mod placement;
 mod publish;
 mod source;
 mod status;
 
+pub use conditions::PLACED_CONDITION;
 pub use convert::SERVICE_NAME_LABEL;
 pub use dns_endpoint::{
     DNSEndpoint, DnsEndpointConfig, DnsEndpointSpec, DnsEndpointWriter, DnsRecord,
@@ -62,6 +65,7 @@ pub use dns_endpoint::{
 pub use error::{Error, Result};
 pub use events::{EventConfig, EventPublisher, EventType};
 pub use leader::{LeaderElectionConfig, LeaderElector, Leadership};
+pub use placement::{ADDRESS_ANNOTATION, POOL_ANNOTATION};
 pub use source::{
     DEFAULT_LOAD_BALANCER_CLASS, LoadBalancerConfig, LoadBalancerSource, NamedService,
     NamedServicesSource, PROXY_PROTOCOL_ANNOTATION, PortMapping, PortRef, validate_named_services,
