@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::{ServiceKey, Snapshot};
+use crate::model::{ServiceKey, ServiceSpec, Snapshot};
+use crate::node::EdgeNode;
 
 /// A backend: service and port name.
 pub(crate) type BackendKey = (ServiceKey, String);
@@ -32,7 +33,8 @@ pub(crate) struct Held {
 
 impl EmptyHold {
     /// Computes what to apply at `now`, given what is applied (`current`), what the source
-    /// says (`incoming`) and which services run on at least one edge (`live`).
+    /// says (`incoming`), which services run on at least one edge (`live`) and the edges
+    /// (`nodes`, for the placement check of what it restores).
     pub(crate) fn apply(
         &mut self,
         current: Option<&Snapshot>,
@@ -40,6 +42,7 @@ impl EmptyHold {
         hold: Duration,
         now: Instant,
         live: &BTreeSet<ServiceKey>,
+        nodes: &[EdgeNode],
     ) -> Held {
         let mut effective = incoming.clone();
         let mut held = BTreeMap::new();
@@ -70,7 +73,11 @@ impl EmptyHold {
                     effective
                         .services
                         .entry(key.clone())
-                        .or_default()
+                        // A dropped service keeps its placement while it is held.
+                        .or_insert_with(|| ServiceSpec {
+                            ports: BTreeMap::new(),
+                            ..current.services.get(key).cloned().unwrap_or_default()
+                        })
                         .ports
                         .insert(name.to_owned(), restored);
                     held.insert(backend, since + hold);
@@ -78,7 +85,7 @@ impl EmptyHold {
             }
         }
         self.empty_since = still_empty;
-        if !held.is_empty() && effective.validate().is_err() {
+        if !held.is_empty() && effective.validate_on(nodes).is_err() {
             // Restoring a dropped backend would clash with a new one (a reused listen port):
             // the source's word wins.
             return Held {
@@ -115,7 +122,7 @@ mod tests {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0, &live());
+        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0, &live(), &[]);
         assert_eq!(out.effective, snap(&[1, 2]));
         assert_eq!(out.held.values().next(), Some(&(t0 + hold)));
 
@@ -125,12 +132,39 @@ mod tests {
             hold,
             t0 + Duration::from_secs(5),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, snap(&[1, 2]), "still held, clock not reset");
 
-        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0 + hold, &live());
+        let out = h.apply(
+            Some(&snap(&[1, 2])),
+            &snap(&[]),
+            hold,
+            t0 + hold,
+            &live(),
+            &[],
+        );
         assert_eq!(out.effective, snap(&[]));
         assert!(out.held.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_service_keeps_its_placement_while_held() {
+        let mut h = EmptyHold::default();
+        let mut current = snap(&[1]);
+        for spec in current.services.values_mut() {
+            spec.pool = Some("public".into());
+            spec.address = Some("192.0.2.1".parse().unwrap());
+        }
+        let out = h.apply(
+            Some(&current),
+            &Snapshot::default(),
+            Duration::from_secs(5),
+            Instant::now(),
+            &live(),
+            &[],
+        );
+        assert_eq!(out.effective, current);
     }
 
     #[tokio::test(start_paused = true)]
@@ -138,13 +172,14 @@ mod tests {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0, &live());
+        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0, &live(), &[]);
         let out = h.apply(
             Some(&snap(&[1])),
             &snap(&[3]),
             hold,
             t0 + Duration::from_secs(1),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, snap(&[3]));
         let out = h.apply(
@@ -153,6 +188,7 @@ mod tests {
             hold,
             t0 + Duration::from_secs(2),
             &live(),
+            &[],
         );
         assert_eq!(
             out.held.values().next(),
@@ -169,6 +205,7 @@ mod tests {
             Duration::from_secs(5),
             Instant::now(),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, snap(&[1]));
         let out = h.apply(
@@ -177,6 +214,7 @@ mod tests {
             Duration::ZERO,
             Instant::now(),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, Snapshot::default());
     }
@@ -190,6 +228,7 @@ mod tests {
             Duration::from_secs(5),
             Instant::now(),
             &BTreeSet::new(),
+            &[],
         );
         assert_eq!(out.effective, Snapshot::default());
         assert!(out.held.is_empty());

@@ -283,6 +283,7 @@ impl Run {
             hold,
             Instant::now(),
             &live_anywhere,
+            &self.nodes,
         );
         let held_names: Vec<String> = held.held.keys().map(|(k, p)| format!("{k}:{p}")).collect();
         if let Some(until) = held.held.values().min().copied() {
