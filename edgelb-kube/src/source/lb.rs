@@ -301,3 +301,6 @@ impl EndpointSource for LoadBalancerSource {
         )
     }
 }
+
+#[cfg(test)]
+mod placement_tests;
