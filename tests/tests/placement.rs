@@ -4,7 +4,8 @@
 //! traffic only through their pool's edges (the others refuse the port), two Services share
 //! port 443 on two addresses of edge3, a third one asking for a taken address and port loses
 //! to the older one (Warning Event and `edgelb.io/Placed` condition, `True` again once it
-//! moves), and a Service placed on an address edge3 does not have is quarantined there alone.
+//! moves), an endpoint change of a Service on an address goes through the runtime API, and a
+//! Service placed on an address edge3 does not have is quarantined there alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -297,6 +298,24 @@ async fn pools_addresses_and_conflicts_in_load_balancer_mode() {
         "no problem, no condition"
     );
 
+    // An endpoint change of a Service on an address goes through the runtime API: no reload.
+    api.apply_slice(slice("admin-b", b[0])).unwrap();
+    answered_by(&tb, &controller, (a2, 443).into(), b0).await;
+    // (The Deployed Event says so too, but Events of one reason per Service and edge are
+    // rate-limited: the log is the record of every deploy.)
+    eventually("admin-b's runtime update on edge3", &controller, || {
+        let log = controller.log();
+        log.lines()
+            .any(|l| {
+                l.contains("node is live")
+                    && l.contains("node=\"edge3\"")
+                    && l.contains("applied=runtime-updated")
+            })
+            .then_some(())
+            .ok_or_else(|| "no runtime update of edge3 logged".to_owned())
+    })
+    .await;
+
     // A younger Service asking for admin-a's address and port loses it, visibly.
     api.apply_service(service(
         "late",
@@ -373,7 +392,7 @@ async fn pools_addresses_and_conflicts_in_load_balancer_mode() {
         );
     }
     answered_by(&tb, &controller, (a1, 443).into(), b1).await;
-    answered_by(&tb, &controller, (a2, 443).into(), b2).await;
+    answered_by(&tb, &controller, (a2, 443).into(), b0).await;
     answered_by(&tb, &controller, (a1, 8443).into(), b0).await;
     assert_eq!(
         ingress_of(&api, "ghost"),
