@@ -341,4 +341,6 @@ pub(super) async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 #[cfg(test)]
+mod placement_tests;
+#[cfg(test)]
 mod tests;
