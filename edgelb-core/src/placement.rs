@@ -31,7 +31,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -88,6 +88,15 @@ impl Snapshot {
                 .map(|(k, s)| (k.clone(), s.clone()))
                 .collect(),
         })
+    }
+
+    /// The listen ports of the services that bind every address (asked for none), sorted.
+    pub fn listen_ports_on_every_address(&self) -> BTreeSet<u16> {
+        self.services
+            .values()
+            .filter(|s| s.address.is_none())
+            .flat_map(|s| s.ports.values().map(|p| p.listen_port))
+            .collect()
     }
 
     /// [`Snapshot::validate`], and no two services claim one port on overlapping addresses
@@ -260,6 +269,12 @@ mod tests {
                 .services
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn only_ports_on_every_address_are_probed_on_loopback() {
+        let s = snap(&[("a", None, Some("192.0.2.1"), 443), ("b", None, None, 80)]);
+        assert_eq!(s.listen_ports_on_every_address(), [80].into());
     }
 
     #[test]

@@ -105,6 +105,7 @@ fn write_config(tb: &Testbed, api: &FakeApiServer, dir: &Path) -> PathBuf {
             "debounce": "50ms", "resync": "30s", "backoff_initial": "300ms", "backoff_max": "2s",
         },
         "http": {"ready_quorum": tb.edges.len()},
+        "health": {"interval": "300ms", "timeout": "1s", "fall": 2, "rise": 2},
     });
     let path = dir.join("edgelb.yaml");
     std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
@@ -401,4 +402,35 @@ async fn pools_addresses_and_conflicts_in_load_balancer_mode() {
     );
     let live = tb.edges[2].live_config();
     assert!(!live.contains(&lacking.to_string()), "{live}");
+    // edge3 serves only Services on asked addresses: the health probe (on the edge's
+    // loopback) must not count those ports as down. Many probe intervals have passed.
+    let healthy = "edgelb_edge_healthy{node=\"edge3\"} 1";
+    let edge3_health = || async {
+        let (code, body) = controller.get("/metrics").await;
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("edgelb_edge_healthy{node=\"edge3\"}"))
+            .map(str::to_owned);
+        (code == 200 && line.as_deref() == Some(healthy), line)
+    };
+    let start = Instant::now();
+    while !edge3_health().await.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "edge3 never healthy: {:?}\nedgelb log:\n{}",
+            edge3_health().await.1,
+            controller.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // …and it stays so for many probes (300 ms apart, 2 failures make it unhealthy).
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (ok, line) = edge3_health().await;
+        assert!(
+            ok,
+            "edge3 turned unhealthy: {line:?}\nedgelb log:\n{}",
+            controller.log()
+        );
+    }
 }
