@@ -8,7 +8,8 @@
 //!                               (debounce, dedupe, retry, resync) ──PipelineStatus──▶ status sinks
 //! ```
 //!
-//! * A [`Snapshot`] is the whole desired state: services → ports → endpoints.
+//! * A [`Snapshot`] is the whole desired state: services → ports → endpoints. Each service
+//!   is placed on the edges of one pool, optionally on one address ([`placement`]).
 //! * An [`EndpointSource`] produces snapshots: [`StaticSource`], [`ChannelSource`],
 //!   [`FileSource`] here, the Kubernetes sources in `edgelb-kube`.
 //! * A [`Renderer`] turns a snapshot into one node's config (`edgelb-haproxy`).

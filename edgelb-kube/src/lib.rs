@@ -6,7 +6,9 @@
 //!   EndpointSlices, each port mapped to an edge listen port and a PROXY setting;
 //! * [`LoadBalancerSource`]: every `type: LoadBalancer` Service whose
 //!   `spec.loadBalancerClass` is ours (default [`DEFAULT_LOAD_BALANCER_CLASS`]), PROXY
-//!   protocol per Service through the [`PROXY_PROTOCOL_ANNOTATION`];
+//!   protocol per Service through the [`PROXY_PROTOCOL_ANNOTATION`], placement through the
+//!   [`POOL_ANNOTATION`] and the [`ADDRESS_ANNOTATION`] (or `spec.loadBalancerIP`); who loses a
+//!   port to an older Service is told by a Warning Event and the [`PLACED_CONDITION`];
 //! * [`StatusWriter`]: writes `status.loadBalancer.ingress` (with `ipMode: Proxy` when PROXY
 //!   protocol is on) from the pipeline's [`PipelineStatus`](edgelb_core::PipelineStatus), and
 //!   records deploy Events;

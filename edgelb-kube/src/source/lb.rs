@@ -105,7 +105,7 @@ impl LoadBalancerSource {
         self.builds.clone()
     }
 
-    /// The edges Services are placed on (see [`crate::placement`](crate::POOL_ANNOTATION)):
+    /// The edges Services are placed on (see [`POOL_ANNOTATION`](crate::POOL_ANNOTATION)):
     /// two Services may share a listen port when their pools share no edge, and a Service of
     /// a pool without edges is reported. Without them every pool is taken to share edges with
     /// itself only.
