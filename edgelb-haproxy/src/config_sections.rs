@@ -91,7 +91,7 @@ pub(crate) fn bind_ports(text: &str) -> BTreeSet<u16> {
 
 /// The TCP ports of one bind address (`:443`, `*:443`, `10.0.0.1:443`, `[::]:443`,
 /// `ipv6@:443`, `:8000-8010`); none for UNIX sockets, inherited descriptors and the like.
-fn ports_of(address: &str) -> Vec<u16> {
+pub(crate) fn ports_of(address: &str) -> Vec<u16> {
     let rest = match address.split_once('@') {
         Some(("ipv4" | "ipv6" | "tcp" | "tcp4" | "tcp6", rest)) => rest,
         Some(_) => return Vec::new(), // unix@, abns@, fd@, sockpair@, udp@…

@@ -15,6 +15,7 @@ pub mod edge_stats;
 mod error;
 mod host;
 mod layout;
+mod listen_addresses;
 mod listen_check;
 mod local;
 mod master_cli;
