@@ -8,7 +8,8 @@
 //!                               (debounce, dedupe, retry, resync) ──PipelineStatus──▶ status sinks
 //! ```
 //!
-//! * A [`Snapshot`] is the whole desired state: services → ports → endpoints.
+//! * A [`Snapshot`] is the whole desired state: services → ports → endpoints. Each service
+//!   is placed on the edges of one pool, optionally on one address ([`placement`]).
 //! * An [`EndpointSource`] produces snapshots: [`StaticSource`], [`ChannelSource`],
 //!   [`FileSource`] here, the Kubernetes sources in `edgelb-kube`.
 //! * A [`Renderer`] turns a snapshot into one node's config (`edgelb-haproxy`).
@@ -29,6 +30,7 @@ mod model;
 pub mod names;
 mod node;
 mod pipeline;
+pub mod placement;
 mod service_fields;
 pub mod source;
 #[cfg(any(test, feature = "testing"))]
@@ -46,8 +48,9 @@ pub use ipnet::IpNet;
 pub use model::{
     Endpoint, EndpointState, PortSpec, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot,
 };
-pub use node::{DEFAULT_POOL, EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
+pub use node::{EdgeNode, MAX_NODE_NAME_LEN, SshTarget};
 pub use pipeline::{NodeStatus, Pipeline, PipelineConfig, PipelineStatus};
+pub use placement::{Claim, DEFAULT_POOL};
 pub use service_fields::{
     MAX_SOURCE_RANGES, SessionAffinity, normalize_source_ranges, parse_source_range,
 };

@@ -183,11 +183,18 @@ impl PortSpec {
     }
 }
 
-/// A service's ports, by port name, and the settings that apply to all of them.
+/// A service's ports, by port name, where it is placed, and the settings that apply to all
+/// of its ports.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceSpec {
     /// Ports by name (the Service's port name, e.g. `websecure`).
     pub ports: BTreeMap<String, PortSpec>,
+    /// The pool of edges that serve it; `None` is the default pool
+    /// ([`DEFAULT_POOL`](crate::DEFAULT_POOL)). See [`crate::placement`].
+    pub pool: Option<String>,
+    /// The address its ports bind on the edges (`ADDRESS:PORT`); `None` binds every address
+    /// of the edge (`:PORT` and the node's extra binds).
+    pub address: Option<IpAddr>,
     // Who may connect and where a client's connections go (Service fields `spec.
     // loadBalancerSourceRanges` and `spec.sessionAffinity`; see `service_fields`).
     /// The client address ranges allowed to connect to every port of the service:
@@ -273,10 +280,12 @@ impl Snapshot {
         self.ports().map(|(_, _, p)| p.endpoints.len()).sum()
     }
 
-    /// Checks the snapshot as a whole: every name is valid, no listen port is claimed twice and
-    /// no port is 0. A snapshot that fails this never reaches a renderer.
+    /// Checks the snapshot as a whole: every name is valid, no port is 0, every pool name
+    /// and address is usable, and no two services of one pool claim the same listen port on
+    /// overlapping addresses (see [`crate::placement`]). Services of different pools may share
+    /// a port here; [`Snapshot::validate_on`] checks them on the edges they share. A snapshot
+    /// that fails this never reaches a renderer.
     pub fn validate(&self) -> Result<()> {
-        let mut claimed: BTreeMap<u16, String> = BTreeMap::new();
         for (key, svc) in &self.services {
             svc.validate_fields(key)?;
         }
@@ -295,14 +304,11 @@ impl Snapshot {
                     "{owner} has endpoint {addr} with port 0"
                 )));
             }
-            if let Some(prev) = claimed.insert(port.listen_port, owner.clone()) {
-                return Err(Error::InvalidSnapshot(format!(
-                    "listen port {} is claimed by both {prev} and {owner}; give one of them another listen port",
-                    port.listen_port
-                )));
-            }
         }
-        Ok(())
+        for (key, spec) in &self.services {
+            crate::placement::validate_placement(key, spec)?;
+        }
+        crate::placement::check_claims(self, |a, b| a == b)
     }
 
     /// Listen ports in use, sorted.

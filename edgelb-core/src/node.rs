@@ -7,10 +7,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::names::validate_name;
 
-/// The pool of edges a Service uses when it names none, and the only pool of an edge that
-/// lists none.
-pub const DEFAULT_POOL: &str = "default";
-
 /// The longest node name: names become parts of file names (`NAME.cfg` and the like), which
 /// may have at most 255 bytes, and of host names, whose labels have at most 63.
 pub const MAX_NODE_NAME_LEN: usize = 63;
@@ -77,7 +73,8 @@ pub struct EdgeNode {
     /// Replace the default `:PORT` bind with `extra_binds` only.
     #[serde(default)]
     pub replace_default_bind: bool,
-    /// The pools this edge belongs to; empty: the [`DEFAULT_POOL`] only.
+    /// The pools whose services this node serves (YAML `pools`); empty means the default
+    /// pool only ([`DEFAULT_POOL`](crate::DEFAULT_POOL)). See [`crate::placement`].
     #[serde(default)]
     pub pools: Vec<String>,
 }
@@ -92,16 +89,6 @@ impl EdgeNode {
             extra_binds: BTreeMap::new(),
             replace_default_bind: false,
             pools: Vec::new(),
-        }
-    }
-
-    /// Whether this edge belongs to `pool` (an edge that lists no pools is in the
-    /// [`DEFAULT_POOL`] only).
-    pub fn in_pool(&self, pool: &str) -> bool {
-        if self.pools.is_empty() {
-            pool == DEFAULT_POOL
-        } else {
-            self.pools.iter().any(|p| p == pool)
         }
     }
 
@@ -167,6 +154,15 @@ impl EdgeNode {
                     "use an address like ':443', '203.0.113.10:443' or 'ipv6@:443' (letters, digits and @ : . [ ] - _ / * only)",
                 ));
             }
+        }
+        for pool in &self.pools {
+            validate_name("pool name", pool).map_err(|e| {
+                bad(
+                    "pool",
+                    pool,
+                    &format!("{e}; pool names are like Kubernetes names"),
+                )
+            })?;
         }
         for addr in &self.public_addresses {
             if addr.is_empty()

@@ -64,9 +64,10 @@ pub use layout::HaproxyLayout;
 pub use local::{LocalDeployer, LocalHost};
 pub use render::{
     AFFINITY_TABLE_SIZE, BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration,
-    HaproxyRenderer, HealthCheck, LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING, RANGES_PER_LINE,
-    RenderOptions, RunAs, SOURCE_ACL_ID_BASE, SOURCE_ACL_NAME, SPARE_ADDRESS, SlotOptions,
-    TEMPLATE_NAME, Timeouts, backend_name, frontend_name, slot_name, source_acl_id,
+    HaproxyRenderer, HealthCheck, LogTarget, MAX_HAPROXY_MILLIS, MAX_SLOT_SETTING,
+    PLACED_SOURCE_ACL_ID_BASE, RANGES_PER_LINE, RenderOptions, RunAs, SOURCE_ACL_ID_BASE,
+    SOURCE_ACL_NAME, SPARE_ADDRESS, SlotOptions, TEMPLATE_NAME, Timeouts, backend_name,
+    frontend_name, frontend_name_at, placed_source_acl_id, slot_name, source_acl_id,
 };
 pub use slot_seed::SLOT_SEED_TIMEOUT;
 #[cfg(feature = "ssh")]

@@ -20,6 +20,7 @@ use edgelb_core::{Digest, RenderedConfig, live_digest_of};
 
 use crate::cli::acl::{self, SourceAcls};
 use crate::config_sections::{SECTION_KEYWORDS, ports_of};
+use crate::deploy::listen_addresses::{Bound, bound_by};
 
 /// HAProxy's weight for a server line without `weight`.
 pub const DEFAULT_WEIGHT: u32 = 1;
@@ -62,6 +63,9 @@ pub(crate) struct LiveFile {
     pub(crate) stats_socket: Option<String>,
     /// Every TCP port the `bind` lines listen on.
     pub(crate) bind_ports: BTreeSet<u16>,
+    /// Every TCP address and port the `bind` lines take (`None`: every address), for the
+    /// listen-port check.
+    pub(crate) binds: BTreeSet<Bound>,
     /// Backends with a `server` line this reader cannot take apart (no `ADDR:PORT`, a weight
     /// that is not a number): such a line stays whole in the skeleton.
     pub(crate) odd_backends: BTreeSet<String>,
@@ -108,6 +112,7 @@ impl LiveFile {
             source_acls: SourceAcls::new(),
             stats_socket: None,
             bind_ports: BTreeSet::new(),
+            binds: BTreeSet::new(),
             odd_backends: BTreeSet::new(),
         };
         let mut section = "";
@@ -142,6 +147,7 @@ impl LiveFile {
             ["bind", addresses, ..] if !section.is_empty() => {
                 self.bind_ports
                     .extend(addresses.split(',').flat_map(ports_of));
+                self.binds.extend(bound_by(addresses));
             }
             ["server", ..] => {
                 if let Some(be) = backend {

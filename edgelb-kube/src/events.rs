@@ -127,6 +127,11 @@ impl std::fmt::Debug for EventPublisher {
 }
 
 impl EventPublisher {
+    /// The client Events go out with (the placement conditions use it too).
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// A publisher with `config`.
     pub fn new(client: Client, config: EventConfig) -> Self {
         Self {

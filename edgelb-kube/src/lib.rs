@@ -6,7 +6,9 @@
 //!   EndpointSlices, each port mapped to an edge listen port and a PROXY setting;
 //! * [`LoadBalancerSource`]: every `type: LoadBalancer` Service whose
 //!   `spec.loadBalancerClass` is ours (default [`DEFAULT_LOAD_BALANCER_CLASS`]), PROXY
-//!   protocol per Service through the [`PROXY_PROTOCOL_ANNOTATION`];
+//!   protocol per Service through the [`PROXY_PROTOCOL_ANNOTATION`], placement through the
+//!   [`POOL_ANNOTATION`] and the [`ADDRESS_ANNOTATION`] (or `spec.loadBalancerIP`); who loses a
+//!   port to an older Service is told by a Warning Event and the [`PLACED_CONDITION`];
 //! * [`StatusWriter`]: writes `status.loadBalancer.ingress` (with `ipMode: Proxy` when PROXY
 //!   protocol is on) from the pipeline's [`PipelineStatus`](edgelb_core::PipelineStatus), and
 //!   records deploy Events;
@@ -46,6 +48,7 @@
 //! of its `v1_*` features (see the k8s-openapi docs).
 #![forbid(unsafe_code)]
 
+mod conditions;
 mod convert;
 pub mod crd;
 mod dns_endpoint;
@@ -53,6 +56,7 @@ mod error;
 mod events;
 mod leader;
 mod observed;
+mod placement;
 mod publish;
 mod service_fields;
 mod session_affinity;
@@ -60,6 +64,7 @@ mod source;
 mod source_ranges;
 mod status;
 
+pub use conditions::PLACED_CONDITION;
 pub use convert::SERVICE_NAME_LABEL;
 pub use dns_endpoint::{
     DNSEndpoint, DnsEndpointConfig, DnsEndpointSpec, DnsEndpointWriter, DnsRecord,
@@ -67,6 +72,7 @@ pub use dns_endpoint::{
 pub use error::{Error, Result};
 pub use events::{EventConfig, EventPublisher, EventType};
 pub use leader::{LeaderElectionConfig, LeaderElector, Leadership};
+pub use placement::{ADDRESS_ANNOTATION, POOL_ANNOTATION};
 pub use source::{
     DEFAULT_LOAD_BALANCER_CLASS, LoadBalancerConfig, LoadBalancerSource, NamedService,
     NamedServicesSource, PROXY_PROTOCOL_ANNOTATION, PortMapping, PortRef, validate_named_services,

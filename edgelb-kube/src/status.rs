@@ -119,8 +119,10 @@ struct NodeRecord {
 /// Patches go out up to [`StatusConfig::max_in_flight`] at a time.
 ///
 /// A Service gets an edge's public addresses once that edge runs a config containing the
-/// Service (it was in sync with a generation that had the Service); an edge that fails a later
-/// deploy keeps its old config and stays listed. IP addresses are written as `ip` with
+/// Service (it was in sync with a generation that had the Service; only the edges of the
+/// Service's pool ever do); a Service placed on an address gets that address instead, once an
+/// edge of its pool runs it. An edge that fails a later deploy keeps its old config and stays
+/// listed. IP addresses are written as `ip` with
 /// `ipMode: Proxy` when the Service's ports send PROXY protocol, `VIP` otherwise; names as
 /// `hostname`. A Service that leaves the desired state has its ingress cleared.
 ///
@@ -424,12 +426,22 @@ impl StatusWriter {
                 .map(|p| p.proxy_protocol)
                 .find(|p| *p != ProxyProtocol::None)
                 .unwrap_or(ProxyProtocol::None);
-            let ingress = ingress_for(
-                serving
-                    .iter()
-                    .flat_map(|n| n.public_addresses.iter().map(String::as_str)),
-                proxy,
-            );
+            // A Service placed on an address is reached there, through whichever of its
+            // pool's edges holds it; otherwise through the serving edges' own addresses.
+            let asked = spec
+                .address
+                .filter(|_| !serving.is_empty())
+                .map(|a| a.to_string());
+            let ingress = match &asked {
+                Some(address) => ingress_for([address.as_str()], proxy),
+                None if spec.address.is_some() => Vec::new(),
+                None => ingress_for(
+                    serving
+                        .iter()
+                        .flat_map(|n| n.public_addresses.iter().map(String::as_str)),
+                    proxy,
+                ),
+            };
             desired.insert(key.clone(), ingress);
         }
         desired

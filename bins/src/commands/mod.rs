@@ -128,6 +128,7 @@ pub async fn snapshot_once(loaded: &LoadedConfig) -> Result<Snapshot> {
             kube.as_ref().map(KubeContext::parts),
             Duration::from_secs(30),
             loaded.config.limits.endpoints_file_bytes,
+            &loaded.config.edges,
         )
         .await
 }

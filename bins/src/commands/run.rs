@@ -221,6 +221,7 @@ async fn lead(
     let source = config.source.into_source(
         kube.as_ref().map(KubeContext::parts),
         config.limits.endpoints_file_bytes,
+        &config.edges,
     )?;
     let mut run = tokio::spawn(pipeline.run(source, stop.clone()));
     // Biased: losing the lease cancels `stop` too, so the pipeline may have finished by the

@@ -250,7 +250,12 @@ impl ResourceEdges {
         let source = config
             .source
             .clone()
-            .into_source(Some(kube.parts()), config.limits.endpoints_file_bytes)?;
+            // The source knows the edges, so a Service's pool is checked against them.
+            .into_source(
+                Some(kube.parts()),
+                config.limits.endpoints_file_bytes,
+                &nodes,
+            )?;
         tracing::info!(
             edges = ?nodes.iter().map(|n| &n.name).collect::<Vec<_>>(),
             "pipeline started on the EdgeNode resources"

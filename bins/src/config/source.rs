@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use edgelb_core::source::{ServiceEntry, SnapshotDocument};
-use edgelb_core::{EndpointSource, FileSource, Snapshot, StaticSource};
+use edgelb_core::{EdgeNode, EndpointSource, FileSource, Snapshot, StaticSource};
 use edgelb_kube::{
     EventPublisher, LoadBalancerConfig, LoadBalancerSource, NamedService, NamedServicesSource,
     validate_named_services,
@@ -93,6 +93,7 @@ impl SourceConfig {
         self,
         kube: Option<(&edgelb_kube::Client, &EventPublisher)>,
         max_file_bytes: u64,
+        edges: &[EdgeNode],
     ) -> Result<BoxedSource> {
         Ok(match self {
             Self::File(path) => FileSource::new(path)
@@ -108,6 +109,7 @@ impl SourceConfig {
                 })?;
                 match (k.load_balancer, k.services) {
                     (Some(lb), _) => LoadBalancerSource::new(client.clone(), lb)?
+                        .with_edges(edges.to_vec())
                         .with_events(events.clone())
                         .snapshots(),
                     (None, Some(services)) => NamedServicesSource::new(client.clone(), services)?
@@ -128,6 +130,7 @@ impl SourceConfig {
         kube: Option<(&edgelb_kube::Client, &EventPublisher)>,
         timeout: Duration,
         max_file_bytes: u64,
+        edges: &[EdgeNode],
     ) -> Result<Snapshot> {
         match self {
             Self::File(path) => Ok(FileSource::new(path)
@@ -139,7 +142,7 @@ impl SourceConfig {
             }
             .into_snapshot("source.services")?),
             Self::Kubernetes(_) => {
-                let mut stream = self.clone().into_source(kube, max_file_bytes)?;
+                let mut stream = self.clone().into_source(kube, max_file_bytes, edges)?;
                 let first = tokio::time::timeout(timeout, async {
                     loop {
                         match stream.next().await {

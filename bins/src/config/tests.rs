@@ -14,6 +14,24 @@ const MINIMAL: &str =
     "source:\n  file: eps.yaml\nedges:\n  - name: local\ndeployer:\n  local: {}\n";
 
 #[test]
+fn edges_take_pools_and_inline_services_take_pool_and_address() {
+    let text = MINIMAL
+        .replace("name: local", "name: local\n    pools: [public, default]")
+        .replace(
+            "  file: eps.yaml",
+            "  services: [{name: web, pool: public, address: \"2001:db8::1\", ports: [{name: https, listen: 443}]}]",
+        );
+    let loaded = parse(&text).unwrap();
+    let edge = &loaded.config.edges[0];
+    assert!(edge.in_pool("public") && edge.in_pool("default") && !edge.in_pool("x"));
+    let SourceConfig::Services(services) = &loaded.config.source else {
+        panic!("{:?}", loaded.config.source)
+    };
+    assert_eq!(services[0].pool.as_deref(), Some("public"));
+    assert_eq!(services[0].address, Some("2001:db8::1".parse().unwrap()));
+}
+
+#[test]
 fn minimal_config_resolves_relative_paths() {
     let loaded = parse(MINIMAL).unwrap();
     match &loaded.config.source {
@@ -265,6 +283,17 @@ fn what_run_would_refuse_the_config_refuses() {
                 "  services: [{name: web, ports: [{name: http, listen: 80}, {name: http, listen: 81}]}]",
             ),
             "is used twice",
+        ),
+        (
+            MINIMAL.replace("name: local", "name: local\n    pools: [\"Public Pool\"]"),
+            "pool of node local",
+        ),
+        (
+            MINIMAL.replace(
+                "  file: eps.yaml",
+                "  services: [{name: web, address: 0.0.0.0, ports: [{name: http, listen: 80}]}]",
+            ),
+            "every address",
         ),
     ];
     for (text, expected) in cases {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use edgelb_core::{CancellationToken, EdgeNode, PipelineStatus, Snapshot};
 use edgelb_haproxy::edge_stats::{EdgeStats, ProxySide, StatsSource};
-use edgelb_haproxy::{backend_name, frontend_name};
+use edgelb_haproxy::{backend_name, frontend_name_at};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -130,14 +130,19 @@ fn forget(store: &TrafficStore, node: &str) {
 /// renders for `snapshot`.
 pub fn proxy_names(snapshot: Option<&Snapshot>) -> BTreeMap<(ProxySide, String), (String, String)> {
     let mut names = BTreeMap::new();
-    for (key, port_name, port) in snapshot.into_iter().flat_map(Snapshot::ports) {
-        let service = (key.to_string(), port_name.to_owned());
-        names.insert(
-            (ProxySide::Frontend, frontend_name(port.listen_port)),
-            service.clone(),
-        );
-        if let Ok(backend) = backend_name(key, port_name) {
-            names.insert((ProxySide::Backend, backend), service);
+    for (key, spec) in snapshot.into_iter().flat_map(|s| &s.services) {
+        for (port_name, port) in &spec.ports {
+            let service = (key.to_string(), port_name.to_owned());
+            names.insert(
+                (
+                    ProxySide::Frontend,
+                    frontend_name_at(port.listen_port, spec.address),
+                ),
+                service.clone(),
+            );
+            if let Ok(backend) = backend_name(key, port_name) {
+                names.insert((ProxySide::Backend, backend), service);
+            }
         }
     }
     names

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::model::{ServiceKey, ServiceSpec, Snapshot};
+use crate::node::EdgeNode;
 
 /// A backend: service and port name.
 pub(crate) type BackendKey = (ServiceKey, String);
@@ -32,7 +33,8 @@ pub(crate) struct Held {
 
 impl EmptyHold {
     /// Computes what to apply at `now`, given what is applied (`current`), what the source
-    /// says (`incoming`) and which services run on at least one edge (`live`).
+    /// says (`incoming`), which services run on at least one edge (`live`) and the edges
+    /// (`nodes`, for the placement check of what it restores).
     pub(crate) fn apply(
         &mut self,
         current: Option<&Snapshot>,
@@ -40,6 +42,7 @@ impl EmptyHold {
         hold: Duration,
         now: Instant,
         live: &BTreeSet<ServiceKey>,
+        nodes: &[EdgeNode],
     ) -> Held {
         let mut effective = incoming.clone();
         let mut held = BTreeMap::new();
@@ -70,8 +73,9 @@ impl EmptyHold {
                     effective
                         .services
                         .entry(key.clone())
-                        // A vanished service comes back with its settings (source ranges
-                        // above all: a held service must not open to everyone).
+                        // A vanished service comes back with its settings: its placement,
+                        // and its source ranges above all (a held service must not open to
+                        // everyone).
                         .or_insert_with(|| without_ports(current.services.get(key)))
                         .ports
                         .insert(name.to_owned(), restored);
@@ -80,7 +84,7 @@ impl EmptyHold {
             }
         }
         self.empty_since = still_empty;
-        if !held.is_empty() && effective.validate().is_err() {
+        if !held.is_empty() && effective.validate_on(nodes).is_err() {
             // Restoring a dropped backend would clash with a new one (a reused listen port):
             // the source's word wins.
             return Held {
@@ -124,7 +128,7 @@ mod tests {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0, &live());
+        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0, &live(), &[]);
         assert_eq!(out.effective, snap(&[1, 2]));
         assert_eq!(out.held.values().next(), Some(&(t0 + hold)));
 
@@ -134,12 +138,39 @@ mod tests {
             hold,
             t0 + Duration::from_secs(5),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, snap(&[1, 2]), "still held, clock not reset");
 
-        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0 + hold, &live());
+        let out = h.apply(
+            Some(&snap(&[1, 2])),
+            &snap(&[]),
+            hold,
+            t0 + hold,
+            &live(),
+            &[],
+        );
         assert_eq!(out.effective, snap(&[]));
         assert!(out.held.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_service_keeps_its_placement_while_held() {
+        let mut h = EmptyHold::default();
+        let mut current = snap(&[1]);
+        for spec in current.services.values_mut() {
+            spec.pool = Some("public".into());
+            spec.address = Some("192.0.2.1".parse().unwrap());
+        }
+        let out = h.apply(
+            Some(&current),
+            &Snapshot::default(),
+            Duration::from_secs(5),
+            Instant::now(),
+            &live(),
+            &[],
+        );
+        assert_eq!(out.effective, current);
     }
 
     #[tokio::test(start_paused = true)]
@@ -147,13 +178,14 @@ mod tests {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0, &live());
+        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0, &live(), &[]);
         let out = h.apply(
             Some(&snap(&[1])),
             &snap(&[3]),
             hold,
             t0 + Duration::from_secs(1),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, snap(&[3]));
         let out = h.apply(
@@ -162,6 +194,7 @@ mod tests {
             hold,
             t0 + Duration::from_secs(2),
             &live(),
+            &[],
         );
         assert_eq!(
             out.held.values().next(),
@@ -178,6 +211,7 @@ mod tests {
             Duration::from_secs(5),
             Instant::now(),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, snap(&[1]));
         let out = h.apply(
@@ -186,6 +220,7 @@ mod tests {
             Duration::ZERO,
             Instant::now(),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, Snapshot::default());
     }
@@ -204,6 +239,7 @@ mod tests {
             Duration::from_secs(5),
             Instant::now(),
             &live(),
+            &[],
         );
         assert_eq!(out.effective, guarded);
     }
@@ -217,6 +253,7 @@ mod tests {
             Duration::from_secs(5),
             Instant::now(),
             &BTreeSet::new(),
+            &[],
         );
         assert_eq!(out.effective, Snapshot::default());
         assert!(out.held.is_empty());

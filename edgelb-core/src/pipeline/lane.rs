@@ -149,10 +149,12 @@ impl Lane {
         ) else {
             return false;
         };
+        // Only the services placed on this node (their pool is one of its pools).
+        let placed = target.snapshot.placed_on(node);
         let effective = Arc::new(
             state
                 .quarantine
-                .apply(&target.snapshot, state.last_good.as_deref()),
+                .apply(&placed, state.last_good.as_deref(), node),
         );
         let quarantined = state.quarantine.reasons();
         let generation = target.generation;

@@ -78,6 +78,8 @@ pub struct Pipeline {
 /// The source side of a running pipeline: reads snapshots, debounces, applies the
 /// empty-backend hold and hands each new desired state to the lanes, never waiting for one.
 struct Run {
+    /// Every node, for the placement check of each snapshot.
+    nodes: Vec<EdgeNode>,
     config: PipelineConfig,
     status: Arc<watch::Sender<PipelineStatus>>,
     targets: watch::Sender<Option<Target>>,
@@ -190,6 +192,7 @@ impl Pipeline {
             }));
         }
         let run = Run {
+            nodes: self.nodes,
             config: self.config,
             status: self.status,
             targets,
@@ -256,7 +259,7 @@ impl Run {
     }
 
     fn apply_snapshot(&mut self, incoming: Snapshot, received: Received) {
-        if let Err(e) = incoming.validate() {
+        if let Err(e) = incoming.validate_on(&self.nodes) {
             tracing::error!(error = %e, "snapshot rejected; keeping the last good state");
             self.status
                 .send_modify(|s| s.source_error = Some(e.to_string()));
@@ -280,6 +283,7 @@ impl Run {
             hold,
             Instant::now(),
             &live_anywhere,
+            &self.nodes,
         );
         let held_names: Vec<String> = held.held.keys().map(|(k, p)| format!("{k}:{p}")).collect();
         if let Some(until) = held.held.values().min().copied() {
@@ -336,5 +340,7 @@ pub(super) async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+#[cfg(test)]
+mod placement_tests;
 #[cfg(test)]
 mod tests;

@@ -73,14 +73,16 @@ pub(super) async fn run(
     }
 }
 
-/// The listen ports the node serves now (from what its live config was rendered from).
+/// The listen ports the node serves now on every address (from what its live config was
+/// rendered from): the probe connects on the node's loopback, where a port bound on one asked
+/// address does not answer, so those are left to the master's and workers' check.
 fn served_ports(shared: &Shared, node: &str) -> Vec<u16> {
     let status = shared.status.borrow();
     let ports: BTreeSet<u16> = status
         .nodes
         .get(node)
         .and_then(|n| n.live_snapshot.as_ref())
-        .map(|s| s.listen_ports())
+        .map(|s| s.listen_ports_on_every_address())
         .unwrap_or_default();
     ports.into_iter().collect()
 }

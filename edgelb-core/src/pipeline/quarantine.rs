@@ -71,7 +71,12 @@ impl Quarantine {
     /// `last_good` (what last ran on the node), or left out when it is not there. When the
     /// old version no longer fits beside the new state (its listen port now belongs to
     /// another service), it is left out as well.
-    pub(super) fn apply(&self, desired: &Snapshot, last_good: Option<&Snapshot>) -> Snapshot {
+    pub(super) fn apply(
+        &self,
+        desired: &Snapshot,
+        last_good: Option<&Snapshot>,
+        node: &EdgeNode,
+    ) -> Snapshot {
         if self.entries.is_empty() {
             return desired.clone();
         }
@@ -85,7 +90,7 @@ impl Quarantine {
             };
             let mut with_old = out.clone();
             with_old.services.insert(key.clone(), old.clone());
-            if with_old.validate().is_ok() {
+            if with_old.validate_on(std::slice::from_ref(node)).is_ok() {
                 out = with_old;
             }
         }
@@ -163,7 +168,7 @@ mod tests {
         let mut q = Quarantine::default();
         q.add(key("b"), &desired, "reload failed".into());
         q.add(key("c"), &desired, "port 22 taken".into());
-        let out = q.apply(&desired, Some(&last_good));
+        let out = q.apply(&desired, Some(&last_good), &EdgeNode::new("e1"));
         assert_eq!(out.services[&key("a")], desired.services[&key("a")]);
         assert_eq!(out.services[&key("b")], last_good.services[&key("b")]);
         assert!(!out.services.contains_key(&key("c")));
@@ -175,7 +180,7 @@ mod tests {
         let desired = snap(&[("a", 80, 1), ("b", 81, 1)]);
         let mut q = Quarantine::default();
         q.add(key("b"), &desired, "x".into());
-        let out = q.apply(&desired, Some(&last_good));
+        let out = q.apply(&desired, Some(&last_good), &EdgeNode::new("e1"));
         assert!(!out.services.contains_key(&key("b")), "{out:?}");
         assert!(out.validate().is_ok());
     }

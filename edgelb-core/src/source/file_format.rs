@@ -14,10 +14,18 @@
 //!           - 127.0.0.1:9001        # ready
 //!           - address: "[::1]:9002"
 //!             state: draining       # ready (default) or draining
+//!   - name: admin
+//!     pool: internal                # served by the edges of pool `internal` only
+//!     address: 192.0.2.10           # binds 192.0.2.10:443 instead of :443
+//!     ports:
+//!       - {name: https, listen: 443, endpoints: [127.0.0.1:9443]}
 //! ```
+//!
+//! `pool` (default: the default pool) and `address` (default: every address) are explained
+//! in [`crate::placement`].
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +64,12 @@ pub struct ServiceEntry {
     pub namespace: String,
     /// Service name.
     pub name: String,
+    /// The pool of edges that serve it (default: the default pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The address its ports bind on those edges (default: every address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
     /// Its ports.
     pub ports: Vec<PortEntry>,
     /// The client ranges (CIDRs, `10.0.0.0/8`, `fd00::/8`) allowed to connect to its ports;
@@ -222,7 +236,9 @@ impl SnapshotDocument {
                     )));
                 }
                 let owner = format!("{key}:{}", port.name);
-                if let Some(first) = claimed.get(&port.listen) {
+                // Placed services (a pool or an address) are checked as a whole below.
+                let unplaced = svc.pool.is_none() && svc.address.is_none();
+                if let (true, Some(first)) = (unplaced, claimed.get(&port.listen)) {
                     // The second `listen:` of this port is the claim that conflicts.
                     let line = text
                         .and_then(|t| listen_line(t, port.listen, 2))
@@ -233,7 +249,9 @@ impl SnapshotDocument {
                         port.listen
                     )));
                 }
-                claimed.insert(port.listen, owner);
+                if unplaced {
+                    claimed.insert(port.listen, owner);
+                }
                 let mut spec = PortSpec::new(port.listen, port.proxy_protocol);
                 for ep in port.endpoints {
                     spec.add_endpoint(match ep {
@@ -253,6 +271,8 @@ impl SnapshotDocument {
             }
             // A service whose every port failed is not in the map; its settings go nowhere.
             if let Some(spec) = snapshot.services.get_mut(&key) {
+                spec.pool = svc.pool;
+                spec.address = svc.address;
                 spec.source_ranges = source_ranges;
                 spec.session_affinity = session_affinity;
             }
@@ -319,6 +339,40 @@ services:
         let eps: Vec<_> = port.endpoints().collect();
         assert_eq!(eps.len(), 2);
         assert_eq!(eps[1].state, EndpointState::Draining);
+    }
+
+    #[test]
+    fn pool_and_address_are_read_and_checked_together() {
+        let text = "services:\n  - {name: a, pool: public, address: 192.0.2.1, ports: [{name: https, listen: 443}]}\n  - {name: b, address: \"2001:db8::1\", ports: [{name: https, listen: 443}]}\n  - {name: c, pool: internal, ports: [{name: https, listen: 443}]}\n";
+        let snap = SnapshotDocument::from_yaml(text)
+            .unwrap()
+            .into_snapshot("eps.yaml")
+            .unwrap();
+        let a = &snap.services[&ServiceKey::new("default", "a").unwrap()];
+        assert_eq!(a.pool.as_deref(), Some("public"));
+        assert_eq!(a.address, Some("192.0.2.1".parse().unwrap()));
+        let b = &snap.services[&ServiceKey::new("default", "b").unwrap()];
+        assert_eq!((b.pool.as_deref(), b.pool_name()), (None, "default"));
+        let clash = text.replace("address: \"2001:db8::1\", ", "pool: public, ");
+        let err = SnapshotDocument::from_yaml(&clash)
+            .unwrap()
+            .into_snapshot("eps.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("eps.yaml: listen port 443") && err.contains("default/b:https"),
+            "{err}"
+        );
+        let bad = text.replace("192.0.2.1", "192.0.2.300");
+        let err = SnapshotDocument::from_yaml(&bad).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let unspecified = text.replace("192.0.2.1", "0.0.0.0");
+        let err = SnapshotDocument::from_yaml(&unspecified)
+            .unwrap()
+            .into_snapshot("eps.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("every address"), "{err}");
     }
 
     #[test]

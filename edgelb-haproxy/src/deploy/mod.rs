@@ -23,6 +23,7 @@ use crate::live_file::LiveFile;
 
 mod acl_drift;
 mod drift;
+pub(crate) mod listen_addresses;
 mod listen_check;
 mod reload;
 mod runtime;

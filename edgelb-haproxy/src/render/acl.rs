@@ -14,10 +14,15 @@
 //! deployer (SSH, local, Ansible) deploys them with the one file it already writes, `haproxy
 //! -c` validates them with it, and the swap stays one atomic rename. HAProxy reads at most
 //! 64 words per config line, hence lines of [`RANGES_PER_LINE`] ranges; lines of one name
-//! are ORed. Each line's pattern list has the id `-u` gives it
-//! ([`source_acl_id`]: derived from the listen port and the line number), which the runtime
-//! API addresses as `#<id>`. A frontend with an empty list gets one line without patterns:
+//! are ORed. Each line's pattern list has the id `-u` gives it, which the runtime API
+//! addresses as `#<id>`: for a frontend on every address of the edge, derived from the listen
+//! port and the line number ([`source_acl_id`]); for a frontend on one address (a placed
+//! Service), from its rank among those frontends and the line number ([`placed_source_acl_id`]),
+//! so two Services on the same port of two addresses never share a list. A frontend with an empty list gets one line without patterns:
 //! it matches nobody, so every connection is refused.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use edgelb_core::{IpNet, Snapshot};
 
@@ -40,18 +45,81 @@ pub fn source_acl_id(listen_port: u16, line: usize) -> Option<u32> {
     Some(SOURCE_ACL_ID_BASE + u32::from(listen_port) * 1000 + line)
 }
 
+/// The first pattern-list id of frontends on one address: above every id
+/// [`source_acl_id`] gives.
+pub const PLACED_SOURCE_ACL_ID_BASE: u32 = 1_100_000_000;
+
+/// The id of line `line` (0-based) of the source ACL of the frontend on one address that
+/// ranks `rank` (0-based) among the frontends on one address of the edge's config, in order
+/// of listen port, then address: `1100000000 + rank × 1000 + line`. The ranks change only
+/// when such a frontend comes or goes, which changes the config's structure (a reload)
+/// anyway. `None` past 1000 lines, or past HAProxy's largest id (a C int).
+pub fn placed_source_acl_id(rank: usize, line: usize) -> Option<u32> {
+    let line = u32::try_from(line).ok().filter(|l| *l < 1000)?;
+    let id = u32::try_from(rank)
+        .ok()?
+        .checked_mul(1000)?
+        .checked_add(PLACED_SOURCE_ACL_ID_BASE)?
+        .checked_add(line)?;
+    (id <= i32::MAX as u32).then_some(id)
+}
+
+/// Where a frontend listens, as the id scheme needs it: its port, and its rank among the
+/// frontends on one address (see [`placed_source_acl_id`]) when it has an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AclSlot {
+    pub(crate) listen_port: u16,
+    pub(crate) placed_rank: Option<usize>,
+}
+
+impl AclSlot {
+    /// The id of line `line` of this frontend's source ACL.
+    fn id(self, line: usize) -> Option<u32> {
+        match self.placed_rank {
+            None => source_acl_id(self.listen_port, line),
+            Some(rank) => placed_source_acl_id(rank, line),
+        }
+    }
+}
+
+/// The ranks of the frontends on one address in `snapshot` (the snapshot placed on one
+/// edge), by `(listen port, address)`.
+pub(crate) fn placed_ranks(snapshot: &Snapshot) -> BTreeMap<(u16, IpAddr), usize> {
+    let mut keys: Vec<(u16, IpAddr)> = snapshot
+        .services
+        .values()
+        .filter_map(|spec| spec.address.map(|a| (spec, a)))
+        .flat_map(|(spec, a)| spec.ports.values().map(move |p| (p.listen_port, a)))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect()
+}
+
+/// The slot of the frontend on `listen_port` (and `address`, when it has one).
+pub(crate) fn acl_slot(
+    ranks: &BTreeMap<(u16, IpAddr), usize>,
+    listen_port: u16,
+    address: Option<IpAddr>,
+) -> AclSlot {
+    AclSlot {
+        listen_port,
+        placed_rank: address.and_then(|a| ranks.get(&(listen_port, a)).copied()),
+    }
+}
+
 /// The `acl` lines of a frontend's allowed ranges: `(id, patterns joined by spaces)`, at
 /// least one line (without patterns for an empty list). `None` when there are too many
 /// ranges for the id scheme.
-pub(crate) fn source_acl_lines(listen_port: u16, ranges: &[IpNet]) -> Option<Vec<(u32, String)>> {
+pub(crate) fn source_acl_lines(slot: AclSlot, ranges: &[IpNet]) -> Option<Vec<(u32, String)>> {
     if ranges.is_empty() {
-        return Some(vec![(source_acl_id(listen_port, 0)?, String::new())]);
+        return Some(vec![(slot.id(0)?, String::new())]);
     }
     ranges
         .chunks(RANGES_PER_LINE)
         .enumerate()
         .map(|(line, chunk)| {
-            let id = source_acl_id(listen_port, line)?;
+            let id = slot.id(line)?;
             let words: Vec<String> = chunk.iter().map(ToString::to_string).collect();
             Some((id, words.join(" ")))
         })
@@ -82,13 +150,14 @@ pub(crate) fn check_rendered(snapshot: &Snapshot, text: &str) -> Result<(), Stri
         }
     }
     let mut restricted = 0usize;
+    let ranks = placed_ranks(snapshot);
     for (key, service) in &snapshot.services {
         if service.source_ranges.is_none() {
             continue;
         }
         for (name, port) in &service.ports {
             restricted += 1;
-            let id = source_acl_id(port.listen_port, 0);
+            let id = acl_slot(&ranks, port.listen_port, service.address).id(0);
             if id.is_none_or(|id| !ids.contains(&id)) {
                 return Err(format!(
                     "{key}:{name} has source ranges but the rendered config does not restrict its frontend (no `{acl_prefix}{}` line); a template that overrides the frontends block must render fe.source_acls as the built-in one does",
@@ -108,6 +177,14 @@ pub(crate) fn check_rendered(snapshot: &Snapshot, text: &str) -> Result<(), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The slot of a frontend on every address.
+    fn every(listen_port: u16) -> AclSlot {
+        AclSlot {
+            listen_port,
+            placed_rank: None,
+        }
+    }
 
     fn nets(n: u32) -> Vec<IpNet> {
         (0..n)
@@ -129,18 +206,62 @@ mod tests {
     }
 
     #[test]
+    fn placed_frontends_get_their_own_ids_above_the_port_ones() {
+        assert_eq!(placed_source_acl_id(0, 0), Some(1_100_000_000));
+        assert_eq!(placed_source_acl_id(3, 7), Some(1_100_003_007));
+        assert!(placed_source_acl_id(0, 0).unwrap() > source_acl_id(65535, 999).unwrap());
+        assert_eq!(placed_source_acl_id(0, 1000), None);
+        // HAProxy reads the id as a C int: the largest rank stops below it.
+        assert!(placed_source_acl_id(1_047_483, 647).is_some());
+        assert_eq!(placed_source_acl_id(1_047_483, 648), None);
+        assert_eq!(placed_source_acl_id(usize::MAX, 0), None);
+    }
+
+    #[test]
+    fn two_services_on_one_port_of_two_addresses_never_share_a_list() {
+        use edgelb_core::{PortSpec, ProxyProtocol, ServiceKey, ServiceSpec};
+        let mut snap = Snapshot::default();
+        for (name, addr) in [("a", "192.0.2.10"), ("b", "192.0.2.11")] {
+            let mut spec = ServiceSpec {
+                address: Some(addr.parse().unwrap()),
+                source_ranges: Some(nets(60)),
+                ..ServiceSpec::default()
+            };
+            spec.ports
+                .insert("https".into(), PortSpec::new(443, ProxyProtocol::V2));
+            snap.services
+                .insert(ServiceKey::new("ns", name).unwrap(), spec);
+        }
+        let ranks = placed_ranks(&snap);
+        let ids = |addr: &str| -> Vec<u32> {
+            let slot = acl_slot(&ranks, 443, Some(addr.parse().unwrap()));
+            source_acl_lines(slot, &nets(60))
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        let (a, b) = (ids("192.0.2.10"), ids("192.0.2.11"));
+        assert_eq!(a, [1_100_000_000, 1_100_000_001]);
+        assert_eq!(b, [1_100_001_000, 1_100_001_001]);
+        // A frontend on every address keeps the port's ids.
+        let every = source_acl_lines(acl_slot(&ranks, 443, None), &nets(1)).unwrap();
+        assert_eq!(every[0].0, 1_000_443_000);
+    }
+
+    #[test]
     fn lines_hold_fifty_ranges_and_an_empty_list_one_empty_line() {
         assert_eq!(
-            source_acl_lines(80, &[]).unwrap(),
+            source_acl_lines(every(80), &[]).unwrap(),
             vec![(1_000_080_000, String::new())]
         );
-        let lines = source_acl_lines(80, &nets(10_000)).unwrap();
+        let lines = source_acl_lines(every(80), &nets(10_000)).unwrap();
         assert_eq!(lines.len(), 200);
         assert!(lines.iter().all(|(_, p)| p.split(' ').count() == 50));
         assert_eq!(lines[199].0, 1_000_080_199);
         let v6: Vec<IpNet> = vec!["fd00::/8".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
         assert_eq!(
-            source_acl_lines(1, &v6).unwrap()[0].1,
+            source_acl_lines(every(1), &v6).unwrap()[0].1,
             "fd00::/8 10.0.0.0/8"
         );
     }

@@ -8,7 +8,7 @@
 //!   and the frontend and backend names it mentions (`proxy 'fe_443'`).
 //!
 //! Sections are matched to services by the names the renderer gives them
-//! ([`frontend_name`], [`backend_name`]), so this works for a user template too as long as it
+//! ([`frontend_name_at`], [`backend_name`]), so this works for a user template too as long as it
 //! keeps those names. A line in `global` or `defaults` is nobody's service: the blame is then
 //! empty, and the pipeline does not guess.
 
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use edgelb_core::{DeployError, RenderedConfig, ServiceKey, Snapshot};
 
-use super::ident::{backend_name, frontend_name};
+use super::ident::{backend_name, frontend_name_at};
 use crate::config_sections::{Section, section_at, sections};
 
 /// The services `error` points at in `config` (rendered from `snapshot`); `None` when it
@@ -48,10 +48,15 @@ pub(crate) fn blame(
 /// Every frontend and backend name the renderer gives `snapshot`'s services, with the service.
 fn section_owners(snapshot: &Snapshot) -> BTreeMap<String, ServiceKey> {
     let mut owners = BTreeMap::new();
-    for (key, port_name, port) in snapshot.ports() {
-        owners.insert(frontend_name(port.listen_port), key.clone());
-        if let Ok(name) = backend_name(key, port_name) {
-            owners.insert(name, key.clone());
+    for (key, spec) in &snapshot.services {
+        for (port_name, port) in &spec.ports {
+            owners.insert(
+                frontend_name_at(port.listen_port, spec.address),
+                key.clone(),
+            );
+            if let Ok(name) = backend_name(key, port_name) {
+                owners.insert(name, key.clone());
+            }
         }
     }
     owners
@@ -73,7 +78,17 @@ fn from_message(
     let mut blamed = BTreeSet::new();
     let mut names_no_service = false;
     for line in lines {
+        // A line that names a Service's section is about that section: its address (say
+        // `[192.0.2.9:443]`, an address the edge lacks) must not blame every other Service
+        // on the same port.
+        let named: Vec<&ServiceKey> = line
+            .split(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+            .filter_map(|word| owners.get(word))
+            .collect();
         for reference in references(line) {
+            if !named.is_empty() && matches!(reference, Reference::Address(_)) {
+                continue;
+            }
             match reference {
                 Reference::Line(number) => match section_at(sections, number) {
                     Some(s) => match owners.get(s.name) {
@@ -92,11 +107,7 @@ fn from_message(
                 ),
             }
         }
-        for word in line.split(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c))) {
-            if let Some(key) = owners.get(word) {
-                blamed.insert(key.clone());
-            }
-        }
+        blamed.extend(named.into_iter().cloned());
     }
     if blamed.is_empty() && !names_no_service {
         return None;
@@ -231,6 +242,26 @@ mod tests {
                 Reference::Address(443)
             ]
         );
+    }
+
+    #[test]
+    fn an_address_the_edge_lacks_blames_only_the_service_placed_on_it() {
+        let mut s = Snapshot::default();
+        for (name, address) in [("web", "192.0.2.1"), ("api", "192.0.2.9")] {
+            s.insert_port(key(name), "p", PortSpec::new(443, ProxyProtocol::V2))
+                .unwrap();
+            s.services.get_mut(&key(name)).unwrap().address = Some(address.parse().unwrap());
+        }
+        let config = RenderedConfig::from_body(
+            "global\n\nfrontend fe_443_192.0.2.1\n    bind 192.0.2.1:443\n    default_backend be_default_web_p\n\nfrontend fe_443_192.0.2.9\n    bind 192.0.2.9:443\n    default_backend be_default_api_p\n"
+                .to_owned(),
+        );
+        let err = DeployError::ReloadFailed {
+            node: "e".into(),
+            message: "[ALERT]    (9) : Starting frontend fe_443_192.0.2.9: cannot bind socket (Cannot assign requested address) [192.0.2.9:443]".into(),
+            rolled_back: true,
+        };
+        assert_eq!(blame(&s, &config, &err), Some([key("api")].into()));
     }
 
     #[test]

@@ -5,15 +5,15 @@
 //! built-in template's header comment.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use edgelb_core::{EdgeNode, EndpointState, IpNet, ProxyProtocol, SessionAffinity, Snapshot};
 use minijinja::Value;
 use minijinja::value::Object;
 
-use super::acl::source_acl_lines;
-use super::ident::{backend_name, bind_address, frontend_name, server_address};
+use super::acl::{AclSlot, acl_slot, placed_ranks, source_acl_lines};
+use super::ident::{backend_name, bind_address, frontend_name_at, placed_bind, server_address};
 use super::options::RenderOptions;
 use super::slots::{SlotMemory, SlotView, slot_name};
 use crate::error::{Error, Result};
@@ -30,6 +30,10 @@ struct BackendInput<'a> {
     service_name: &'a str,
     port_name: &'a str,
     listen_port: u16,
+    /// The address the Service asked for; `None` binds the node's binds for the port.
+    address: Option<IpAddr>,
+    /// Where the frontend listens, as the source ACL ids need it.
+    acl_slot: AclSlot,
     proxy_protocol: ProxyProtocol,
     endpoints: &'a BTreeMap<SocketAddr, EndpointState>,
     source_ranges: Option<&'a [IpNet]>,
@@ -46,7 +50,7 @@ fn source_acls(input: &BackendInput<'_>, owner: &str) -> Result<Value> {
     let Some(ranges) = input.source_ranges else {
         return Ok(Value::from(()));
     };
-    let lines = source_acl_lines(input.listen_port, ranges).ok_or_else(|| Error::InvalidInput {
+    let lines = source_acl_lines(input.acl_slot, ranges).ok_or_else(|| Error::InvalidInput {
         what: "source ranges",
         value: owner.to_owned(),
         reason: format!(
@@ -192,8 +196,9 @@ pub(crate) fn build(
     memory: &mut SlotMemory,
 ) -> Result<Context> {
     let mut inputs = Vec::new();
-    for (key, service) in &snapshot.services {
-        for (port_name, port) in &service.ports {
+    let ranks = placed_ranks(snapshot);
+    for (key, spec) in &snapshot.services {
+        for (port_name, port) in &spec.ports {
             inputs.push(BackendInput {
                 name: backend_name(key, port_name)?,
                 service: key.to_string(),
@@ -201,10 +206,12 @@ pub(crate) fn build(
                 service_name: &key.name,
                 port_name,
                 listen_port: port.listen_port,
+                address: spec.address,
+                acl_slot: acl_slot(&ranks, port.listen_port, spec.address),
                 proxy_protocol: port.proxy_protocol,
                 endpoints: &port.endpoints,
-                source_ranges: service.source_ranges.as_deref(),
-                session_affinity: service.session_affinity,
+                source_ranges: spec.source_ranges.as_deref(),
+                session_affinity: spec.session_affinity,
             });
         }
     }
@@ -266,15 +273,20 @@ pub(crate) fn build(
             ("affinity", affinity(input)),
             ("servers", Value::from(servers)),
         ]));
+        let binds = match input.address {
+            Some(address) => vec![placed_bind(address, input.listen_port)],
+            None => binds(node, input.listen_port, &opts.socket_dirs)?,
+        };
         frontends.insert(
-            input.listen_port,
+            (input.listen_port, input.address),
             map([
-                ("name", Value::from(frontend_name(input.listen_port))),
-                ("listen_port", Value::from(input.listen_port)),
                 (
-                    "binds",
-                    Value::from(binds(node, input.listen_port, &opts.socket_dirs)?),
+                    "name",
+                    Value::from(frontend_name_at(input.listen_port, input.address)),
                 ),
+                ("listen_port", Value::from(input.listen_port)),
+                ("address", Value::from(input.address.map(|a| a.to_string()))),
+                ("binds", Value::from(binds)),
                 ("backend", Value::from(input.name.as_str())),
                 ("service", Value::from(input.service.as_str())),
                 ("port_name", Value::from(input.port_name)),

@@ -22,6 +22,34 @@ pub fn frontend_name(listen_port: u16) -> String {
     format!("fe_{listen_port}")
 }
 
+/// The frontend of a listen port on one address (a Service placed on an address): `fe_<port>`
+/// without one, `fe_<port>_<IPv4>` or `fe_<port>_<IPv6 with '-' for ':'>` with one (HAProxy
+/// names may hold letters, digits, `.`, `_`, `-` and `:`; dashes keep the name one word for
+/// the blame of a refused config).
+///
+/// ```
+/// use edgelb_haproxy::frontend_name_at;
+/// assert_eq!(frontend_name_at(443, None), "fe_443");
+/// assert_eq!(frontend_name_at(443, Some("192.0.2.1".parse()?)), "fe_443_192.0.2.1");
+/// assert_eq!(frontend_name_at(443, Some("2001:db8::1".parse()?)), "fe_443_2001-db8--1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn frontend_name_at(listen_port: u16, address: Option<IpAddr>) -> String {
+    match address {
+        None => frontend_name(listen_port),
+        Some(IpAddr::V4(ip)) => format!("fe_{listen_port}_{ip}"),
+        Some(IpAddr::V6(ip)) => format!("fe_{listen_port}_{}", ip.to_string().replace(':', "-")),
+    }
+}
+
+/// The `bind` address of a Service placed on `address`: `IPv4:PORT` or `[IPv6]:PORT`.
+pub(crate) fn placed_bind(address: IpAddr, listen_port: u16) -> String {
+    match address {
+        IpAddr::V4(ip) => format!("{ip}:{listen_port}"),
+        IpAddr::V6(ip) => format!("[{ip}]:{listen_port}"),
+    }
+}
+
 /// The backend of one service port: `be_<namespace>_<service>_<port name>`.
 ///
 /// Fails with [`Error::InvalidInput`] naming the part when any part is not a valid name.

@@ -26,10 +26,13 @@ use edgelb_core::{
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
-pub use acl::{RANGES_PER_LINE, SOURCE_ACL_ID_BASE, SOURCE_ACL_NAME, source_acl_id};
+pub use acl::{
+    PLACED_SOURCE_ACL_ID_BASE, RANGES_PER_LINE, SOURCE_ACL_ID_BASE, SOURCE_ACL_NAME,
+    placed_source_acl_id, source_acl_id,
+};
 pub use context::{AFFINITY_TABLE_SIZE, SPARE_ADDRESS};
 pub use duration::{ConfigDuration, MAX_HAPROXY_MILLIS};
-pub use ident::{backend_name, frontend_name};
+pub use ident::{backend_name, frontend_name, frontend_name_at};
 pub use options::{Balance, HealthCheck, MAX_SLOT_SETTING, RenderOptions, SlotOptions, Timeouts};
 pub use privilege::{LogTarget, RunAs};
 pub use slots::slot_name;
@@ -139,10 +142,14 @@ impl HaproxyRenderer {
     /// [`Error::Template`] for a template that fails (with its line number).
     pub fn render_config(&self, snapshot: &Snapshot, node: &EdgeNode) -> Result<RenderedConfig> {
         self.options.validate_node(node)?;
-        snapshot.validate().map_err(|source| Error::Validation {
-            object: "snapshot".to_owned(),
-            source,
-        })?;
+        // Only the Services placed on this node (a no-op when the pipeline placed them).
+        let snapshot = &*snapshot.placed_on(node);
+        snapshot
+            .validate_on(std::slice::from_ref(node))
+            .map_err(|source| Error::Validation {
+                object: "snapshot".to_owned(),
+                source,
+            })?;
         let ctx = {
             // A panic elsewhere while holding the lock leaves the memory consistent enough:
             // at worst some endpoints move to other slots once.
@@ -339,5 +346,7 @@ fn template_error(source: &str, err: &minijinja::Error) -> Error {
     }
 }
 
+#[cfg(test)]
+mod placement_tests;
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,10 @@
 //! The LoadBalancer-class source: every `type: LoadBalancer` Service of our class.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use edgelb_core::{EndpointSource, ProxyProtocol, Snapshot};
+use edgelb_core::{EdgeNode, EndpointSource, ProxyProtocol, Snapshot};
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -21,6 +21,7 @@ use crate::convert::{
 };
 use crate::error::{Error, Result};
 use crate::events::EventPublisher;
+use crate::placement::{Claims, POOL_ANNOTATION, placement_of};
 use crate::service_fields::ServiceFields;
 
 /// The `spec.loadBalancerClass` edgelb implements unless configured otherwise.
@@ -75,6 +76,8 @@ impl Default for LoadBalancerConfig {
 pub struct LoadBalancerSource {
     client: Client,
     config: LoadBalancerConfig,
+    /// The edges, for placement: which pools share edges, which pools have none.
+    edges: Vec<EdgeNode>,
     events: Option<EventPublisher>,
     builds: Arc<AtomicU64>,
 }
@@ -91,6 +94,7 @@ impl LoadBalancerSource {
         Ok(Self {
             client,
             config,
+            edges: Vec::new(),
             events: None,
             builds: Arc::default(),
         })
@@ -100,6 +104,15 @@ impl LoadBalancerSource {
     /// snapshot), for metrics and tests.
     pub fn builds(&self) -> Arc<AtomicU64> {
         self.builds.clone()
+    }
+
+    /// The edges Services are placed on (see [`POOL_ANNOTATION`](crate::POOL_ANNOTATION)):
+    /// two Services may share a listen port when their pools share no edge, and a Service of
+    /// a pool without edges is reported. Without them every pool is taken to share edges with
+    /// itself only.
+    pub fn with_edges(mut self, edges: Vec<EdgeNode>) -> Self {
+        self.edges = edges;
+        self
     }
 
     /// Records Warning Events on the Services for skipped ports and bad annotations.
@@ -119,13 +132,14 @@ pub(crate) fn in_class(svc: &Service, class: &str) -> bool {
 
 fn build(
     config: &LoadBalancerConfig,
+    edges: &[EdgeNode],
     services: Vec<Arc<Service>>,
     slices: Vec<Arc<EndpointSlice>>,
     fields: &mut ServiceFields,
 ) -> (Snapshot, Vec<Warning>) {
     let mut snapshot = Snapshot::default();
     let mut warnings = Vec::new();
-    let mut claimed = BTreeMap::new();
+    let mut claimed = Claims::new(edges);
 
     let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
     for slice in &slices {
@@ -173,6 +187,19 @@ fn build(
                 }
             },
         };
+        let Some(placement) = placement_of(svc, &mut warnings) else {
+            continue;
+        };
+        if !claimed.pool_has_edges(placement.pool_name()) {
+            warnings.push(Warning::about(
+                svc,
+                "NoEdgesInPool",
+                format!(
+                    "pool {} has no edges: the Service is served nowhere until an edge joins the pool (or the annotation {POOL_ANNOTATION} names a pool with edges)",
+                    placement.pool_name()
+                ),
+            ));
+        }
         let ports = svc
             .spec
             .as_ref()
@@ -216,7 +243,15 @@ fn build(
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let built = build_ports(svc, &selected, slices, &mut warnings);
-        insert_ports(&mut snapshot, &mut claimed, svc, &key, built, &mut warnings);
+        insert_ports(
+            &mut snapshot,
+            &mut claimed,
+            svc,
+            &key,
+            &placement,
+            built,
+            &mut warnings,
+        );
         fields.apply(&mut snapshot, svc, &key, &mut warnings);
     }
     fields.finish_build();
@@ -256,8 +291,16 @@ impl EndpointSource for LoadBalancerSource {
         );
         let config = self.config.clone();
         let mut fields = ServiceFields::default();
-        let build: Build =
-            Box::new(move || build(&config, svc_store.state(), slice_store.state(), &mut fields));
+        let edges = self.edges;
+        let build: Build = Box::new(move || {
+            build(
+                &config,
+                &edges,
+                svc_store.state(),
+                slice_store.state(),
+                &mut fields,
+            )
+        });
         run(
             format!("kubernetes LoadBalancer class {}", self.config.class),
             vec![
@@ -270,3 +313,6 @@ impl EndpointSource for LoadBalancerSource {
         )
     }
 }
+
+#[cfg(test)]
+mod placement_tests;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use edgelb_core::{PortSpec, ServiceKey, Snapshot};
+use edgelb_core::{Claim, PortSpec, ServiceKey, Snapshot};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
@@ -28,8 +28,10 @@ pub use lb::{
 };
 pub use named::{NamedService, NamedServicesSource, PortMapping, PortRef, validate_named_services};
 
+use crate::conditions::PlacementConditions;
 use crate::convert::Warning;
 use crate::events::{EventPublisher, EventType};
+use crate::placement::{Claims, Placement};
 
 /// What one watcher reported, reduced to what the driver needs.
 #[derive(Debug)]
@@ -221,6 +223,8 @@ struct Driver {
     last_warnings: BTreeSet<(String, &'static str, String)>,
     errored: bool,
     events: Option<EventPublisher>,
+    /// The `edgelb.io/Placed` conditions (with Events on).
+    conditions: Option<PlacementConditions>,
     out: VecDeque<edgelb_core::Result<Snapshot>>,
     builds: Arc<AtomicU64>,
 }
@@ -302,6 +306,9 @@ impl Driver {
             }
         }
         self.last_warnings = current;
+        if let Some(conditions) = &mut self.conditions {
+            conditions.sync(&warnings).await;
+        }
     }
 }
 
@@ -323,6 +330,9 @@ fn run(
         last: None,
         last_warnings: BTreeSet::new(),
         errored: false,
+        conditions: events
+            .as_ref()
+            .map(|e| PlacementConditions::new(e.client())),
         events,
         out: VecDeque::new(),
         builds,
@@ -350,29 +360,34 @@ fn run(
 /// stays valid, so one bad Service never blocks the others).
 fn insert_ports(
     snapshot: &mut Snapshot,
-    claimed: &mut BTreeMap<u16, String>,
+    claimed: &mut Claims<'_>,
     svc: &Service,
     key: &ServiceKey,
+    placement: &Placement,
     ports: BTreeMap<String, PortSpec>,
     warnings: &mut Vec<Warning>,
 ) {
     for (name, spec) in ports {
         let owner = format!("{key}:{name}");
-        if let Some(prev) = claimed.get(&spec.listen_port) {
+        let claim = Claim {
+            pool: placement.pool_name().to_owned(),
+            address: placement.address,
+            port: spec.listen_port,
+        };
+        if let Some((held, prev)) = claimed.holder(&claim) {
             warnings.push(Warning::about(
                 svc,
                 "PortConflict",
                 format!(
-                    "edge listen port {} of port {name:?} is already taken by {prev}; this port is not served until the conflict is resolved",
+                    "edge listen port {} of port {name:?} ({claim}) is already taken by {prev} ({held}) on the edges both are placed on; the older Service keeps it, and this port is not served until the conflict is resolved (another port, address or pool)",
                     spec.listen_port
                 ),
             ));
             continue;
         }
-        let listen_port = spec.listen_port;
         match snapshot.insert_port(key.clone(), &name, spec) {
             Ok(()) => {
-                claimed.insert(listen_port, owner);
+                claimed.take(claim, owner);
             }
             Err(e) => warnings.push(Warning::about(
                 svc,
@@ -380,6 +395,10 @@ fn insert_ports(
                 format!("port skipped: {e}"),
             )),
         }
+    }
+    if let Some(spec) = snapshot.services.get_mut(key) {
+        spec.pool.clone_from(&placement.pool);
+        spec.address = placement.address;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The named-services source: a fixed list of `namespace/name` Services.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use edgelb_core::{EndpointSource, ProxyProtocol, ServiceKey, Snapshot};
 use futures::stream::BoxStream;
@@ -18,6 +18,7 @@ use crate::convert::{
 };
 use crate::error::{Error, Result};
 use crate::events::EventPublisher;
+use crate::placement::{Claims, Placement};
 use crate::service_fields::ServiceFields;
 
 /// A Service port, by name or by number.
@@ -322,7 +323,7 @@ impl EndpointSource for NamedServicesSource {
         let build: Build = Box::new(move || {
             let mut snapshot = Snapshot::default();
             let mut warnings = Vec::new();
-            let mut claimed = BTreeMap::new();
+            let mut claimed = Claims::new(&[]);
             for (cfg, svc_store, slice_store) in &stores {
                 let key = &cfg.service;
                 let Some(svc) = svc_store
@@ -348,7 +349,15 @@ impl EndpointSource for NamedServicesSource {
                     .filter(|s| s.labels().get(SERVICE_NAME_LABEL) == Some(&key.name))
                     .collect();
                 let ports = build_ports(&svc, &selected, &slices, &mut warnings);
-                insert_ports(&mut snapshot, &mut claimed, &svc, key, ports, &mut warnings);
+                insert_ports(
+                    &mut snapshot,
+                    &mut claimed,
+                    &svc,
+                    key,
+                    &Placement::default(),
+                    ports,
+                    &mut warnings,
+                );
                 fields.apply(&mut snapshot, &svc, key, &mut warnings);
             }
             fields.finish_build();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use edgelb_core::{EdgeNode, SshTarget};
 
 use super::keys::KeyPair;
-use super::sys::{alive, comm, find_program, stop_pids, tail, wait_until};
+use super::sys::{alive, comm, find_program, run, stop_pids, tail, wait_until};
 
 /// The HAProxy config every edge starts with: master-worker, the admin socket, no services.
 pub const INITIAL_CONFIG: &str = "\
@@ -193,6 +193,24 @@ Subsystem sftp {sftp}
     /// The edge as edgelb sees it: SSH to its address as root.
     pub fn node(&self) -> EdgeNode {
         EdgeNode::new(&self.name).with_ssh(SshTarget::new(self.ip.to_string()))
+    }
+
+    /// Gives the edge's interface one more address of the testbed network (as a second IP a
+    /// Service can be placed on); it goes with the namespace.
+    pub fn add_address(&self, ip: Ipv4Addr) -> Result<(), String> {
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.netns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ],
+        )
+        .map(drop)
     }
 
     /// Its pinned host key as a known_hosts line.
