@@ -52,6 +52,7 @@ mod events;
 mod leader;
 mod observed;
 mod publish;
+mod rate;
 mod source;
 mod status;
 
