@@ -6,7 +6,7 @@
 //! metadata, no topology, no target references. A change to a slice touches only the Service
 //! its `kubernetes.io/service-name` label names.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use edgelb_core::EndpointState;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -121,8 +121,9 @@ impl Touched {
     }
 }
 
-/// Slices by Service: `(namespace, Service)` → slice name → slice.
-type ByService = HashMap<ServiceName, BTreeMap<String, SliceView>>;
+/// Slices by Service: `(namespace, Service)` → its slices in name order. A Service has a
+/// handful of slices; a `Vec` costs what they hold, a `BTreeMap` node room for eleven.
+type ByService = HashMap<ServiceName, Vec<SliceView>>;
 
 /// Every slice that names a Service, as [`SliceView`]s, indexed by that Service.
 #[derive(Debug, Default)]
@@ -140,7 +141,7 @@ impl SliceIndex {
     pub(crate) fn of(&self, service: &ServiceName) -> Vec<&SliceView> {
         self.by_service
             .get(service)
-            .map(|m| m.values().collect())
+            .map(|v| v.iter().collect())
             .unwrap_or_default()
     }
 
@@ -183,7 +184,7 @@ impl SliceIndex {
                     && self
                         .by_service
                         .get(&svc)
-                        .and_then(|m| m.get(&id.1))
+                        .and_then(|v| v.iter().find(|s| s.name == id.1))
                         .is_some_and(|old| *old == view)
                 {
                     return touched; // nothing edgelb reads changed
@@ -211,7 +212,7 @@ impl SliceIndex {
         let svc = self.owner.remove(id)?;
         let key = (id.0.clone(), svc);
         if let Some(slices) = self.by_service.get_mut(&key) {
-            slices.remove(&id.1);
+            slices.retain(|s| s.name != id.1);
             if slices.is_empty() {
                 self.by_service.remove(&key);
             }
@@ -234,8 +235,12 @@ fn file(
     id: (String, String),
     view: SliceView,
 ) {
-    owner.insert(id.clone(), svc.1.clone());
-    by_service.entry(svc).or_default().insert(id.1, view);
+    owner.insert(id, svc.1.clone());
+    let slices = by_service.entry(svc).or_default();
+    match slices.binary_search_by(|s| s.name.cmp(&view.name)) {
+        Ok(at) => slices[at] = view,
+        Err(at) => slices.insert(at, view),
+    }
 }
 
 #[cfg(test)]
