@@ -125,15 +125,17 @@ impl Touched {
 /// handful of slices; a `Vec` costs what they hold, a `BTreeMap` node room for eleven.
 type ByService = HashMap<ServiceName, Vec<SliceView>>;
 
+/// `(namespace, slice name)` → the Service the slice was filed under.
+type Owners = HashMap<(String, String), String>;
+
 /// Every slice that names a Service, as [`SliceView`]s, indexed by that Service.
 #[derive(Debug, Default)]
 pub(crate) struct SliceIndex {
     by_service: ByService,
-    /// `(namespace, slice name)` → the Service it was filed under.
-    owner: HashMap<(String, String), String>,
+    owner: Owners,
     /// Filled during a (re)list, swapped in when it completes; until then the previous state
     /// stays in use.
-    listing: Option<(ByService, HashMap<(String, String), String>)>,
+    listing: Option<(ByService, Owners)>,
 }
 
 impl SliceIndex {
@@ -230,7 +232,7 @@ fn names(slice: &EndpointSlice) -> Option<(ServiceName, (String, String))> {
 
 fn file(
     by_service: &mut ByService,
-    owner: &mut HashMap<(String, String), String>,
+    owner: &mut Owners,
     svc: ServiceName,
     id: (String, String),
     view: SliceView,
