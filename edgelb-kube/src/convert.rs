@@ -17,8 +17,10 @@ use std::net::IpAddr;
 
 use edgelb_core::{Endpoint, EndpointState, PortSpec, ProxyProtocol};
 use k8s_openapi::api::core::v1::{ObjectReference, Service, ServicePort};
-use k8s_openapi::api::discovery::v1::{self as discovery, EndpointConditions, EndpointSlice};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::api::discovery::v1::{self as discovery, EndpointConditions};
+use kube::Resource;
+
+use crate::source::SliceView;
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -138,7 +140,7 @@ impl SliceEndpoints for Option<Vec<discovery::Endpoint>> {
 pub(crate) fn build_ports(
     svc: &Service,
     selected: &[SelectedPort],
-    slices: &[&EndpointSlice],
+    slices: &[&SliceView],
     warnings: &mut Vec<Warning>,
 ) -> BTreeMap<String, PortSpec> {
     let mut ports: BTreeMap<String, PortSpec> = selected
@@ -152,9 +154,9 @@ pub(crate) fn build_ports(
         .collect();
     // Slices in name order, so warnings come out the same every time.
     let mut slices = slices.to_vec();
-    slices.sort_by_key(|s| s.metadata.name.clone());
+    slices.sort_by(|a, b| a.name.cmp(&b.name));
     for slice in slices {
-        let slice_name = slice.name_any();
+        let slice_name = &slice.name;
         let want_v6 = match slice.address_type.as_str() {
             "IPv4" => false,
             "IPv6" => true,
@@ -169,12 +171,12 @@ pub(crate) fn build_ports(
                 continue;
             }
         };
-        let slice_ports = slice.ports.as_deref().unwrap_or(&[]);
         for sel in selected {
-            let Some(slice_port) = slice_ports.iter().find(|p| {
-                p.name.as_deref().unwrap_or("") == sel.slice_port_name
-                    && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
-            }) else {
+            let Some(slice_port) = slice
+                .ports
+                .iter()
+                .find(|p| p.name == sel.slice_port_name && p.protocol == "TCP")
+            else {
                 continue; // this slice does not serve that port
             };
             let Some(target) = slice_port
@@ -195,15 +197,10 @@ pub(crate) fn build_ports(
             let Some(spec) = ports.get_mut(&sel.snapshot_name) else {
                 continue;
             };
-            for endpoint in slice.endpoints.as_endpoints() {
-                let Some(state) = endpoint_state(endpoint.conditions.as_ref()) else {
-                    continue;
-                };
-                let Some(first) = endpoint.addresses.first() else {
-                    continue;
-                };
+            for endpoint in &slice.endpoints {
+                let first = &endpoint.address;
                 match first.parse::<IpAddr>() {
-                    Ok(ip) if ip.is_ipv6() == want_v6 => spec.add_endpoint(match state {
+                    Ok(ip) if ip.is_ipv6() == want_v6 => spec.add_endpoint(match endpoint.state {
                         EndpointState::Ready => Endpoint::ready(ip, target),
                         EndpointState::Draining => Endpoint::draining(ip, target),
                     }),
@@ -274,8 +271,8 @@ mod tests {
         .unwrap()
     }
 
-    fn slice(v: serde_json::Value) -> EndpointSlice {
-        serde_json::from_value(v).unwrap()
+    fn slice(v: serde_json::Value) -> SliceView {
+        SliceView::of(&serde_json::from_value(v).unwrap())
     }
 
     #[test]

@@ -58,6 +58,7 @@ mod leader;
 mod observed;
 mod placement;
 mod publish;
+mod rate;
 mod service_fields;
 mod session_affinity;
 mod source;

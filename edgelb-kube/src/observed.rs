@@ -104,10 +104,8 @@ impl ObservedServices {
     }
 
     /// Records what a write returned (the watch echoes it later).
-    pub(crate) fn record(&mut self, svc: &Service) {
-        if let Some((key, seen)) = Observed::of(svc) {
-            self.by_key.insert(key, seen);
-        }
+    pub(crate) fn record(&mut self, key: ServiceKey, seen: Observed) {
+        self.by_key.insert(key, seen);
     }
 
     /// Forgets `key` (the API server said it does not exist).

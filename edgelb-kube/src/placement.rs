@@ -120,6 +120,12 @@ fn parse_address(text: &str) -> Result<IpAddr, &'static str> {
     Ok(address)
 }
 
+/// Whether some edge of `edges` is in `pool` (always true when no edges are known: a source
+/// without them cannot tell).
+pub(crate) fn pool_has_edges(edges: &[EdgeNode], pool: &str) -> bool {
+    edges.is_empty() || edges.iter().any(|n| n.in_pool(pool))
+}
+
 /// The listen ports taken so far, oldest Service first: who keeps a port on shared edges.
 pub(crate) struct Claims<'a> {
     nodes: &'a [EdgeNode],
@@ -151,11 +157,6 @@ impl<'a> Claims<'a> {
             .entry(claim.port)
             .or_default()
             .push((claim, owner));
-    }
-
-    /// Whether some edge of `nodes` is in `pool` (always true when no edges are known).
-    pub(crate) fn pool_has_edges(&self, pool: &str) -> bool {
-        self.nodes.is_empty() || self.nodes.iter().any(|n| n.in_pool(pool))
     }
 }
 
@@ -265,7 +266,7 @@ mod tests {
             claims.holder(&claim("c")).map(|(_, o)| o),
             Some("ns/y:https")
         );
-        assert!(claims.pool_has_edges("c") && !claims.pool_has_edges("d"));
-        assert!(Claims::new(&[]).pool_has_edges("d"));
+        assert!(pool_has_edges(&nodes, "c") && !pool_has_edges(&nodes, "d"));
+        assert!(pool_has_edges(&[], "d"));
     }
 }

@@ -749,3 +749,76 @@ async fn a_recreated_or_externally_cleared_service_gets_its_status_again() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// Issue 19: status writes are paced (`StatusConfig::qps` after a `burst`), not sent as fast
+/// as the API server answers: 40 Services at 10 a second after a burst of 10 take 3 s.
+#[tokio::test(start_paused = true)]
+async fn status_writes_are_paced_to_qps_after_a_burst() {
+    let names: Vec<String> = (0..40).map(|i| format!("svc-{i}")).collect();
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| service_json(n, json!({"loadBalancer": {}})))
+        .collect();
+    let list = json!({"kind": "ServiceList", "apiVersion": "v1",
+                      "metadata": {"resourceVersion": "61000"}, "items": items});
+    let api = FakeApi::start(move |r| {
+        let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+        match (r.method.as_str(), parts.as_slice()) {
+            (_, ["api", "v1", "services"]) if r.is_watch() => Reply::Watch,
+            ("GET", ["api", "v1", "services"]) => Reply::ok(list.clone()),
+            (
+                "PATCH",
+                [
+                    "api",
+                    "v1",
+                    "namespaces",
+                    "shop",
+                    "services",
+                    name,
+                    "status",
+                ],
+            ) => Reply::ok(service_json(
+                name,
+                r.body.clone().unwrap()["status"].clone(),
+            )),
+            _ => Reply::not_found(&r.path),
+        }
+    });
+    let mut snap = Snapshot::default();
+    for (i, name) in names.iter().enumerate() {
+        snap.insert_port(
+            format!("shop/{name}").parse().unwrap(),
+            "http",
+            PortSpec::new(1000 + i as u16, ProxyProtocol::V2),
+        )
+        .unwrap();
+    }
+    let (tx, rx) = watch::channel(PipelineStatus::default());
+    let stop = CancellationToken::new();
+    let config = edgelb_kube::StatusConfig {
+        qps: 10,
+        burst: 10,
+        ..edgelb_kube::StatusConfig::default()
+    };
+    let task = tokio::spawn(
+        StatusWriter::new(api.client.clone(), nodes())
+            .with_config(config)
+            .run(rx, stop.clone()),
+    );
+    tx.send_replace(status(
+        1,
+        Arc::new(snap),
+        synced(1, Applied::Reloaded),
+        NodeStatus::default(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    let early = patches(&api).len();
+    assert!(
+        (15..=21).contains(&early),
+        "a burst of 10, then 10 a second: {early} patches after 1.05 s"
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(patches(&api).len(), 40, "all written after 3.55 s");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}

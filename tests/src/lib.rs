@@ -21,6 +21,7 @@ pub mod controller;
 pub mod delay_proxy;
 pub mod edge_failover;
 pub mod fake_apiserver;
+pub mod local_haproxy;
 pub mod openssh_baseline;
 pub mod prometheus;
 pub mod testbed;

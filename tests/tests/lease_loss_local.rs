@@ -6,11 +6,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgelb_tests::controller::{Controller, free_port};
 use edgelb_tests::fake_apiserver::FakeApiServer;
+use edgelb_tests::local_haproxy::{StopHaproxy, TempDir, haproxy_or_skip};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
@@ -29,70 +29,6 @@ async fn ask(front: SocketAddr) -> Option<String> {
         .ok()?
         .ok()?;
     edgelb_haproxy::demo_backend::parse_answer_line(&out).map(|(backend, ..)| backend)
-}
-
-/// A fresh directory under the system's temp dir, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let path =
-            std::env::temp_dir().join(format!("edgelb-lease-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Stops the haproxy started on `config` (it outlives edgelb by design) when the test ends.
-struct StopHaproxy(String);
-
-impl Drop for StopHaproxy {
-    fn drop(&mut self) {
-        // Only the processes running this test's own config file (a unique temp path).
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in procs.flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            if args.contains(&self.0.as_bytes()) {
-                let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            }
-        }
-    }
-}
-
-fn haproxy_or_skip() -> bool {
-    if Command::new("haproxy")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "haproxy is not installed; run scripts/test (it installs it)"
-    );
-    eprintln!("SKIP a_lost_lease_leaves_the_local_haproxy_serving: haproxy is not installed");
-    false
 }
 
 fn write_config(dir: &Path, listen: u16, backend: SocketAddr) -> std::path::PathBuf {
@@ -122,10 +58,10 @@ fn write_config(dir: &Path, listen: u16, backend: SocketAddr) -> std::path::Path
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_lease_leaves_the_local_haproxy_serving() {
-    if !haproxy_or_skip() {
+    if !haproxy_or_skip("a_lost_lease_leaves_the_local_haproxy_serving") {
         return;
     }
-    let dir = TempDir::new();
+    let dir = TempDir::new("lease").unwrap();
     let api = FakeApiServer::start().unwrap();
     api.write_kubeconfig(&dir.path().join("kubeconfig"))
         .unwrap();

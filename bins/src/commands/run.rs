@@ -204,6 +204,7 @@ async fn lead(
     let writer = match (&kube, config.source.is_load_balancer()) {
         (Some(k), true) => {
             let writer = StatusWriter::new(k.client.clone(), config.edges.clone())
+                .with_config(config.source.status_config())
                 .with_events(k.events.clone());
             Some(tokio::spawn(writer.run(pipeline.status(), stop.clone())))
         }

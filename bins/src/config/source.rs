@@ -34,6 +34,59 @@ pub struct KubernetesSource {
     pub load_balancer: Option<LoadBalancerConfig>,
     /// Named Services: `[{service: kube-system/traefik, ports: [{port: websecure, listen_port: 443}]}]`.
     pub services: Option<Vec<NamedService>>,
+    /// How the LoadBalancer mode writes Service status (`{qps: 1000, burst: 100, max_in_flight: 16}`).
+    #[serde(default)]
+    pub status: StatusSettings,
+}
+
+/// `source.kubernetes.status` — the pace of status writes in LoadBalancer mode.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    /// Status patches per second on average, all Services together (default 1000).
+    pub qps: u32,
+    /// Patches that may go out at once before `qps` paces them (default 100).
+    pub burst: u32,
+    /// Patches in flight at once (default 16).
+    pub max_in_flight: usize,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        let defaults = edgelb_kube::StatusConfig::default();
+        Self {
+            qps: defaults.qps,
+            burst: defaults.burst,
+            max_in_flight: defaults.max_in_flight,
+        }
+    }
+}
+
+impl StatusSettings {
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.qps == 0 || self.burst == 0 || self.max_in_flight == 0 {
+            return Err(
+                "kubernetes.status: qps, burst and max_in_flight must be at least 1".into(),
+            );
+        }
+        if self.max_in_flight > 256 {
+            return Err(
+                "kubernetes.status.max_in_flight: at most 256 (each patch holds a seat of the API server's priority level)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The status writer's settings.
+    pub fn to_config(&self) -> edgelb_kube::StatusConfig {
+        edgelb_kube::StatusConfig {
+            qps: self.qps,
+            burst: self.burst,
+            max_in_flight: self.max_in_flight,
+            ..edgelb_kube::StatusConfig::default()
+        }
+    }
 }
 
 /// A source built from the config, boxed so the kind is chosen at run time.
@@ -49,7 +102,7 @@ impl SourceConfig {
     /// Checks offline everything the source would refuse when `run` starts it.
     pub(super) fn validate(&self) -> std::result::Result<(), String> {
         match self {
-            Self::Kubernetes(k) => match (&k.load_balancer, &k.services) {
+            Self::Kubernetes(k) => k.status.validate().and(match (&k.load_balancer, &k.services) {
                 (Some(lb), None) if lb.class.is_empty() => Err(
                     "kubernetes.load_balancer.class: it is empty; use a domain-prefixed name such as edgelb.io/haproxy".into(),
                 ),
@@ -60,7 +113,7 @@ impl SourceConfig {
                 }
                 (None, Some(_)) => Err("kubernetes.services: list at least one Service".into()),
                 _ => Err("kubernetes: give exactly one of load_balancer and services".into()),
-            },
+            }),
             Self::Services(services) => SnapshotDocument {
                 services: services.clone(),
             }
@@ -74,6 +127,14 @@ impl SourceConfig {
     /// Whether this source needs a Kubernetes client.
     pub fn is_kubernetes(&self) -> bool {
         matches!(self, Self::Kubernetes(_))
+    }
+
+    /// The status writer's settings (`source.kubernetes.status`, defaults otherwise).
+    pub fn status_config(&self) -> edgelb_kube::StatusConfig {
+        match self {
+            Self::Kubernetes(k) => k.status.to_config(),
+            _ => edgelb_kube::StatusConfig::default(),
+        }
     }
 
     /// Whether this is the LoadBalancer-class source (whose Services get status written).

@@ -504,3 +504,28 @@ fn edge_resources_replace_the_edges_list() {
         err(&bad_ns)
     );
 }
+
+#[test]
+fn status_write_pace_is_read_and_checked() {
+    let base =
+        "edges: [{name: e1, ssh: {host: 10.0.0.1}}]\ndeployer: {ssh: {key: k, known_hosts: kh}}\n";
+    let lb = |status: &str| {
+        format!(
+            "source:\n  kubernetes:\n    load_balancer: {{class: example.com/lb}}\n{status}{base}"
+        )
+    };
+    let defaults = parse(&lb("")).unwrap().config.source.status_config();
+    assert_eq!(defaults, edgelb_kube::StatusConfig::default());
+    let set = parse(&lb("    status: {qps: 50, burst: 20, max_in_flight: 4}\n"))
+        .unwrap()
+        .config
+        .source
+        .status_config();
+    assert_eq!((set.qps, set.burst, set.max_in_flight), (50, 20, 4));
+    let msg = err(&lb("    status: {qps: 0}\n"));
+    assert!(msg.contains("kubernetes.status"), "{msg}");
+    let msg = err(&lb("    status: {max_in_flight: 1000}\n"));
+    assert!(msg.contains("max_in_flight: at most 256"), "{msg}");
+    let msg = err(&lb("    status: {rate: 5}\n"));
+    assert!(msg.contains("rate"), "{msg}");
+}

@@ -1,10 +1,9 @@
 //! The LoadBalancer-class source: every `type: LoadBalancer` Service of our class.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-use edgelb_core::{EdgeNode, EndpointSource, ProxyProtocol, Snapshot};
+use edgelb_core::{EdgeNode, EndpointSource, ProxyProtocol, ServiceKey, ServiceSpec, Snapshot};
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -14,14 +13,15 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 
-use super::{Build, insert_ports, run, service_key, watch};
+use super::lb_parts::Parts;
+use super::slices::{ServiceName, SliceIndex, Touched};
+use super::{Build, SliceView, lock, run, service_key, watch, watch_slices};
 use crate::convert::{
-    SERVICE_NAME_LABEL, SelectedPort, Warning, build_ports, listen_port_of, port_protocol,
-    snapshot_port_name,
+    SelectedPort, Warning, build_ports, listen_port_of, port_protocol, snapshot_port_name,
 };
 use crate::error::{Error, Result};
 use crate::events::EventPublisher;
-use crate::placement::{Claims, POOL_ANNOTATION, placement_of};
+use crate::placement::{POOL_ANNOTATION, placement_of, pool_has_edges};
 use crate::service_fields::ServiceFields;
 
 /// The `spec.loadBalancerClass` edgelb implements unless configured otherwise.
@@ -69,10 +69,13 @@ impl Default for LoadBalancerConfig {
 /// deleted) leaves the snapshot.
 ///
 /// Watches all Services and all EndpointSlices cluster-wide (RBAC: get/list/watch on both).
-/// Work follows the change, not the cluster: an update that changes nothing edgelb reads (a
-/// status write, managedFields, a new resourceVersion) and any change to a slice of a Service
-/// outside the class is stored without rebuilding the snapshot. A change that matters rebuilds
-/// the whole snapshot (tens of milliseconds at 5,000 Services).
+/// Services outside the class are not kept; of every slice only what edgelb reads is kept
+/// (addresses, ports, conditions), indexed by Service, so a Service that joins the class is
+/// served at once without a relist. Work follows the change, not the cluster: an update that
+/// changes nothing edgelb reads (a status write, managedFields, a new resourceVersion) and any
+/// change to a slice of a Service outside the class costs no rebuild; a change that matters
+/// rebuilds that Service's part of the snapshot only, unless it moves a listen port between
+/// Services (then the whole snapshot is rebuilt, oldest Service first).
 pub struct LoadBalancerSource {
     client: Client,
     config: LoadBalancerConfig,
@@ -130,132 +133,100 @@ pub(crate) fn in_class(svc: &Service, class: &str) -> bool {
     })
 }
 
-fn build(
+/// The one place a served Service becomes a [`ServiceSpec`]: its key, its TCP ports with a
+/// usable number (each on the edge's port of the same number), PROXY protocol from the
+/// annotation, its placement (pool and address; a pool none of `edges` is in is warned
+/// about), and the endpoints from `slices`; the caller adds the fields of `ServiceFields`. `None` when the whole Service is skipped;
+/// what was skipped and why goes to `warnings`. Listen port conflicts between Services are
+/// settled later (see `lb_parts`).
+pub(crate) fn service_spec(
     config: &LoadBalancerConfig,
     edges: &[EdgeNode],
-    services: Vec<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
-    fields: &mut ServiceFields,
-) -> (Snapshot, Vec<Warning>) {
-    let mut snapshot = Snapshot::default();
-    let mut warnings = Vec::new();
-    let mut claimed = Claims::new(edges);
-
-    let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
-    for slice in &slices {
-        if let Some(svc_name) = slice.labels().get(SERVICE_NAME_LABEL) {
-            by_service
-                .entry((slice.namespace().unwrap_or_default(), svc_name.clone()))
-                .or_default()
-                .push(slice);
-        }
+    svc: &Service,
+    slices: &[&SliceView],
+    warnings: &mut Vec<Warning>,
+) -> Option<(ServiceKey, ServiceSpec)> {
+    let key = service_key(svc, warnings)?;
+    let proxy = match svc.annotations().get(PROXY_PROTOCOL_ANNOTATION) {
+        None => config.default_proxy_protocol,
+        Some(value) => match value.parse::<ProxyProtocol>() {
+            Ok(p) => p,
+            Err(e) => {
+                warnings.push(Warning::about(
+                    svc,
+                    "InvalidAnnotation",
+                    format!(
+                        "annotation {PROXY_PROTOCOL_ANNOTATION}: {e}; the Service is not served until it is fixed"
+                    ),
+                ));
+                return None;
+            }
+        },
+    };
+    let placement = placement_of(svc, warnings)?;
+    let pool = placement.pool_name();
+    if !pool_has_edges(edges, pool) {
+        warnings.push(Warning::about(
+            svc,
+            "NoEdgesInPool",
+            format!(
+                "pool {pool} has no edges: the Service is served nowhere until an edge joins the pool (or the annotation {POOL_ANNOTATION} names a pool with edges)"
+            ),
+        ));
     }
-
-    // Oldest first: on a port conflict the Service that was there first keeps the port.
-    let mut services: Vec<Arc<Service>> = services
-        .into_iter()
-        .filter(|s| in_class(s, &config.class))
-        .collect();
-    services.sort_by(|a, b| {
-        let order = |s: &Service| {
-            (
-                s.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                s.namespace(),
-                s.name_any(),
-            )
-        };
-        order(a).cmp(&order(b))
-    });
-
-    for svc in &services {
-        let Some(key) = service_key(svc, &mut warnings) else {
-            continue;
-        };
-        let proxy = match svc.annotations().get(PROXY_PROTOCOL_ANNOTATION) {
-            None => config.default_proxy_protocol,
-            Some(value) => match value.parse::<ProxyProtocol>() {
-                Ok(p) => p,
-                Err(e) => {
-                    warnings.push(Warning::about(
-                        svc,
-                        "InvalidAnnotation",
-                        format!(
-                            "annotation {PROXY_PROTOCOL_ANNOTATION}: {e}; the Service is not served until it is fixed"
-                        ),
-                    ));
-                    continue;
-                }
-            },
-        };
-        let Some(placement) = placement_of(svc, &mut warnings) else {
-            continue;
-        };
-        if !claimed.pool_has_edges(placement.pool_name()) {
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or(&[]);
+    let mut selected = Vec::new();
+    for p in ports {
+        let name = snapshot_port_name(p);
+        if port_protocol(p) != "TCP" {
             warnings.push(Warning::about(
                 svc,
-                "NoEdgesInPool",
+                "UnsupportedProtocol",
                 format!(
-                    "pool {} has no edges: the Service is served nowhere until an edge joins the pool (or the annotation {POOL_ANNOTATION} names a pool with edges)",
-                    placement.pool_name()
+                    "port {name} ({}/{}) is not served: HAProxy community edition forwards TCP only",
+                    p.port,
+                    port_protocol(p)
                 ),
             ));
+            continue;
         }
-        let ports = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_deref())
-            .unwrap_or(&[]);
-        let mut selected = Vec::new();
-        for p in ports {
-            let name = snapshot_port_name(p);
-            if port_protocol(p) != "TCP" {
-                warnings.push(Warning::about(
-                    svc,
-                    "UnsupportedProtocol",
-                    format!(
-                        "port {name} ({}/{}) is not served: HAProxy community edition forwards TCP only",
-                        p.port,
-                        port_protocol(p)
-                    ),
-                ));
-                continue;
-            }
-            let Some(listen_port) = listen_port_of(p) else {
-                warnings.push(Warning::about(
-                    svc,
-                    "InvalidPort",
-                    format!(
-                        "port {name} has number {}, which is no TCP port; skipped",
-                        p.port
-                    ),
-                ));
-                continue;
-            };
-            selected.push(SelectedPort {
-                snapshot_name: name,
-                slice_port_name: p.name.clone().unwrap_or_default(),
-                listen_port,
-                proxy_protocol: proxy,
-            });
-        }
-        let slices = by_service
-            .get(&(key.namespace.clone(), key.name.clone()))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let built = build_ports(svc, &selected, slices, &mut warnings);
-        insert_ports(
-            &mut snapshot,
-            &mut claimed,
-            svc,
-            &key,
-            &placement,
-            built,
-            &mut warnings,
-        );
-        fields.apply(&mut snapshot, svc, &key, &mut warnings);
+        let Some(listen_port) = listen_port_of(p) else {
+            warnings.push(Warning::about(
+                svc,
+                "InvalidPort",
+                format!(
+                    "port {name} has number {}, which is no TCP port; skipped",
+                    p.port
+                ),
+            ));
+            continue;
+        };
+        selected.push(SelectedPort {
+            snapshot_name: name,
+            slice_port_name: p.name.clone().unwrap_or_default(),
+            listen_port,
+            proxy_protocol: proxy,
+        });
     }
-    fields.finish_build();
-    (snapshot, warnings)
+    // Port names are checked by inserting them into a snapshot of this Service alone.
+    let mut own = Snapshot::default();
+    for (name, spec) in build_ports(svc, &selected, slices, warnings) {
+        if let Err(e) = own.insert_port(key.clone(), &name, spec) {
+            warnings.push(Warning::about(
+                svc,
+                "InvalidName",
+                format!("port skipped: {e}"),
+            ));
+        }
+    }
+    let mut spec = own.services.remove(&key).unwrap_or_default();
+    spec.pool = placement.pool;
+    spec.address = placement.address;
+    Some((key, spec))
 }
 
 impl EndpointSource for LoadBalancerSource {
@@ -267,39 +238,39 @@ impl EndpointSource for LoadBalancerSource {
             0,
             "Services (all namespaces)".to_owned(),
             move |svc: &Service| in_class(svc, &class),
-            |_: &Service| true,
+            |svc: &Service| {
+                let mut touched = Touched::default();
+                touched.add((svc.namespace().unwrap_or_default(), svc.name_any()));
+                Some(touched)
+            },
         );
         // A slice matters only while its Service is in the class (in the Service store).
         let served = svc_store.clone();
-        let matters = move |slice: &EndpointSlice| {
-            slice.labels().get(SERVICE_NAME_LABEL).is_some_and(|name| {
-                served
-                    .get(
-                        &ObjectRef::new(name)
-                            .within(slice.namespace().as_deref().unwrap_or_default()),
-                    )
-                    .is_some()
-            })
-        };
-        let (slice_store, slice_stream) = watch(
+        let slices = Arc::new(Mutex::new(SliceIndex::default()));
+        let slice_stream = watch_slices(
             Api::<EndpointSlice>::all(self.client.clone()),
-            watcher::Config::default().labels(SERVICE_NAME_LABEL),
             1,
             "EndpointSlices (all namespaces)".to_owned(),
-            |_: &EndpointSlice| true,
-            matters,
+            slices.clone(),
+            move |(ns, name): &ServiceName| served.get(&ObjectRef::new(name).within(ns)).is_some(),
         );
         let config = self.config.clone();
-        let mut fields = ServiceFields::default();
         let edges = self.edges;
-        let build: Build = Box::new(move || {
-            build(
-                &config,
-                &edges,
-                svc_store.state(),
-                slice_store.state(),
-                &mut fields,
-            )
+        let mut parts = Parts::new(edges.clone());
+        let mut fields = ServiceFields::default();
+        let build: Build = Box::new(move |touched, always| {
+            let index = lock(&slices);
+            let out = parts.update(touched, always, &svc_store, |svc| {
+                let mut warnings = Vec::new();
+                let own = index.of(&(svc.namespace().unwrap_or_default(), svc.name_any()));
+                let mut spec = service_spec(&config, &edges, svc, &own, &mut warnings);
+                if let Some((key, spec)) = &mut spec {
+                    fields.fill(spec, svc, key, &mut warnings);
+                }
+                (spec, warnings)
+            });
+            fields.forget_gone(touched, &svc_store);
+            out
         });
         run(
             format!("kubernetes LoadBalancer class {}", self.config.class),

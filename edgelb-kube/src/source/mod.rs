@@ -2,13 +2,15 @@
 //! reflector stores, a driver that turns store changes into full snapshots.
 
 mod lb;
+mod lb_parts;
 mod named;
+pub(crate) mod slices;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use edgelb_core::{Claim, PortSpec, ServiceKey, Snapshot};
@@ -27,17 +29,20 @@ pub use lb::{
     DEFAULT_LOAD_BALANCER_CLASS, LoadBalancerConfig, LoadBalancerSource, PROXY_PROTOCOL_ANNOTATION,
 };
 pub use named::{NamedService, NamedServicesSource, PortMapping, PortRef, validate_named_services};
+pub(crate) use slices::SliceView;
+use slices::{ServiceName, SliceIndex, Touched};
 
 use crate::conditions::PlacementConditions;
-use crate::convert::Warning;
+use crate::convert::{SERVICE_NAME_LABEL, Warning};
 use crate::events::{EventPublisher, EventType};
 use crate::placement::{Claims, Placement};
 
 /// What one watcher reported, reduced to what the driver needs.
 #[derive(Debug)]
 enum TickKind {
-    /// The store changed (an object applied or deleted, or a (re)list completed).
-    Changed { init_done: bool },
+    /// The store changed (an object applied or deleted, or a (re)list completed), for these
+    /// Services.
+    Changed { init_done: bool, touched: Touched },
     /// A (re)list is under way; the store still holds the previous state.
     Progress,
     /// The watch expired (410 Gone); the watcher relists after its backoff.
@@ -148,16 +153,16 @@ impl Backoff for CappedBackoff {
 
 /// Starts watching `api` into a store. `keep` decides which objects the store holds: an
 /// applied object that is not kept is removed from the store (it left our selection).
-/// `matters` decides whether a change of a kept object can change the snapshot; one that
-/// cannot (a slice of a Service outside the class) is stored without a rebuild. An update
-/// equal to the stored object once stripped is dropped.
+/// `touches` tells which Services a change of a kept object can change in the snapshot;
+/// `None` when it cannot change it, and then it is stored without a rebuild. An update equal
+/// to the stored object once stripped is dropped.
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
     index: usize,
     what: String,
     keep: impl Fn(&K) -> bool + Send + 'static,
-    matters: impl Fn(&K) -> bool + Send + 'static,
+    touches: impl Fn(&K) -> Option<Touched> + Send + 'static,
 ) -> (Store<K>, BoxStream<'static, Tick>)
 where
     K: Strip + Clone + PartialEq + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -194,12 +199,17 @@ where
             watch: index,
             kind: match result {
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => TickKind::Progress,
-                Ok(watcher::Event::InitDone) => TickKind::Changed { init_done: true },
+                Ok(watcher::Event::InitDone) => TickKind::Changed {
+                    init_done: true,
+                    touched: Touched::All,
+                },
                 Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
-                    if matters(&obj) {
-                        TickKind::Changed { init_done: false }
-                    } else {
-                        TickKind::Progress
+                    match touches(&obj) {
+                        Some(touched) => TickKind::Changed {
+                            init_done: false,
+                            touched,
+                        },
+                        None => TickKind::Progress,
                     }
                 }
                 Err(e) if is_gone(&e) => TickKind::Gone,
@@ -210,8 +220,60 @@ where
     (reader, stream)
 }
 
-/// A snapshot builder: reads the stores, returns the snapshot and what was skipped.
-type Build = Box<dyn FnMut() -> (Snapshot, Vec<Warning>) + Send>;
+/// Watches every EndpointSlice that names a Service into `slices` (as [`SliceView`]s). A
+/// change touches the Services `served` says are served; a change to a slice of any other
+/// Service is stored without a rebuild.
+fn watch_slices(
+    api: Api<EndpointSlice>,
+    index: usize,
+    what: String,
+    slices: Arc<Mutex<SliceIndex>>,
+    served: impl Fn(&ServiceName) -> bool + Send + 'static,
+) -> BoxStream<'static, Tick> {
+    watcher(api, watcher::Config::default().labels(SERVICE_NAME_LABEL))
+        .backoff(CappedBackoff::default())
+        .map(move |result| Tick {
+            watch: index,
+            kind: match result {
+                Ok(event) => {
+                    let init_done = matches!(event, watcher::Event::InitDone);
+                    let touched = lock(&slices).apply(event);
+                    match touched {
+                        Touched::All => TickKind::Changed {
+                            init_done,
+                            touched: Touched::All,
+                        },
+                        Touched::Some(set) => {
+                            let set: BTreeSet<ServiceName> =
+                                set.into_iter().filter(|s| served(s)).collect();
+                            if set.is_empty() {
+                                TickKind::Progress
+                            } else {
+                                TickKind::Changed {
+                                    init_done,
+                                    touched: Touched::Some(set),
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) if is_gone(&e) => TickKind::Gone,
+                Err(e) => TickKind::Failed(failure_message(&what, &e)),
+            },
+        })
+        .boxed()
+}
+
+/// The slice index, even if a panic elsewhere poisoned its lock (it is only ever replaced
+/// or updated entry by entry, so it stays consistent).
+fn lock(slices: &Mutex<SliceIndex>) -> MutexGuard<'_, SliceIndex> {
+    slices.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A snapshot builder: given the Services changed since its last call, reads the stores and
+/// returns the snapshot when it changed since the last one it returned (or always, when the
+/// second argument is true), and every current warning.
+type Build = Box<dyn FnMut(&Touched, bool) -> (Option<Snapshot>, Vec<Warning>) + Send>;
 
 /// Turns watcher ticks into snapshot stream items.
 struct Driver {
@@ -219,9 +281,10 @@ struct Driver {
     watches: Vec<String>,
     ready: Vec<bool>,
     build: Build,
-    last: Option<Snapshot>,
     last_warnings: BTreeSet<(String, &'static str, String)>,
     errored: bool,
+    /// Services changed while not every watch had listed yet.
+    pending: Touched,
     events: Option<EventPublisher>,
     /// The `edgelb.io/Placed` conditions (with Events on).
     conditions: Option<PlacementConditions>,
@@ -232,11 +295,16 @@ struct Driver {
 impl Driver {
     async fn handle(&mut self, ticks: Vec<Tick>) {
         let mut changed = false;
+        let mut touched = Touched::default();
         for tick in ticks {
             let what = self.watches.get(tick.watch).map_or("?", String::as_str);
             match tick.kind {
                 TickKind::Progress => {}
-                TickKind::Changed { init_done } => {
+                TickKind::Changed {
+                    init_done,
+                    touched: these,
+                } => {
+                    touched.merge(these);
                     if init_done && let Some(r) = self.ready.get_mut(tick.watch) {
                         if !*r {
                             tracing::debug!(watch = what, "initial list complete");
@@ -261,15 +329,19 @@ impl Driver {
                 }
             }
         }
-        if !changed || !self.ready.iter().all(|r| *r) {
+        if changed {
+            self.pending.merge(touched);
+        }
+        if self.pending.is_empty() || !self.ready.iter().all(|r| *r) {
             return;
         }
+        let touched = std::mem::take(&mut self.pending);
         self.builds.fetch_add(1, Ordering::Relaxed);
-        let (snapshot, warnings) = (self.build)();
-        self.report(warnings).await;
         // After an error, send the state again even when it is unchanged: it tells the
         // pipeline the source has recovered.
-        if self.last.as_ref() != Some(&snapshot) || self.errored {
+        let (snapshot, warnings) = (self.build)(&touched, self.errored);
+        self.report(warnings).await;
+        if let Some(snapshot) = snapshot {
             self.errored = false;
             tracing::debug!(
                 source = %self.source_name,
@@ -277,7 +349,6 @@ impl Driver {
                 endpoints = snapshot.endpoint_count(),
                 "new snapshot"
             );
-            self.last = Some(snapshot.clone());
             self.out.push_back(Ok(snapshot));
         }
     }
@@ -327,12 +398,12 @@ fn run(
         ready: vec![false; names.len()],
         watches: names,
         build,
-        last: None,
         last_warnings: BTreeSet::new(),
         errored: false,
         conditions: events
             .as_ref()
             .map(|e| PlacementConditions::new(e.client())),
+        pending: Touched::default(),
         events,
         out: VecDeque::new(),
         builds,

@@ -11,7 +11,8 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 
-use super::{Build, insert_ports, run, watch};
+use super::slices::Touched;
+use super::{Build, SliceView, insert_ports, run, watch};
 use crate::convert::{
     SERVICE_NAME_LABEL, SelectedPort, Warning, build_ports, listen_port_of, port_protocol,
     snapshot_port_name,
@@ -304,7 +305,7 @@ impl EndpointSource for NamedServicesSource {
                 watches.len(),
                 svc_what.clone(),
                 |_: &Service| true,
-                |_: &Service| true,
+                |_: &Service| Some(Touched::All),
             );
             watches.push((svc_what, svc_stream));
             let slices_what = format!("EndpointSlices of Service {}", cfg.service);
@@ -314,13 +315,15 @@ impl EndpointSource for NamedServicesSource {
                 watches.len(),
                 slices_what.clone(),
                 |_: &EndpointSlice| true,
-                |_: &EndpointSlice| true,
+                |_: &EndpointSlice| Some(Touched::All),
             );
             watches.push((slices_what, slice_stream));
             stores.push((cfg.clone(), svc_store, slice_store));
         }
+        // A handful of Services: every change rebuilds them all.
         let mut fields = ServiceFields::default();
-        let build: Build = Box::new(move || {
+        let mut last: Option<Snapshot> = None;
+        let build: Build = Box::new(move |_, always| {
             let mut snapshot = Snapshot::default();
             let mut warnings = Vec::new();
             let mut claimed = Claims::new(&[]);
@@ -342,12 +345,13 @@ impl EndpointSource for NamedServicesSource {
                     continue;
                 };
                 let selected = select_ports(&svc, cfg, &mut warnings);
-                let slices = slice_store.state();
-                let slices: Vec<&EndpointSlice> = slices
+                let slices: Vec<SliceView> = slice_store
+                    .state()
                     .iter()
-                    .map(AsRef::as_ref)
                     .filter(|s| s.labels().get(SERVICE_NAME_LABEL) == Some(&key.name))
+                    .map(|s| SliceView::of(s))
                     .collect();
+                let slices: Vec<&SliceView> = slices.iter().collect();
                 let ports = build_ports(&svc, &selected, &slices, &mut warnings);
                 insert_ports(
                     &mut snapshot,
@@ -361,7 +365,10 @@ impl EndpointSource for NamedServicesSource {
                 fields.apply(&mut snapshot, &svc, key, &mut warnings);
             }
             fields.finish_build();
-            (snapshot, warnings)
+            let changed = last.as_ref() != Some(&snapshot);
+            let out = (changed || always).then(|| snapshot.clone());
+            last = Some(snapshot);
+            (out, warnings)
         });
         let names: Vec<String> = self
             .services

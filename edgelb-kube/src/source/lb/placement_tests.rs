@@ -3,12 +3,43 @@
 
 use std::sync::Arc;
 
-use edgelb_core::{EdgeNode, ServiceKey};
+use edgelb_core::{EdgeNode, ServiceKey, Snapshot};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::{reflector, watcher};
 use serde_json::json;
 
-use super::{LoadBalancerConfig, build};
+use super::{LoadBalancerConfig, service_spec};
+use crate::convert::Warning;
 use crate::service_fields::ServiceFields;
+use crate::source::lb_parts::Parts;
+use crate::source::slices::Touched;
+
+/// The whole snapshot of `services` (no slices here: placement does not look at endpoints),
+/// as the source's first build makes it.
+fn build(
+    config: &LoadBalancerConfig,
+    edges: &[EdgeNode],
+    services: Vec<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+    fields: &mut ServiceFields,
+) -> (Snapshot, Vec<Warning>) {
+    assert!(slices.is_empty(), "placement tests build without slices");
+    let (store, mut writer) = reflector::store();
+    for svc in &services {
+        writer.apply_watcher_event(&watcher::Event::Apply((**svc).clone()));
+    }
+    let mut parts = Parts::new(edges.to_vec());
+    let (snap, warnings) = parts.update(&Touched::All, true, &store, |svc| {
+        let mut warnings = Vec::new();
+        let mut spec = service_spec(config, edges, svc, &[], &mut warnings);
+        if let Some((key, spec)) = &mut spec {
+            fields.fill(spec, svc, key, &mut warnings);
+        }
+        (spec, warnings)
+    });
+    (snap.unwrap_or_default(), warnings)
+}
 
 /// A Service of our class with one TCP port, created at second `created`.
 fn svc(name: &str, port: u16, created: u32, annotations: serde_json::Value) -> Arc<Service> {
