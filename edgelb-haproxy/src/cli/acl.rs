@@ -119,14 +119,6 @@ pub(crate) fn skeleton_line(section: &str, words: &[&str]) -> Option<String> {
         .then(|| format!("acl {SOURCE_ACL_NAME} src -u {id}"))
 }
 
-/// The source ACL lines of frontends in `text`, by id, as the one reader of edgelb's files
-/// ([`LiveFile`](crate::live_file::LiveFile)) takes them. Lines whose ranges do not parse are
-/// left out (they stay in the skeleton, so such a change reloads).
-#[cfg(test)]
-pub fn source_acls(text: &str) -> SourceAcls {
-    crate::live_file::LiveFile::parse(text.as_bytes()).source_acls
-}
-
 /// If `words` (a line of a frontend) is one of edgelb's source ACL lines whose ranges all
 /// parse: its id and its ranges, for the live file's reader.
 pub(crate) fn ranges_of_line(words: &[&str]) -> Option<(u32, Vec<IpNet>)> {

@@ -18,19 +18,15 @@ use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::live_file::{LiveFile, ServerSlot};
 
-/// How the running servers (or source ACL lists) differ from what the live file says, for a
-/// log line; `None` when they match, or
+/// How the running servers differ from what the live file says; `None` when they match, or
 /// when they cannot be compared: a file without a stats socket, or a socket that does not
 /// answer (logged at debug; nothing here can repair a HAProxy that is down, and the next
 /// change's deploy reports it).
-pub(super) async fn running_drift(host: &dyn EdgeHost, live: &LiveFile) -> Option<String> {
+pub(super) async fn running_drift(host: &dyn EdgeHost, live: &LiveFile) -> Option<Mismatches> {
     let socket = live.stats_socket.as_deref()?;
-    match drift_of(host, socket, &live.servers).await {
-        Some((why, _)) => Some(why.to_string()),
-        None => super::acl_drift::drift(host, socket, &live.source_acls)
-            .await
-            .map(|why| why.to_string()),
-    }
+    drift_of(host, socket, &live.servers)
+        .await
+        .map(|(why, _)| why)
 }
 
 /// How the servers running behind `socket` differ from `slots`, with what runs; `None` as

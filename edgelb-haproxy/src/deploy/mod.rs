@@ -61,6 +61,17 @@ pub async fn apply_config(
     reload::swap_and_reload(host, layout, live_bytes.as_deref(), config).await
 }
 
+/// How what runs differs from the `live` file: its servers, else its source ACL lists.
+async fn running_drift(host: &dyn EdgeHost, live: &LiveFile) -> Option<String> {
+    if let Some(why) = drift::running_drift(host, live).await {
+        return Some(why.to_string());
+    }
+    let socket = live.stats_socket.as_deref()?;
+    acl_drift::drift(host, socket, &live.source_acls)
+        .await
+        .map(|why| why.to_string())
+}
+
 /// The digest of the config live on `host`, `None` when there is no file or it has no
 /// edgelb digest line. Like a hand-edited file (see [`edgelb_core::live_digest_of`]), running
 /// servers that differ from edgelb's own file (changed by hand through the runtime API) give
@@ -78,9 +89,9 @@ pub async fn live_digest(
         return Ok(None);
     };
     if live.own
-        && let Some(why) = drift::running_drift(host, &live).await
+        && let Some(why) = running_drift(host, &live).await
     {
-        tracing::warn!(node = host.node(), reason = %why, "running servers differ from the live file");
+        tracing::warn!(node = host.node(), reason = %why, "what runs differs from the live file");
         let marked = format!("{digest}\nrunning servers differ from the file");
         return Ok(Some(Digest::of(marked.as_bytes())));
     }

@@ -1,6 +1,11 @@
 use super::*;
 use crate::live_file::LiveFile;
 
+/// The source ACL lines of frontends in `text`, as the live file's reader takes them.
+fn source_acls(text: &str) -> SourceAcls {
+    LiveFile::parse(text.as_bytes()).source_acls
+}
+
 fn nets(list: &[&str]) -> Vec<IpNet> {
     list.iter().map(|t| t.parse().unwrap()).collect()
 }
