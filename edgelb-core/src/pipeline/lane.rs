@@ -4,6 +4,7 @@
 //! slow, hung or failing edge delays nothing but its own lane: the source is read and every
 //! other edge gets every change whatever one edge does.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -150,12 +151,15 @@ impl Lane {
             return false;
         };
         // Only the services placed on this node (their pool is one of its pools).
-        let placed = target.snapshot.placed_on(node);
-        let effective = Arc::new(
-            state
-                .quarantine
-                .apply(&placed, state.last_good.as_deref(), node),
-        );
+        // Nothing left out: the target itself, shared rather than copied per node.
+        let effective = match target.snapshot.placed_on(node) {
+            Cow::Borrowed(_) if state.quarantine.is_empty() => target.snapshot.clone(),
+            placed => Arc::new(
+                state
+                    .quarantine
+                    .apply(&placed, state.last_good.as_deref(), node),
+            ),
+        };
         let quarantined = state.quarantine.reasons();
         let generation = target.generation;
         match self.shared.renderer.render(&effective, node) {
