@@ -81,13 +81,17 @@ struct Slot {
 }
 
 /// The slots of one backend.
+///
+/// Between two [`SlotTable::assign`] calls only the slots are kept: the two address indexes
+/// are rebuilt from them for the length of one call and dropped after it (every backend of
+/// every Service has a table, and at 5,000 backends the indexes weighed more than the slots).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct SlotTable {
     /// The slots; the length is the slot count.
     slots: Vec<Slot>,
-    /// The slot of each occupant.
+    /// The slot of each occupant (during `assign` only).
     by_addr: HashMap<SocketAddr, usize>,
-    /// The slot each former occupant left, while it is still free.
+    /// The slot each former occupant left, while it is still free (during `assign` only).
     previous: HashMap<SocketAddr, usize>,
     /// How many times the endpoint set changed.
     changes: u64,
@@ -97,6 +101,33 @@ impl SlotTable {
     /// Updates the table for `endpoints` (all of them, in address order) and returns what
     /// every slot holds, in slot order.
     pub(crate) fn assign<'a>(
+        &mut self,
+        endpoints: impl Iterator<Item = &'a SocketAddr> + Clone,
+        opts: &SlotOptions,
+    ) -> Vec<SlotView> {
+        self.index();
+        let views = self.assign_indexed(endpoints, opts);
+        self.by_addr = HashMap::new();
+        self.previous = HashMap::new();
+        views
+    }
+
+    /// Fills the address indexes from the slots.
+    fn index(&mut self) {
+        self.by_addr.clear();
+        self.previous.clear();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(addr) = slot.occupant {
+                self.by_addr.insert(addr, i);
+            }
+            if let Some(addr) = slot.previous {
+                self.previous.insert(addr, i);
+            }
+        }
+    }
+
+    /// [`SlotTable::assign`] with the indexes filled.
+    fn assign_indexed<'a>(
         &mut self,
         endpoints: impl Iterator<Item = &'a SocketAddr> + Clone,
         opts: &SlotOptions,
@@ -219,23 +250,17 @@ impl SlotTable {
     /// controller, `edgelb plan`) places endpoints where the edge already has them.
     pub(crate) fn from_live(live: &[SlotView]) -> Self {
         let mut table = Self::default();
-        for (i, slot) in live.iter().enumerate() {
+        for slot in live {
             table.slots.push(match *slot {
-                SlotView::Endpoint(addr) => {
-                    table.by_addr.insert(addr, i);
-                    Slot {
-                        occupant: Some(addr),
-                        ..Slot::default()
-                    }
-                }
-                SlotView::Leaving(addr) => {
-                    table.previous.insert(addr, i);
-                    Slot {
-                        occupant: None,
-                        previous: Some(addr),
-                        left_at: 0,
-                    }
-                }
+                SlotView::Endpoint(addr) => Slot {
+                    occupant: Some(addr),
+                    ..Slot::default()
+                },
+                SlotView::Leaving(addr) => Slot {
+                    occupant: None,
+                    previous: Some(addr),
+                    left_at: 0,
+                },
                 SlotView::Spare => Slot::default(),
             });
         }
@@ -313,6 +338,28 @@ mod tests {
                 (1, "10.0.0.2:80".into()),
                 (2, "10.0.0.3:80".into())
             ]
+        );
+    }
+
+    /// Between renders a table keeps its slots only; the next render still finds every
+    /// endpoint and every reservation where it was.
+    #[test]
+    fn address_indexes_are_not_kept_between_renders() {
+        let o = opts(2, 4);
+        let mut t = SlotTable::default();
+        run(&mut t, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"], &o);
+        assert!(t.by_addr.is_empty() && t.previous.is_empty());
+        run(&mut t, &["10.0.0.1:80", "10.0.0.3:80"], &o);
+        assert!(t.by_addr.is_empty() && t.previous.is_empty());
+        let slots = run(&mut t, &["10.0.0.2:80", "10.0.0.3:80", "10.0.0.1:80"], &o);
+        assert_eq!(
+            occupied(&slots),
+            vec![
+                (0, "10.0.0.1:80".into()),
+                (1, "10.0.0.2:80".into()),
+                (2, "10.0.0.3:80".into())
+            ],
+            "the returning endpoint takes back its reserved slot"
         );
     }
 
