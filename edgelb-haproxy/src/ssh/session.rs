@@ -144,13 +144,13 @@ enum SftpSlot {
 }
 
 impl Connection {
-    fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         self.handle.is_closed()
     }
 }
 
 /// What kind of channel a step needs.
-enum ChannelKind<'a> {
+pub(super) enum ChannelKind<'a> {
     Session,
     StreamLocal(&'a str),
     /// A TCP connection the edge's sshd makes to its own loopback, on this port.
@@ -164,6 +164,8 @@ pub(crate) struct Session {
     options: SshOptions,
     config: Arc<client::Config>,
     live: Mutex<Option<Arc<Connection>>>,
+    /// The runtime-API channel kept open between changes (`ssh/prompt.rs`).
+    pub(super) prompt: Mutex<Option<super::prompt::KeptPrompt>>,
 }
 
 impl Session {
@@ -199,6 +201,7 @@ impl Session {
             options,
             config: Arc::new(config),
             live: Mutex::new(None),
+            prompt: Mutex::new(None),
         }
     }
 
@@ -463,7 +466,7 @@ impl Session {
     }
 
     /// Opens a channel, reconnecting once when the session turns out to be dead.
-    async fn open_channel(
+    pub(super) async fn open_channel(
         &self,
         kind: &ChannelKind<'_>,
         step: &str,
