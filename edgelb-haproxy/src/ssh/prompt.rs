@@ -9,10 +9,11 @@
 //!   exchange is replaced once: the commands are sent again on a fresh channel (every
 //!   command edgelb sends sets an absolute value, so sending it twice is harmless).
 //! * A reload leaves a kept connection with the old worker, which keeps answering until it
-//!   exits: commands would change a process that no longer takes new connections. So a kept
-//!   channel's exchange starts with `show info`, and an answer with `Stopping: 1` sends the
-//!   exchange again on a fresh channel (which reaches the new worker). edgelb's own reloads
-//!   close the kept channel at once ([`Session::forget_prompt`]).
+//!   exits (and for a moment a new connection may reach it too): commands would change a
+//!   process that no longer takes new connections. So every exchange starts with `show
+//!   info` (in the same write: no round trip more), and an answer with `Stopping: 1` sends
+//!   the exchange again on a fresh channel, a few times, until the new worker answers.
+//!   edgelb's own reloads close the kept channel at once ([`Session::forget_prompt`]).
 //! * Each answer must arrive within the step timeout of the one before.
 
 use std::sync::Arc;
@@ -27,8 +28,12 @@ use super::session::{ChannelKind, Connection, Session};
 
 /// What ends every answer in prompt mode: the answer's empty line, then the prompt.
 const PROMPT: &[u8] = b"\n> ";
-/// Asked first on a kept channel: whether it still reaches a worker that is not stopping.
+/// Asked before the commands: whether the channel reaches a worker that is not stopping.
 const GUARD: &str = "show info";
+/// Fresh channels tried while only a stopping worker answers (a reload under way).
+const FRESH_ATTEMPTS: u32 = 3;
+/// The pause between them.
+const RELOAD_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// An open channel to one socket, in prompt mode.
 pub(crate) struct KeptPrompt {
@@ -79,7 +84,7 @@ impl Session {
         if let Some(mut kept) = slot.take().filter(|k| k.path == path)
             && kept.still_open()
         {
-            match self.exchange(step, &mut kept, Some(GUARD), lines).await {
+            match self.exchange(step, &mut kept, &[GUARD], lines).await {
                 Ok(answers) => {
                     *slot = Some(kept);
                     return Ok(answers);
@@ -93,27 +98,41 @@ impl Session {
             }
             let _ = kept.channel.close().await;
         }
-        let deadline = Instant::now() + self.options().step_timeout;
-        let (conn, channel) = self
-            .open_channel(&ChannelKind::StreamLocal(path), step, deadline)
-            .await?;
-        let mut kept = KeptPrompt {
-            conn,
-            path: path.to_owned(),
-            channel,
-        };
-        match self.exchange(step, &mut kept, Some("prompt"), lines).await {
-            Ok(answers) => {
-                *slot = Some(kept);
-                Ok(answers)
+        for attempt in 1..=FRESH_ATTEMPTS {
+            let deadline = Instant::now() + self.options().step_timeout;
+            let (conn, channel) = self
+                .open_channel(&ChannelKind::StreamLocal(path), step, deadline)
+                .await?;
+            let mut kept = KeptPrompt {
+                conn,
+                path: path.to_owned(),
+                channel,
+            };
+            match self
+                .exchange(step, &mut kept, &["prompt", GUARD], lines)
+                .await
+            {
+                Ok(answers) => {
+                    *slot = Some(kept);
+                    return Ok(answers);
+                }
+                Err(Failed::Error(e)) => return Err(e),
+                Err(Failed::Stopping) => {
+                    let _ = kept.channel.close().await;
+                    if attempt < FRESH_ATTEMPTS {
+                        // A reload is under way: the old worker still takes connections.
+                        tokio::time::sleep(RELOAD_PAUSE).await;
+                    }
+                }
             }
-            Err(Failed::Error(e)) => Err(e),
-            Err(Failed::Stopping) => Err(DeployError::Step {
-                node: self.endpoint().node.clone(),
-                step: step.to_owned(),
-                message: "HAProxy is stopping".into(),
-            }),
         }
+        Err(DeployError::Step {
+            node: self.endpoint().node.clone(),
+            step: step.to_owned(),
+            message: format!(
+                "only a stopping HAProxy worker answered {path} ({FRESH_ATTEMPTS} connections): is a reload stuck? see haproxy's log"
+            ),
+        })
     }
 
     /// Closes the kept channel: HAProxy was reloaded, it would reach the old worker.
@@ -123,17 +142,17 @@ impl Session {
         }
     }
 
-    /// Writes `first` (when given) and `lines` at once and reads one answer each; the
-    /// answer to `first` is checked (`show info`: not stopping) and left out.
+    /// Writes `lead` and `lines` at once and reads one answer each; the answers to `lead`
+    /// are left out, the one to [`GUARD`] checked (not a stopping worker).
     async fn exchange(
         &self,
         step: &str,
         kept: &mut KeptPrompt,
-        first: Option<&str>,
+        lead: &[&str],
         lines: &[String],
     ) -> Result<Vec<String>, Failed> {
         let mut request = String::new();
-        for line in first.into_iter().chain(lines.iter().map(String::as_str)) {
+        for line in lead.iter().copied().chain(lines.iter().map(String::as_str)) {
             request.push_str(line);
             request.push('\n');
         }
@@ -149,7 +168,7 @@ impl Session {
             .data(request.as_bytes())
             .await
             .map_err(|e| lost(format!("sending to the runtime API failed: {e}")))?;
-        let wanted = lines.len() + usize::from(first.is_some());
+        let wanted = lines.len() + lead.len();
         let mut answers: Vec<String> = Vec::with_capacity(wanted);
         let mut pending: Vec<u8> = Vec::new();
         while answers.len() < wanted {
@@ -180,13 +199,14 @@ impl Session {
                 Some(_) => {}
             }
         }
-        if let Some(first) = first {
-            let answer = answers.remove(0);
-            if first == GUARD && answer.lines().any(|l| l.trim() == "Stopping: 1") {
-                return Err(Failed::Stopping);
-            }
+        let rest = answers.split_off(lead.len());
+        let stopping = lead.iter().zip(&answers).any(|(line, answer)| {
+            *line == GUARD && answer.lines().any(|l| l.trim() == "Stopping: 1")
+        });
+        if stopping {
+            return Err(Failed::Stopping);
         }
-        Ok(answers)
+        Ok(rest)
     }
 }
 
