@@ -775,7 +775,7 @@ fn main() {
                     table.timing(&format!("{wan}, runtime-API path, whole transaction"), &run.whole, &note(&run.whole));
                     table.timing(&format!("{wan}, reload path"), &run.reload, &note(&run.reload));
                 }
-                Err(why) => table.add(format!("{wan}"), "not measured", why),
+                Err(why) => table.add(wan, "not measured", why),
             }
         }
         if let [one, twenty] = live_medians[..] {
