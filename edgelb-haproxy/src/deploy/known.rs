@@ -2,12 +2,13 @@
 //! is read before the change goes out.
 //!
 //! An endpoint-only change (decided against the cached file) sends its runtime commands
-//! and `show servers state` in one exchange over the host's kept runtime-API connection,
-//! while, at the same time, one request to the host writes the new file, checks that the
-//! live file still has the stamp edgelb left, validates the new file with `haproxy -c`,
-//! keeps the live file and swaps the new one in ([`EdgeHost::stage_and_swap`]). Over a
-//! WAN link the change is live after one round trip, and the whole verified transaction
-//! takes the round trips of that one request. Any other change takes the reload path the
+//! and `show servers state` in one exchange over the host's kept runtime-API connection;
+//! then one request to the host writes the new file, checks that the live file still has
+//! the stamp edgelb left, validates the new file with `haproxy -c`, keeps the live file and
+//! swaps the new one in ([`EdgeHost::stage_and_swap`]; the SSH host sends it on a channel
+//! opened ahead). Over a WAN link the change is live after one round trip, and the whole
+//! verified transaction after one more plus the edge's time for the request (`haproxy -c`
+//! most of it). Any other change takes the reload path the
 //! same way (`deploy/reload.rs`), without reading the live file first.
 //!
 //! Every safety step of the careful path stays: nothing is swapped unless `haproxy -c`
@@ -79,10 +80,12 @@ async fn runtime_update(
         keep_live: None,
         expect_stamp: Some(&known.stamp),
     };
-    let (checked, staged) = futures::join!(
-        plan::send_and_verify(api, commands, &new.servers),
-        host.stage_and_swap(&request)
-    );
+    // The commands first, alone: the edge answers them before it starts `haproxy -c` and
+    // its helpers, which on a busy edge (or 20 edges sharing a test machine's cores) would
+    // delay the answer; the stage request then goes out on a channel the SSH host opened
+    // ahead, so it costs one round trip plus the edge's time for it.
+    let checked = plan::send_and_verify(api, commands, &new.servers).await;
+    let staged = host.stage_and_swap(&request).await;
     let staged = match staged {
         Ok(staged) => staged,
         Err(e) => {

@@ -345,6 +345,10 @@ impl EdgeHost for SshHost {
             }
             _ => staged.await?,
         };
+        // The next change's request channel opens now, in the background: off the path of
+        // this change and of the next one's runtime commands.
+        let session = self.session.clone();
+        tokio::spawn(async move { session.refill_spare().await });
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         match out.status {
             Some(0) => Ok(Staged::Swapped {
