@@ -81,7 +81,11 @@ impl Session {
             return Ok(Vec::new());
         }
         let mut slot = self.prompt.lock().await;
-        if let Some(mut kept) = slot.take().filter(|k| k.path == path)
+        let mut kept = slot.take();
+        if let Some(other) = kept.take_if(|k| k.path != path) {
+            let _ = other.channel.close().await; // one kept channel per edge: the stats socket
+        }
+        if let Some(mut kept) = kept
             && kept.still_open()
         {
             match self.exchange(step, &mut kept, &[GUARD], lines).await {
