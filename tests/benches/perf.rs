@@ -15,6 +15,9 @@
 //!   forces a reload), the Ansible deployer, and one `ssh` per edge running the same steps
 //!   (OpenSSH one-shot);
 //! * fan-out: the runtime-API and reload paths on 1, 10 and 20 edges;
+//! * emulated WAN links: 1 and 20 edges, each behind a delay proxy of its own (20 ms round
+//!   trip), the runtime-API path (until acknowledged, whole transaction) and the reload path,
+//!   in ms and round trips, and the CPU of one `haproxy -c` on an edge;
 //! * long-lived connections (held open through the edge) cut by 100 endpoint changes, on
 //!   the runtime path and on the reload path (with the test renderer's `hard-stop-after
 //!   10s`);
