@@ -39,6 +39,7 @@ mod edge_host;
 pub mod edge_stats;
 mod error;
 mod layout;
+mod live_cache;
 mod live_file;
 mod local;
 pub mod proxy_header;
@@ -57,10 +58,11 @@ pub use cli::plan::RUNTIME_APPLIED_TARGET;
 pub use cli::runtime::{
     CommandError, RuntimeApi, RuntimeCommand, ServerAdminState, ServerOperState, ServerState,
 };
-pub use edge_host::{EdgeHost, ExecOutput};
+pub use edge_host::{EdgeHost, ExecOutput, FileStamp, StageSwap, Staged};
 pub use edge_stats::{EdgeStats, StatsSource};
 pub use error::{Error, Result};
 pub use layout::HaproxyLayout;
+pub use live_cache::LiveCache;
 pub use local::{LocalDeployer, LocalHost};
 pub use render::{
     AFFINITY_TABLE_SIZE, BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration,

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use edgelb_core::DeployError;
 
 use crate::cli::master::MasterProcs;
+use crate::cli::plan::MAX_REQUEST_CHARS;
 use crate::edge_host::EdgeHost;
 
 /// The administrative state to put a server in (`set server <be>/<srv> state …`).
@@ -87,6 +88,20 @@ pub struct ServerState {
 }
 
 impl ServerState {
+    /// The state a server line puts a server in (after a reload, or once the runtime API
+    /// brought it there).
+    pub(crate) fn as_file_says(slot: &crate::live_file::ServerSlot) -> Self {
+        Self {
+            backend: slot.backend.clone(),
+            server: slot.server.clone(),
+            address: slot.addr.ip().to_string(),
+            port: Some(slot.addr.port()),
+            oper_state: ServerOperState::Running,
+            admin_flags: if slot.maint { 0x01 } else { 0 },
+            weight: Some(slot.weight),
+        }
+    }
+
     /// The admin state the flags amount to: maintenance wins over drain.
     pub fn admin_state(&self) -> ServerAdminState {
         if self.admin_flags & ADMIN_MAINT != 0 {
@@ -249,7 +264,7 @@ impl RuntimeCommand {
     }
 
     /// Whether HAProxy's answer to this command means success.
-    fn accepts(&self, answer: &str) -> bool {
+    pub(crate) fn accepts(&self, answer: &str) -> bool {
         let answer = answer.trim();
         match self {
             // "IP changed from …", "no need to change the addr…", "…port changed from …".
@@ -387,7 +402,7 @@ impl<'a> RuntimeApi<'a> {
             }
             None => "show servers state".to_owned(),
         };
-        let text = self.raw(&line).await?;
+        let text = self.pipeline(&[line]).await?.concat();
         parse_servers_state(&text)
             .map_err(|e| self.error("reading `show servers state`", e.to_string()))
     }
@@ -436,19 +451,7 @@ impl<'a> RuntimeApi<'a> {
             .map(RuntimeCommand::to_line)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.error("building runtime API commands", e.to_string()))?;
-        let text = self.raw(&lines.join("; ")).await?;
-        let answers = split_answers(&text);
-        if answers.len() < commands.len() {
-            return Err(self.error(
-                "running runtime API commands",
-                format!(
-                    "haproxy answered {} of {} commands: {:?}",
-                    answers.len(),
-                    commands.len(),
-                    first_chars(&text)
-                ),
-            ));
-        }
+        let answers = self.pipeline(&lines).await?;
         for ((command, line), answer) in commands.iter().zip(&lines).zip(&answers) {
             if !command.accepts(answer) {
                 return Err(self.error(
@@ -459,6 +462,56 @@ impl<'a> RuntimeApi<'a> {
         }
         Ok(())
     }
+}
+
+impl RuntimeApi<'_> {
+    /// Sends `lines` in order and returns one answer per line, in one exchange where the
+    /// host keeps an interactive connection (see [`EdgeHost::socket_pipeline`]).
+    pub async fn pipeline(&self, lines: &[String]) -> Result<Vec<String>, DeployError> {
+        let answers = self.host.socket_pipeline(&self.socket, lines).await?;
+        if answers.len() != lines.len() {
+            return Err(self.error(
+                "running runtime API commands",
+                format!(
+                    "haproxy answered {} of {} commands: {:?}",
+                    answers.len(),
+                    lines.len(),
+                    first_chars(&answers.concat())
+                ),
+            ));
+        }
+        Ok(answers)
+    }
+}
+
+/// [`EdgeHost::socket_pipeline`] over one-shot requests: `lines` joined as `a; b; c` into
+/// as few requests as fit HAProxy's request buffer, each answer split per command.
+pub(crate) async fn pipeline_by_requests<H: EdgeHost + ?Sized>(
+    host: &H,
+    socket: &str,
+    lines: &[String],
+) -> Result<Vec<String>, DeployError> {
+    let mut answers = Vec::with_capacity(lines.len());
+    let mut start = 0;
+    while start < lines.len() {
+        let mut end = start + 1;
+        let mut chars = lines[start].len();
+        while end < lines.len() && chars + lines[end].len() + 2 <= MAX_REQUEST_CHARS {
+            chars += lines[end].len() + 2;
+            end += 1;
+        }
+        let text = host
+            .socket_command(socket, &lines[start..end].join("; "))
+            .await?;
+        let mut split = split_answers(&text);
+        if end - start == 1 && split.len() > 1 {
+            // One command whose answer has empty lines of its own: it is all one answer.
+            split = vec![text];
+        }
+        answers.extend(split);
+        start = end;
+    }
+    Ok(answers)
 }
 
 /// Splits the answer to `a; b; c`: each command's answer ends with one empty line (an empty
