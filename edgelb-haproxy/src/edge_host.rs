@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use edgelb_core::DeployError;
 
+pub use crate::live_cache::FileStamp;
 use crate::live_cache::LiveCache;
+use crate::socket_requests;
 
 /// The output of a command run on a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +81,20 @@ pub trait EdgeHost: Send + Sync {
         socket: &str,
         lines: &[String],
     ) -> Result<Vec<String>, DeployError> {
-        crate::cli::runtime::pipeline_by_requests(self, socket, lines).await
+        let mut answers = Vec::with_capacity(lines.len());
+        for range in socket_requests::batches(lines) {
+            let alone = range.len() == 1;
+            let text = self
+                .socket_command(socket, &lines[range].join("; "))
+                .await?;
+            let mut split = socket_requests::split_answers(&text);
+            if alone && split.len() > 1 {
+                // One command whose answer has empty lines of its own: it is all one answer.
+                split = vec![text];
+            }
+            answers.extend(split);
+        }
+        Ok(answers)
     }
 
     /// HAProxy was just reloaded: a kept runtime-API connection would reach the old worker
@@ -147,11 +162,6 @@ pub struct StageSwap<'a> {
     /// The stamp the live file must still have: nothing is swapped when it changed.
     pub expect_stamp: Option<&'a FileStamp>,
 }
-
-/// A cheap fingerprint of a file (size, inode, modification and change times), as the
-/// host's `stat` prints it: a changed stamp means someone touched the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileStamp(pub String);
 
 /// How [`EdgeHost::stage_and_swap`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,6 +29,7 @@
 //! [`HaproxyRenderer::seed_slots_from_edges`].
 #![forbid(unsafe_code)]
 
+mod acl_line;
 mod child_log;
 mod cli;
 mod config_sections;
@@ -47,6 +48,7 @@ mod render;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim_edge;
 mod slot_seed;
+mod socket_requests;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 #[cfg(feature = "testing")]

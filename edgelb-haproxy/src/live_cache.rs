@@ -11,8 +11,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::edge_host::FileStamp;
 use crate::live_file::LiveFile;
+
+/// A cheap fingerprint of a file (size, inode, modification and change times), as the
+/// host's `stat` prints it: a changed stamp means someone touched the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp(pub String);
 
 /// The live file as edgelb last left it.
 #[derive(Debug, Clone)]

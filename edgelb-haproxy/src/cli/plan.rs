@@ -19,9 +19,7 @@ use crate::live_file::ServerSlot;
 /// log filters (`RUST_LOG=edgelb_haproxy::runtime_applied=debug`) key on it.
 pub const RUNTIME_APPLIED_TARGET: &str = "edgelb_haproxy::runtime_applied";
 
-/// Runtime commands per request: HAProxy reads one request line into one buffer
-/// (`tune.bufsize`, 16 KiB by default), so long batches are split below that.
-pub(crate) const MAX_REQUEST_CHARS: usize = 8 * 1024;
+use crate::socket_requests::MAX_REQUEST_CHARS;
 
 /// How one running server differs from its server line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

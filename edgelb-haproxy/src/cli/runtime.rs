@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use edgelb_core::DeployError;
 
 use crate::cli::master::MasterProcs;
-use crate::cli::plan::MAX_REQUEST_CHARS;
 use crate::edge_host::EdgeHost;
 
 /// The administrative state to put a server in (`set server <be>/<srv> state …`).
@@ -484,56 +483,6 @@ impl RuntimeApi<'_> {
     }
 }
 
-/// [`EdgeHost::socket_pipeline`] over one-shot requests: `lines` joined as `a; b; c` into
-/// as few requests as fit HAProxy's request buffer, each answer split per command.
-pub(crate) async fn pipeline_by_requests<H: EdgeHost + ?Sized>(
-    host: &H,
-    socket: &str,
-    lines: &[String],
-) -> Result<Vec<String>, DeployError> {
-    let mut answers = Vec::with_capacity(lines.len());
-    let mut start = 0;
-    while start < lines.len() {
-        let mut end = start + 1;
-        let mut chars = lines[start].len();
-        while end < lines.len() && chars + lines[end].len() + 2 <= MAX_REQUEST_CHARS {
-            chars += lines[end].len() + 2;
-            end += 1;
-        }
-        let text = host
-            .socket_command(socket, &lines[start..end].join("; "))
-            .await?;
-        let mut split = split_answers(&text);
-        if end - start == 1 && split.len() > 1 {
-            // One command whose answer has empty lines of its own: it is all one answer.
-            split = vec![text];
-        }
-        answers.extend(split);
-        start = end;
-    }
-    Ok(answers)
-}
-
-/// Splits the answer to `a; b; c`: each command's answer ends with one empty line (an empty
-/// answer is just that line). Answers of `set server` never hold empty lines themselves.
-fn split_answers(text: &str) -> Vec<String> {
-    let mut answers = Vec::new();
-    let mut current: Vec<&str> = Vec::new();
-    for line in text.split_inclusive('\n') {
-        let line = line.trim_end_matches(['\n', '\r']);
-        if line.is_empty() {
-            answers.push(current.join("\n"));
-            current.clear();
-        } else {
-            current.push(line);
-        }
-    }
-    if !current.is_empty() {
-        answers.push(current.join("\n"));
-    }
-    answers
-}
-
 /// Parses `show servers state` (format 1): the `#` header names the columns.
 pub(crate) fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, ServersStateError> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -611,6 +560,7 @@ fn first_chars(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socket_requests::split_answers;
 
     /// Captured from HAProxy 2.6.12.
     const STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 be_x 1 s1 127.0.0.2 2 8 1 1 0 1 0 2 0 0 0 0 - 18083 - 0 0 - - 0\n3 be_x 2 s2 127.0.0.1 0 5 1 1 0 1 0 0 8 0 0 0 - 18082 - 0 0 - - 0\n\n";

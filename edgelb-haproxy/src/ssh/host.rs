@@ -7,6 +7,7 @@ use edgelb_core::{DeployError, EdgeNode};
 
 use super::credentials::SshCredentials;
 use super::options::SshOptions;
+use super::prompt::PromptSlot;
 use super::quote::command_line;
 use super::session::{Endpoint, Session};
 use super::sftp::Sftp;
@@ -66,6 +67,8 @@ const STAGE_SWAPPED_UNSTAMPED: u32 = 105;
 #[derive(Clone)]
 pub struct SshHost {
     session: Arc<Session>,
+    /// The runtime-API channel kept open between changes (`ssh/prompt.rs`).
+    prompt: Arc<PromptSlot>,
     /// The live file as the last deploy left it (see [`LiveCache`]).
     cache: Arc<LiveCache>,
 }
@@ -104,6 +107,7 @@ impl SshHost {
         };
         Ok(Self {
             session: Arc::new(Session::new(endpoint, credentials, options)),
+            prompt: Arc::default(),
             cache: Arc::default(),
         })
     }
@@ -301,11 +305,13 @@ impl EdgeHost for SshHost {
                 message: "a socket command must be one line".into(),
             });
         }
-        self.session.socket_pipeline(&step, socket, lines).await
+        self.session
+            .socket_pipeline(&self.prompt, &step, socket, lines)
+            .await
     }
 
     async fn reloaded(&self) {
-        self.session.forget_prompt().await;
+        self.prompt.forget().await;
     }
 
     fn live_cache(&self) -> Option<&LiveCache> {

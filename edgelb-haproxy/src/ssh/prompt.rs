@@ -13,7 +13,7 @@
 //!   process that no longer takes new connections. So every exchange starts with `show
 //!   info` (in the same write: no round trip more), and an answer with `Stopping: 1` sends
 //!   the exchange again on a fresh channel, a few times, until the new worker answers.
-//!   edgelb's own reloads close the kept channel at once ([`Session::forget_prompt`]).
+//!   edgelb's own reloads close the kept channel at once ([`PromptSlot::forget`]).
 //! * Each answer must arrive within the step timeout of the one before.
 
 use std::sync::Arc;
@@ -68,11 +68,26 @@ enum Failed {
     Error(DeployError),
 }
 
+/// Where a host keeps its runtime-API channel between changes (at most one: the stats
+/// socket's).
+#[derive(Default)]
+pub(crate) struct PromptSlot(tokio::sync::Mutex<Option<KeptPrompt>>);
+
+impl PromptSlot {
+    /// Closes the kept channel: HAProxy was reloaded, it would reach the old worker.
+    pub(crate) async fn forget(&self) {
+        if let Some(kept) = self.0.lock().await.take() {
+            let _ = kept.channel.close().await;
+        }
+    }
+}
+
 impl Session {
-    /// Sends `lines` to the UNIX socket `path` over the kept prompt-mode channel (opened
-    /// when there is none) and returns one answer per line. See the module docs.
+    /// Sends `lines` to the UNIX socket `path` over the prompt-mode channel kept in `kept_in`
+    /// (opened when there is none) and returns one answer per line. See the module docs.
     pub(crate) async fn socket_pipeline(
         &self,
+        kept_in: &PromptSlot,
         step: &str,
         path: &str,
         lines: &[String],
@@ -80,7 +95,7 @@ impl Session {
         if lines.is_empty() {
             return Ok(Vec::new());
         }
-        let mut slot = self.prompt.lock().await;
+        let mut slot = kept_in.0.lock().await;
         let mut kept = slot.take();
         if let Some(other) = kept.take_if(|k| k.path != path) {
             let _ = other.channel.close().await; // one kept channel per edge: the stats socket
@@ -137,13 +152,6 @@ impl Session {
                 "only a stopping HAProxy worker answered {path} ({FRESH_ATTEMPTS} connections): is a reload stuck? see haproxy's log"
             ),
         })
-    }
-
-    /// Closes the kept channel: HAProxy was reloaded, it would reach the old worker.
-    pub(crate) async fn forget_prompt(&self) {
-        if let Some(kept) = self.prompt.lock().await.take() {
-            let _ = kept.channel.close().await;
-        }
     }
 
     /// Writes `lead` and `lines` at once and reads one answer each; the answers to `lead`

@@ -167,8 +167,6 @@ pub(crate) struct Session {
     live: Mutex<Option<Arc<Connection>>>,
     /// A session channel opened ahead for the next command (`exec`), on its connection.
     spare: Mutex<Option<(Arc<Connection>, Channel<Msg>)>>,
-    /// The runtime-API channel kept open between changes (`ssh/prompt.rs`).
-    pub(super) prompt: Mutex<Option<super::prompt::KeptPrompt>>,
 }
 
 impl Session {
@@ -204,7 +202,6 @@ impl Session {
             options,
             config: Arc::new(config),
             live: Mutex::new(None),
-            prompt: Mutex::new(None),
             spare: Mutex::new(None),
         }
     }
