@@ -29,6 +29,7 @@
 //! [`HaproxyRenderer::seed_slots_from_edges`].
 #![forbid(unsafe_code)]
 
+mod acl_line;
 mod child_log;
 mod cli;
 mod config_sections;
@@ -39,6 +40,7 @@ mod edge_host;
 pub mod edge_stats;
 mod error;
 mod layout;
+mod live_cache;
 mod live_file;
 mod local;
 pub mod proxy_header;
@@ -46,6 +48,7 @@ mod render;
 #[cfg(any(test, feature = "testing"))]
 pub mod sim_edge;
 mod slot_seed;
+mod socket_requests;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 #[cfg(feature = "testing")]
@@ -57,10 +60,11 @@ pub use cli::plan::RUNTIME_APPLIED_TARGET;
 pub use cli::runtime::{
     CommandError, RuntimeApi, RuntimeCommand, ServerAdminState, ServerOperState, ServerState,
 };
-pub use edge_host::{EdgeHost, ExecOutput};
+pub use edge_host::{EdgeHost, ExecOutput, FileStamp, StageSwap, Staged};
 pub use edge_stats::{EdgeStats, StatsSource};
 pub use error::{Error, Result};
 pub use layout::HaproxyLayout;
+pub use live_cache::LiveCache;
 pub use local::{LocalDeployer, LocalHost};
 pub use render::{
     AFFINITY_TABLE_SIZE, BUILTIN_TEMPLATE, BUILTIN_TEMPLATE_NAME, Balance, ConfigDuration,

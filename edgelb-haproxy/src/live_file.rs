@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use edgelb_core::{Digest, RenderedConfig, live_digest_of};
 
-use crate::cli::acl::{self, SourceAcls};
+use crate::acl_line::{self, SourceAcls};
 use crate::config_sections::{SECTION_KEYWORDS, ports_of};
 use crate::deploy::listen_addresses::{Bound, bound_by};
 
@@ -57,7 +57,7 @@ pub(crate) struct LiveFile {
     /// The server lines of backends, in file order.
     pub(crate) servers: Vec<ServerSlot>,
     /// The source ACL lines of frontends (`spec.loadBalancerSourceRanges`), by pattern-list
-    /// id; like server lines, the skeleton keeps only their id (see [`crate::cli::acl`]).
+    /// id; like server lines, the skeleton keeps only their id (see [`crate::acl_line`]).
     pub(crate) source_acls: SourceAcls,
     /// The path of the first `stats socket` in `global`, when it is a UNIX socket path.
     pub(crate) stats_socket: Option<String>,
@@ -166,8 +166,8 @@ impl LiveFile {
             ["acl", ..] if section == "frontend" => {
                 // Source ranges are runtime-API material too.
                 if let (Some(line), Some((id, ranges))) = (
-                    acl::skeleton_line(section, words),
-                    acl::ranges_of_line(words),
+                    acl_line::skeleton_line(section, words),
+                    acl_line::ranges_of_line(words),
                 ) {
                     self.skeleton.push(line);
                     self.source_acls.insert(id, ranges);

@@ -15,6 +15,9 @@
 //!   forces a reload), the Ansible deployer, and one `ssh` per edge running the same steps
 //!   (OpenSSH one-shot);
 //! * fan-out: the runtime-API and reload paths on 1, 10 and 20 edges;
+//! * emulated WAN links: 1 and 20 edges, each behind a delay proxy of its own (20 ms round
+//!   trip), the runtime-API path (until acknowledged, whole transaction) and the reload path,
+//!   in ms and round trips, and the CPU of one `haproxy -c` on an edge;
 //! * long-lived connections (held open through the edge) cut by 100 endpoint changes, on
 //!   the runtime path and on the reload path (with the test renderer's `hard-stop-after
 //!   10s`);
@@ -221,70 +224,139 @@ async fn deploy_to(
 /// One way of the emulated WAN link: 20 ms round trips, a nearby cloud region.
 const WAN_ONE_WAY: Duration = Duration::from_millis(10);
 
-/// Endpoint changes on edge 1 reached through a [`DelayProxy`] (`WAN_ONE_WAY` each way): the
-/// runtime-API path (whole transaction, and until the commands were acknowledged), then the
-/// reload path, `changes` of each.
+/// What one emulated-WAN run measured, in ms per change.
+struct WanRun {
+    /// Until HAProxy acknowledged the commands on every edge.
+    live: Vec<f64>,
+    /// `deploy()` until verified on every edge, runtime-API path.
+    whole: Vec<f64>,
+    /// `deploy()` until confirmed on every edge, reload path.
+    reload: Vec<f64>,
+}
+
+/// Endpoint changes on edges `0..n`, each reached through a [`DelayProxy`] of its own
+/// (`WAN_ONE_WAY` each way), all in one `deploy()`: the runtime-API path (whole
+/// transaction, and until the commands were acknowledged on every edge), then the reload
+/// path, `changes` of each.
 async fn wan_changes(
     tb: &Testbed,
     renderers: &[HaproxyRenderer; 2],
     sets: &[Vec<SocketAddr>; 2],
+    n: usize,
     changes: usize,
-) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), String> {
-    let edge = &tb.edges[0];
-    let proxy = DelayProxy::start(SocketAddr::from((edge.ip, 22)), WAN_ONE_WAY)
-        .await
-        .map_err(|e| e.to_string())?;
-    let port = proxy.addr.port();
-    let known_hosts = KnownHosts::from_lines([format!("[127.0.0.1]:{port} {}", edge.host_key)])
-        .map_err(|e| e.to_string())?;
+) -> Result<WanRun, String> {
+    let mut proxies = Vec::new();
+    let mut lines = Vec::new();
+    let mut nodes = Vec::new();
+    for edge in &tb.edges[..n] {
+        let proxy = DelayProxy::start(SocketAddr::from((edge.ip, 22)), WAN_ONE_WAY)
+            .await
+            .map_err(|e| e.to_string())?;
+        let port = proxy.addr.port();
+        lines.push(format!("[127.0.0.1]:{port} {}", edge.host_key));
+        nodes.push(EdgeNode::new(&edge.name).with_ssh(SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+        }));
+        proxies.push(proxy);
+    }
+    let known_hosts = KnownHosts::from_lines(lines).map_err(|e| e.to_string())?;
     let key = ClientKey::from_file(&tb.key.private, None).map_err(|e| e.to_string())?;
     let deployer = SshDeployer::new(edgelb_haproxy::SshDeployerConfig {
         default_credentials: Some(SshCredentials::new(key, known_hosts)),
+        max_concurrency: 32,
         ..tb.deployer_config()
     })
     .map_err(|e| e.to_string())?;
-    let node = EdgeNode::new(&edge.name).with_ssh(SshTarget {
-        host: "127.0.0.1".into(),
-        port,
-        user: "root".into(),
-    });
-    let deploy = |renderer: &HaproxyRenderer, set: &[SocketAddr]| {
-        let batch = vec![NodeConfig {
-            node: node.clone(),
-            config: renderer
-                .render(&web_snapshot_of(LISTEN_PORT, set), &node)
-                .unwrap(),
-        }];
-        let deployer = &deployer;
-        async move { deployer.deploy(&batch).await.remove(0).result }
+    // Rendered before the clock starts, as in the other rows: the deploy is what is timed.
+    let batch = |renderer: &HaproxyRenderer, set: &[SocketAddr]| {
+        let snapshot = web_snapshot_of(LISTEN_PORT, set);
+        nodes
+            .iter()
+            .map(|node| NodeConfig {
+                node: node.clone(),
+                config: renderer.render(&snapshot, node).unwrap(),
+            })
+            .collect::<Vec<_>>()
     };
-    // Session open, edge on set 0.
-    deploy(&renderers[0], &sets[0])
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut whole, mut live, mut reload) = (Vec::new(), Vec::new(), Vec::new());
+    let deploy = |batch: Vec<NodeConfig>| {
+        let deployer = &deployer;
+        async move {
+            let outcomes = deployer.deploy(&batch).await;
+            outcomes.into_iter().map(|o| o.result).collect::<Vec<_>>()
+        }
+    };
+    let all = |results: &[Result<Applied, edgelb_core::DeployError>], want: Applied| match results
+        .iter()
+        .find(|r| **r != Ok(want))
+    {
+        Some(other) => Err(format!("expected {want:?} on every edge, got {other:?}")),
+        None => Ok(()),
+    };
+    // Sessions open, every edge on set 0.
+    for r in deploy(batch(&renderers[0], &sets[0])).await {
+        r.map_err(|e| e.to_string())?;
+    }
+    let mut run = WanRun {
+        live: Vec::new(),
+        whole: Vec::new(),
+        reload: Vec::new(),
+    };
     for i in 0..changes {
+        let change = batch(&renderers[0], &sets[(i + 1) % 2]);
         LIVE_MARKS.lock().unwrap().clear();
         let t = Instant::now();
-        let applied = deploy(&renderers[0], &sets[(i + 1) % 2]).await;
-        whole.push(t.elapsed().as_secs_f64() * 1000.0);
-        if applied != Ok(Applied::RuntimeUpdated) {
-            return Err(format!("expected a runtime update, got {applied:?}"));
-        }
-        if let Some((_, at)) = LIVE_MARKS.lock().unwrap().first() {
-            live.push(at.duration_since(t).as_secs_f64() * 1000.0);
+        let applied = deploy(change).await;
+        run.whole.push(t.elapsed().as_secs_f64() * 1000.0);
+        all(&applied, Applied::RuntimeUpdated)?;
+        let marks = LIVE_MARKS.lock().unwrap();
+        if marks.len() >= n
+            && let Some(last) = marks.iter().map(|(_, at)| *at).max()
+        {
+            run.live.push(last.duration_since(t).as_secs_f64() * 1000.0);
         }
     }
     for i in 0..changes {
         let k = (i + 1) % 2;
+        let change = batch(&renderers[k], &sets[k]);
         let t = Instant::now();
-        let applied = deploy(&renderers[k], &sets[k]).await;
-        reload.push(t.elapsed().as_secs_f64() * 1000.0);
-        if applied != Ok(Applied::Reloaded) {
-            return Err(format!("expected a reload, got {applied:?}"));
-        }
+        let applied = deploy(change).await;
+        run.reload.push(t.elapsed().as_secs_f64() * 1000.0);
+        all(&applied, Applied::Reloaded)?;
     }
-    Ok((whole, live, reload))
+    drop(proxies);
+    Ok(run)
+}
+
+/// CPU (user + system, ms) of one `haproxy -c` of edge 1's live config, run inside the edge
+/// `runs` times: what every whole transaction costs each edge on top of its round trips.
+fn haproxy_check_cpu_ms(tb: &Testbed, runs: usize) -> f64 {
+    let before = children_cpu_ms();
+    for _ in 0..runs {
+        let _ = tb.edges[0]
+            .command(Path::new("haproxy"))
+            .args(["-c", "-q", "-f", "/etc/haproxy/haproxy.cfg"])
+            .output();
+    }
+    (children_cpu_ms() - before) / runs.max(1) as f64
+}
+
+/// User + system time of this process's waited-for children (and theirs), in ms.
+fn children_cpu_ms() -> f64 {
+    const TICKS_PER_SEC: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // cutime and cstime are fields 16 and 17: indices 13 and 14 after the name.
+    (ticks(13) + ticks(14)) * 1000.0 / TICKS_PER_SEC
 }
 
 /// Brings edges `0..n` to `set` rendered by `renderer`, by whatever path it takes.
@@ -700,16 +772,29 @@ fn main() {
         if section("wan") {
         println!("emulated WAN link:");
         let rtt = 2.0 * WAN_ONE_WAY.as_secs_f64() * 1000.0;
-        match wan_changes(&tb, &renderers, &sets, changes.min(20)).await {
-            Ok((whole, live, reload)) => {
-                let wan = format!("1 edge over an emulated WAN link ({rtt:.0} ms round trip)");
-                let note = |samples: &[f64]| format!("≈ {:.1} round trips; a TCP proxy holds every byte {} ms each way", stats(samples).0 / rtt, WAN_ONE_WAY.as_millis());
-                table.timing(&format!("{wan}, runtime-API path, until HAProxy acknowledged the commands"), &live, &note(&live));
-                table.timing(&format!("{wan}, runtime-API path, whole transaction"), &whole, &note(&whole));
-                table.timing(&format!("{wan}, reload path"), &reload, &note(&reload));
+        let mut live_medians = Vec::new();
+        for n in [1, 20] {
+            let edges = if n == 1 { "1 edge".to_owned() } else { format!("{n} edges, each") };
+            let wan = format!("{edges} over an emulated WAN link ({rtt:.0} ms round trip)");
+            match wan_changes(&tb, &renderers, &sets, n, changes.min(20)).await {
+                Ok(run) => {
+                    let note = |samples: &[f64]| format!("≈ {:.1} round trips; a TCP proxy per edge holds every byte {} ms each way", stats(samples).0 / rtt, WAN_ONE_WAY.as_millis());
+                    live_medians.push(table.timing(&format!("{wan}, runtime-API path, until HAProxy acknowledged the commands"), &run.live, &note(&run.live)));
+                    table.timing(&format!("{wan}, runtime-API path, whole transaction"), &run.whole, &note(&run.whole));
+                    table.timing(&format!("{wan}, reload path"), &run.reload, &note(&run.reload));
+                }
+                Err(why) => table.add(wan, "not measured", why),
             }
-            Err(why) => table.add("emulated WAN link", "not measured", why),
         }
+        if let [one, twenty] = live_medians[..] {
+            table.add("ratio 20 edges / 1 edge over emulated WAN links, until acknowledged", format!("{:.2}×", twenty / one), "target ≤ 1.3×");
+        }
+        let check = haproxy_check_cpu_ms(&tb, 10);
+        table.add(
+            "haproxy -c of the test config, CPU per run",
+            format!("{check:.0} ms ({:.1} round trips of 20 ms)", check / rtt),
+            format!("user + system, 10 runs in an edge; part of every whole transaction and reload on each edge; 20 edges need {:.0} ms of CPU per change, shared here by 2 cores", 20.0 * check),
+        );
         }
 
         if section("connections") {

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::Notify;
 
 use super::file_format::SnapshotDocument;
 use crate::error::{Error, Result};
@@ -13,9 +14,12 @@ use crate::yaml::DEFAULT_MAX_FILE_BYTES;
 
 /// A YAML endpoints file (see [`SnapshotDocument`]), re-read whenever it changes.
 ///
-/// The file's metadata is polled (default every 250 ms), which works the same on every
-/// filesystem, including ConfigMap volumes whose files are swapped by symlink; the file is
-/// read again only when its size, times or inode changed. Only a regular file of at most
+/// The file's directory is watched for events (inotify through the `notify` crate): an
+/// edit is seen at once, whether the editor writes the file in place or replaces it by a
+/// rename (as editors and ConfigMap volumes' symlink swaps do). The file's metadata is also
+/// polled (default every 250 ms) as a fallback for filesystems without events (network
+/// filesystems, some container volumes) and for a watch that could not be set up. Either
+/// way the file is read again only when its size, times or inode changed. Only a regular file of at most
 /// [`DEFAULT_MAX_FILE_BYTES`] (see [`FileSource::with_max_bytes`]) is read, and its YAML is
 /// parsed within [`yaml`](crate::yaml)'s budget, so a hostile file costs bounded time and
 /// memory. A file that fails to load yields one `Err` per bad version; the pipeline keeps
@@ -155,6 +159,8 @@ type ReadOutcome = std::result::Result<Vec<u8>, String>;
 
 struct PollState {
     source: FileSource,
+    /// Woken by file events in the file's directory; `None` before the first read.
+    events: Option<Watch>,
     /// The last stamp seen and what reading at it gave (content, or the error).
     last: Option<(Option<Stamp>, ReadOutcome)>,
     first: bool,
@@ -168,7 +174,11 @@ struct PollState {
 fn poll_stream(state: PollState) -> BoxStream<'static, Result<Snapshot>> {
     futures::stream::unfold(state, |mut st| async move {
             loop {
-                if !st.first {
+                if st.first {
+                    st.events = Some(Watch::start(&st.source.path));
+                } else if let Some(events) = &st.events {
+                    events.next_change(st.source.poll_interval).await;
+                } else {
                     tokio::time::sleep(st.source.poll_interval).await;
                 }
                 st.first = false;
@@ -219,10 +229,89 @@ fn poll_stream(state: PollState) -> BoxStream<'static, Result<Snapshot>> {
         .boxed()
 }
 
+/// How long the directory must stay quiet after an event before the file is looked at: an
+/// editor's truncate-then-write, or a delete-then-create, is one change, not two. Short next
+/// to the pipeline's debounce.
+const SETTLE: Duration = Duration::from_millis(5);
+/// The most events one settling waits through, so a directory that never quiets down is
+/// still looked at.
+const MAX_SETTLE_EVENTS: usize = 20;
+
+/// File events in the directory of the endpoints file.
+struct Watch {
+    wake: std::sync::Arc<Notify>,
+    /// Kept for its events; `None` when the directory could not be watched (polling only).
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Watch {
+    /// Watches the directory holding `path` (not the file itself: a file replaced by a rename
+    /// is a new inode, which a watch on the old one would never report).
+    fn start(path: &Path) -> Self {
+        let wake = std::sync::Arc::new(Notify::new());
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let waker = wake.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.as_ref().is_ok_and(is_change) || event.is_err() {
+                waker.notify_one();
+            }
+        })
+        .and_then(|mut watcher| {
+            notify::Watcher::watch(&mut watcher, &dir, notify::RecursiveMode::NonRecursive)
+                .map(|()| watcher)
+        });
+        let watcher = match watcher {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                tracing::info!(dir = %dir.display(), error = %e, "cannot watch the endpoints file's directory for changes; polling only");
+                None
+            }
+        };
+        Self {
+            wake,
+            _watcher: watcher,
+        }
+    }
+
+    /// Returns after a file event (once the directory settled) or after `poll_interval`,
+    /// whichever comes first.
+    async fn next_change(&self, poll_interval: Duration) {
+        if tokio::time::timeout(poll_interval, self.wake.notified())
+            .await
+            .is_err()
+        {
+            return; // the poll
+        }
+        for _ in 0..MAX_SETTLE_EVENTS {
+            if tokio::time::timeout(SETTLE, self.wake.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an event may have changed a file: anything but opening, reading and closing
+/// without writing (which our own reads cause).
+fn is_change(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 impl EndpointSource for FileSource {
     fn snapshots(self) -> BoxStream<'static, Result<Snapshot>> {
         poll_stream(PollState {
             source: self,
+            events: None,
             last: None,
             first: true,
             unusable: 0,

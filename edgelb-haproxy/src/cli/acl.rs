@@ -25,15 +25,9 @@ use edgelb_core::IpNet;
 
 use edgelb_core::DeployError;
 
+pub(crate) use crate::acl_line::SourceAcls;
 use crate::edge_host::EdgeHost;
-use crate::render::SOURCE_ACL_NAME;
-
-/// Characters of runtime commands per request, kept well below HAProxy's request buffer
-/// (`tune.bufsize`, 16 KiB by default).
-const MAX_REQUEST_CHARS: usize = 8 * 1024;
-
-/// The source ACL lines of a config: pattern-list id → ranges, in file order of the ranges.
-pub type SourceAcls = BTreeMap<u32, Vec<IpNet>>;
+use crate::socket_requests::{batches, split_answers};
 
 /// Why the runtime API did not bring the running source ACL lists to a file.
 #[derive(Debug, thiserror::Error)]
@@ -93,44 +87,6 @@ pub enum AclError {
     },
 }
 
-/// If `words` (a config line split on whitespace) is one of edgelb's source ACL lines
-/// (`acl edgelb_source_allowed src -u ID RANGE…`): its id and its ranges as written.
-fn parse_line<'a>(words: &'a [&'a str]) -> Option<(u32, &'a [&'a str])> {
-    match words {
-        ["acl", name, "src", "-u", id, ranges @ ..] if *name == SOURCE_ACL_NAME => {
-            Some((id.parse().ok()?, ranges))
-        }
-        _ => None,
-    }
-}
-
-/// The line as the config's skeleton keeps it (what only a reload can change): an edgelb
-/// source ACL line of a frontend without its ranges, which the runtime API can change.
-/// `None` for any other line.
-pub(crate) fn skeleton_line(section: &str, words: &[&str]) -> Option<String> {
-    if section != "frontend" {
-        return None;
-    }
-    let (id, ranges) = parse_line(words)?;
-    // Only ranges this module can send; anything else stays in the skeleton whole.
-    ranges
-        .iter()
-        .all(|r| r.parse::<IpNet>().is_ok())
-        .then(|| format!("acl {SOURCE_ACL_NAME} src -u {id}"))
-}
-
-/// If `words` (a line of a frontend) is one of edgelb's source ACL lines whose ranges all
-/// parse: its id and its ranges, for the live file's reader.
-pub(crate) fn ranges_of_line(words: &[&str]) -> Option<(u32, Vec<IpNet>)> {
-    let (id, ranges) = parse_line(words)?;
-    let ranges = ranges
-        .iter()
-        .map(|r| r.parse())
-        .collect::<Result<_, _>>()
-        .ok()?;
-    Some((id, ranges))
-}
-
 /// One pattern list's full new contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AclReplacement {
@@ -171,26 +127,15 @@ pub(crate) fn plan(live: &SourceAcls, new: &SourceAcls) -> Vec<AclReplacement> {
 }
 
 /// Sends `lines` as few requests as fit HAProxy's request buffer (`a; b; c`) and returns
-/// each command's answer, in order. An answer ends with an empty line (an empty answer is
-/// just that line), as HAProxy's CLI writes them.
+/// each command's answer, in order.
 async fn request(
     host: &dyn EdgeHost,
     socket: &str,
     lines: &[String],
 ) -> Result<Vec<String>, AclError> {
     let mut answers = Vec::with_capacity(lines.len());
-    let mut start = 0;
-    while start < lines.len() {
-        let mut end = start;
-        let mut chars = 0;
-        while let Some(line) = lines.get(end) {
-            if end > start && chars + line.len() + 2 > MAX_REQUEST_CHARS {
-                break;
-            }
-            chars += line.len() + 2;
-            end += 1;
-        }
-        let batch = &lines[start..end];
+    for range in batches(lines) {
+        let batch = &lines[range];
         let text = host
             .socket_command(socket, &batch.join("; "))
             .await
@@ -208,27 +153,8 @@ async fn request(
             });
         }
         answers.extend(got.into_iter().take(batch.len()));
-        start = end;
     }
     Ok(answers)
-}
-
-/// Splits the answer to `a; b; c` at the empty line that ends each command's answer.
-fn split_answers(text: &str) -> Vec<String> {
-    let mut answers = Vec::new();
-    let mut current: Vec<&str> = Vec::new();
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            answers.push(current.join("\n"));
-            current.clear();
-        } else {
-            current.push(line);
-        }
-    }
-    if !current.is_empty() {
-        answers.push(current.join("\n"));
-    }
-    answers
 }
 
 /// Sends commands that answer nothing when they take (`add acl`, `commit acl`).

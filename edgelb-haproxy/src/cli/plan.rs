@@ -9,7 +9,9 @@ use std::net::IpAddr;
 
 use edgelb_core::DeployError;
 
-use crate::cli::runtime::{RuntimeApi, RuntimeCommand, ServerAdminState, ServerState};
+use crate::cli::runtime::{
+    RuntimeApi, RuntimeCommand, ServerAdminState, ServerState, parse_servers_state,
+};
 use crate::live_file::ServerSlot;
 
 /// The `tracing` target of the event logged (at debug) when an edge's runtime API has taken
@@ -17,9 +19,7 @@ use crate::live_file::ServerSlot;
 /// log filters (`RUST_LOG=edgelb_haproxy::runtime_applied=debug`) key on it.
 pub const RUNTIME_APPLIED_TARGET: &str = "edgelb_haproxy::runtime_applied";
 
-/// Runtime commands per request: HAProxy reads one request line into one buffer
-/// (`tune.bufsize`, 16 KiB by default), so long batches are split below that.
-const MAX_REQUEST_CHARS: usize = 8 * 1024;
+use crate::socket_requests::MAX_REQUEST_CHARS;
 
 /// How one running server differs from its server line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -319,6 +319,58 @@ pub(crate) async fn push(
     // An explicit target: benchmarks and log filters key on it, not on this file's path.
     tracing::debug!(target: RUNTIME_APPLIED_TARGET, node = api.node(), commands, "runtime API commands applied");
     Ok(commands)
+}
+
+/// The commands that bring servers running as `from` says to `to`: for a runtime update
+/// planned from the live file edgelb left (no `show servers state` first), so the commands
+/// go out at once. `Err` when a slot of `to` is not in `from`.
+pub(crate) fn plan_between(
+    from: &[ServerSlot],
+    to: &[ServerSlot],
+) -> Result<Vec<RuntimeCommand>, ServerMismatch> {
+    let running: Vec<ServerState> = from.iter().map(ServerState::as_file_says).collect();
+    plan(to, &running)
+}
+
+/// Sends `commands` and `show servers state` in one exchange (HAProxy runs them in order,
+/// so the state read is the state after them) and checks every answer and every slot of
+/// `slots` against that state. `Err` says what failed; the commands before a failing one
+/// took effect.
+pub(crate) async fn send_and_verify(
+    api: &RuntimeApi<'_>,
+    commands: &[RuntimeCommand],
+    slots: &[ServerSlot],
+) -> Result<usize, RuntimeUpdateError> {
+    let mut lines = commands
+        .iter()
+        .map(RuntimeCommand::to_line)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DeployError::Step {
+            node: api.node().to_owned(),
+            step: "building runtime API commands".into(),
+            message: e.to_string(),
+        })?;
+    lines.push("show servers state".to_owned());
+    let answers = api.pipeline(&lines).await?;
+    for ((command, line), answer) in commands.iter().zip(&lines).zip(&answers) {
+        if !command.accepts(answer) {
+            return Err(DeployError::Step {
+                node: api.node().to_owned(),
+                step: format!("runtime API command `{line}`"),
+                message: format!("haproxy answered: {}", answer.trim()),
+            }
+            .into());
+        }
+    }
+    tracing::debug!(target: RUNTIME_APPLIED_TARGET, node = api.node(), commands = commands.len(), "runtime API commands applied");
+    let state = answers.last().map_or("", String::as_str);
+    let running = parse_servers_state(state).map_err(|e| DeployError::Step {
+        node: api.node().to_owned(),
+        step: "reading `show servers state`".into(),
+        message: e.to_string(),
+    })?;
+    compare(slots, &running)?;
+    Ok(commands.len())
 }
 
 #[cfg(test)]

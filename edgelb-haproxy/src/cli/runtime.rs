@@ -87,6 +87,20 @@ pub struct ServerState {
 }
 
 impl ServerState {
+    /// The state a server line puts a server in (after a reload, or once the runtime API
+    /// brought it there).
+    pub(crate) fn as_file_says(slot: &crate::live_file::ServerSlot) -> Self {
+        Self {
+            backend: slot.backend.clone(),
+            server: slot.server.clone(),
+            address: slot.addr.ip().to_string(),
+            port: Some(slot.addr.port()),
+            oper_state: ServerOperState::Running,
+            admin_flags: if slot.maint { 0x01 } else { 0 },
+            weight: Some(slot.weight),
+        }
+    }
+
     /// The admin state the flags amount to: maintenance wins over drain.
     pub fn admin_state(&self) -> ServerAdminState {
         if self.admin_flags & ADMIN_MAINT != 0 {
@@ -249,7 +263,7 @@ impl RuntimeCommand {
     }
 
     /// Whether HAProxy's answer to this command means success.
-    fn accepts(&self, answer: &str) -> bool {
+    pub(crate) fn accepts(&self, answer: &str) -> bool {
         let answer = answer.trim();
         match self {
             // "IP changed from …", "no need to change the addr…", "…port changed from …".
@@ -387,7 +401,7 @@ impl<'a> RuntimeApi<'a> {
             }
             None => "show servers state".to_owned(),
         };
-        let text = self.raw(&line).await?;
+        let text = self.pipeline(&[line]).await?.concat();
         parse_servers_state(&text)
             .map_err(|e| self.error("reading `show servers state`", e.to_string()))
     }
@@ -436,19 +450,7 @@ impl<'a> RuntimeApi<'a> {
             .map(RuntimeCommand::to_line)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.error("building runtime API commands", e.to_string()))?;
-        let text = self.raw(&lines.join("; ")).await?;
-        let answers = split_answers(&text);
-        if answers.len() < commands.len() {
-            return Err(self.error(
-                "running runtime API commands",
-                format!(
-                    "haproxy answered {} of {} commands: {:?}",
-                    answers.len(),
-                    commands.len(),
-                    first_chars(&text)
-                ),
-            ));
-        }
+        let answers = self.pipeline(&lines).await?;
         for ((command, line), answer) in commands.iter().zip(&lines).zip(&answers) {
             if !command.accepts(answer) {
                 return Err(self.error(
@@ -461,24 +463,24 @@ impl<'a> RuntimeApi<'a> {
     }
 }
 
-/// Splits the answer to `a; b; c`: each command's answer ends with one empty line (an empty
-/// answer is just that line). Answers of `set server` never hold empty lines themselves.
-fn split_answers(text: &str) -> Vec<String> {
-    let mut answers = Vec::new();
-    let mut current: Vec<&str> = Vec::new();
-    for line in text.split_inclusive('\n') {
-        let line = line.trim_end_matches(['\n', '\r']);
-        if line.is_empty() {
-            answers.push(current.join("\n"));
-            current.clear();
-        } else {
-            current.push(line);
+impl RuntimeApi<'_> {
+    /// Sends `lines` in order and returns one answer per line, in one exchange where the
+    /// host keeps an interactive connection (see [`EdgeHost::socket_pipeline`]).
+    pub async fn pipeline(&self, lines: &[String]) -> Result<Vec<String>, DeployError> {
+        let answers = self.host.socket_pipeline(&self.socket, lines).await?;
+        if answers.len() != lines.len() {
+            return Err(self.error(
+                "running runtime API commands",
+                format!(
+                    "haproxy answered {} of {} commands: {:?}",
+                    answers.len(),
+                    lines.len(),
+                    first_chars(&answers.concat())
+                ),
+            ));
         }
+        Ok(answers)
     }
-    if !current.is_empty() {
-        answers.push(current.join("\n"));
-    }
-    answers
 }
 
 /// Parses `show servers state` (format 1): the `#` header names the columns.
@@ -558,6 +560,7 @@ fn first_chars(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socket_requests::split_answers;
 
     /// Captured from HAProxy 2.6.12.
     const STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 be_x 1 s1 127.0.0.2 2 8 1 1 0 1 0 2 0 0 0 0 - 18083 - 0 0 - - 0\n3 be_x 2 s2 127.0.0.1 0 5 1 1 0 1 0 0 8 0 0 0 - 18082 - 0 0 - - 0\n\n";

@@ -1,6 +1,10 @@
 //! The deploy transaction, the same on every host ([`EdgeHost`]): put a rendered config live
 //! on an edge, and say which config is live there.
 //!
+//! A host that knows its live file (the bytes edgelb last swapped in, and the file's stamp
+//! since: `live_cache.rs`) skips reading it; its runtime and reload paths go out at once,
+//! the stamp checked in the request that swaps the new file (`deploy/known.rs`). Otherwise,
+//! or when the stamp changed,
 //! [`apply_config`] reads the live file once (`live_file.rs`) and takes one of three paths:
 //! * the config is already live: the running servers and source ACL lists are checked
 //!   against it and put back when someone changed them by hand (`deploy/drift.rs`,
@@ -23,6 +27,7 @@ use crate::live_file::LiveFile;
 
 mod acl_drift;
 mod drift;
+mod known;
 pub(crate) mod listen_addresses;
 mod listen_check;
 mod reload;
@@ -39,6 +44,10 @@ pub async fn apply_config(
     layout: &HaproxyLayout,
     config: &RenderedConfig,
 ) -> Result<Applied, DeployError> {
+    // A host that knows its live file sends the change without reading it first.
+    if let Some(applied) = known::try_known(host, layout, config).await? {
+        return Ok(applied);
+    }
     let live_bytes = host.read_file(&layout.config_path).await?;
     let live = live_bytes.as_deref().map(LiveFile::parse);
     if let Some(live) = &live

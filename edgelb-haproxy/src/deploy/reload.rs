@@ -8,9 +8,10 @@ use edgelb_core::{Applied, DeployError, RenderedConfig};
 use tokio::time::Instant;
 
 use crate::cli::master::{MasterProcs, show_proc};
-use crate::edge_host::EdgeHost;
+use crate::edge_host::{EdgeHost, FileStamp, StageSwap, Staged};
 use crate::error::step_detail;
 use crate::layout::HaproxyLayout;
+use crate::live_file::LiveFile;
 
 /// Why a reload did not take.
 #[derive(Debug, thiserror::Error)]
@@ -57,21 +58,103 @@ pub(super) async fn swap_and_reload(
     live: Option<&[u8]>,
     config: &RenderedConfig,
 ) -> Result<Applied, DeployError> {
-    let (live_path, new_path) = (&layout.config_path, layout.new_path());
-    host.write_file(&new_path, config.text.as_bytes()).await?;
-    validate_file(host, layout, &new_path).await?;
-
-    let before = show_proc(host, layout).await?;
-    if let Some(live) = live {
-        host.write_file(&layout.prev_path(), live).await?;
+    match staged_reload(host, layout, live, None, config).await? {
+        Some(applied) => Ok(applied),
+        // Only a stamp to check can find the live file changed.
+        None => Err(DeployError::Step {
+            node: host.node().to_owned(),
+            step: "swapping in the new config".into(),
+            message: "the live config changed while it was being replaced; the next deploy retries"
+                .into(),
+        }),
     }
-    host.rename(&new_path, live_path).await?;
+}
+
+/// The reload path in as few round trips as the safety steps allow: the new file written,
+/// checked against `expect` (the stamp of the live file this deploy was decided on, when the
+/// host knows it), validated, the live file kept (`live`, the bytes this deploy was decided
+/// on, or the checked file itself) and the new one swapped in, in one request
+/// ([`EdgeHost::stage_and_swap`]), while the master's `show proc` is read; then the reload,
+/// confirmed, rolled back when it does not take. `Ok(None)`: the live file no longer has
+/// `expect`, nothing was touched.
+pub(super) async fn staged_reload(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    live: Option<&[u8]>,
+    expect: Option<&FileStamp>,
+    config: &RenderedConfig,
+) -> Result<Option<Applied>, DeployError> {
+    let (live_path, new_path, prev_path) =
+        (&layout.config_path, layout.new_path(), layout.prev_path());
+    let validate = validate_argv(layout, &new_path);
+    let request = StageSwap {
+        live_path,
+        new_path: &new_path,
+        prev_path: &prev_path,
+        contents: config.text.as_bytes(),
+        validate: &validate,
+        keep_live: live,
+        expect_stamp: expect,
+    };
+    let had_previous = live.is_some() || expect.is_some();
+    let (staged, before) = futures::join!(host.stage_and_swap(&request), show_proc(host, layout));
+    let cache = host.live_cache();
+    let stamp = match staged {
+        Ok(Staged::Swapped { stamp }) => stamp,
+        Ok(Staged::Rejected(output)) => {
+            return Err(DeployError::ConfigRejected {
+                node: host.node().to_owned(),
+                haproxy_output: output,
+            });
+        }
+        Ok(Staged::LiveChanged) => {
+            if let Some(c) = cache {
+                c.clear();
+            }
+            tracing::warn!(node = host.node(), path = %live_path, "the live config changed since edgelb wrote it (edited by hand?); reading it and repairing");
+            return Ok(None);
+        }
+        Err(e) => {
+            if let Some(c) = cache {
+                c.clear();
+            }
+            return Err(e);
+        }
+    };
+    let before = match before {
+        Ok(before) => before,
+        Err(e) => {
+            // Nothing was reloaded: putting the previous file back undoes the swap.
+            if let Some(c) = cache {
+                c.clear();
+            }
+            if had_previous && let Err(restore) = host.copy(&prev_path, live_path).await {
+                tracing::error!(node = host.node(), error = %restore, "could not put the previous config back after `show proc` failed");
+            }
+            return Err(e);
+        }
+    };
     tracing::debug!(node = host.node(), digest = %config.digest.short(), "new config in place; reloading");
 
     match reload_and_confirm(host, layout, &before).await {
-        Ok(()) => Ok(Applied::Reloaded),
-        Err(why) => Err(roll_back(host, layout, live.is_some(), why.to_string()).await),
+        Ok(()) => {
+            if let (Some(cache), Some(stamp)) = (cache, stamp) {
+                cache.set(live_path, LiveFile::of_rendered(config), stamp);
+            }
+            Ok(Some(Applied::Reloaded))
+        }
+        Err(why) => Err(roll_back(host, layout, had_previous, why.to_string()).await),
     }
+}
+
+/// `haproxy -c -f <path>` as the layout runs it.
+pub(super) fn validate_argv(layout: &HaproxyLayout, path: &str) -> Vec<String> {
+    vec![
+        layout.haproxy_bin.clone(),
+        "-c".into(),
+        "-f".into(),
+        path.to_owned(),
+    ]
 }
 
 /// Runs `haproxy -c -f <path>`; on rejection removes the file and returns HAProxy's words.
@@ -80,13 +163,7 @@ pub(crate) async fn validate_file(
     layout: &HaproxyLayout,
     path: &str,
 ) -> Result<(), DeployError> {
-    let argv = [
-        layout.haproxy_bin.clone(),
-        "-c".into(),
-        "-f".into(),
-        path.to_owned(),
-    ];
-    let out = host.exec(&argv).await?;
+    let out = host.exec(&validate_argv(layout, path)).await?;
     if out.success() {
         return Ok(());
     }
@@ -131,6 +208,7 @@ pub(super) async fn reload_and_confirm(
                 .map_err(ReloadError::Host)?;
         }
     }
+    host.reloaded().await;
     // The master re-executes itself on reload: its socket refuses connections for a moment,
     // so errors are retried until the deadline like a reload that has not shown up yet.
     let deadline = Instant::now() + layout.reload_timeout;
@@ -160,6 +238,9 @@ pub(super) async fn roll_back(
     message: String,
 ) -> DeployError {
     let node = host.node().to_owned();
+    if let Some(cache) = host.live_cache() {
+        cache.clear();
+    }
     // The outcome (rolled back or not) is logged once, by whoever reports the error.
     tracing::debug!(node = %node, reason = %message, "reload failed; rolling back");
     if !had_previous {

@@ -12,10 +12,10 @@
 use edgelb_core::{Applied, DeployError, RenderedConfig};
 
 use super::drift;
-use super::reload::{reload_now, roll_back, validate_file};
+use super::reload::{reload_now, roll_back, validate_argv};
 use crate::cli::runtime::RuntimeApi;
 use crate::cli::{acl, plan};
-use crate::edge_host::EdgeHost;
+use crate::edge_host::{EdgeHost, StageSwap, Staged};
 use crate::layout::HaproxyLayout;
 use crate::live_file::LiveFile;
 
@@ -56,8 +56,9 @@ pub(super) async fn try_runtime_update(
     };
     let (new_path, prev_path) = (layout.new_path(), layout.prev_path());
     // The running servers first, so traffic follows the change as soon as possible (and the
-    // commands do not queue behind `haproxy -c` for the CPU); then the safety net, its
-    // independent steps together: the new file written and validated, the previous one kept.
+    // commands do not queue behind `haproxy -c` for the CPU); then the safety net in one
+    // request where the host can: the new file written and validated, the previous one kept,
+    // the new one swapped in, while `show servers state` is checked.
     let pushed = async {
         let servers = plan::push(&api, &new.servers).await?;
         let lists = acl::push(host, socket, &live.source_acls, &new.source_acls)
@@ -66,15 +67,46 @@ pub(super) async fn try_runtime_update(
         Ok::<_, plan::RuntimeUpdateError>(servers + lists)
     }
     .await;
-    let (validated, kept) = futures::join!(
-        async {
-            host.write_file(&new_path, config.text.as_bytes()).await?;
-            validate_file(host, layout, &new_path).await
-        },
-        host.write_file(&prev_path, live_bytes),
-    );
-    if let Err(rejected) = validated {
-        if !matches!(pushed, Ok(0)) {
+    let validate = validate_argv(layout, &new_path);
+    let request = StageSwap {
+        live_path: &layout.config_path,
+        new_path: &new_path,
+        prev_path: &prev_path,
+        contents: config.text.as_bytes(),
+        validate: &validate,
+        keep_live: Some(live_bytes),
+        expect_stamp: None,
+    };
+    let (staged, checked) = futures::join!(host.stage_and_swap(&request), async {
+        let commands = pushed?;
+        plan::verify(&api, &new.servers).await?;
+        acl::verify(host, socket, &new.source_acls)
+            .await
+            .map_err(Box::new)?;
+        Ok::<_, plan::RuntimeUpdateError>(commands)
+    });
+    let failed = match staged {
+        Ok(Staged::Swapped { stamp }) => {
+            if let (Some(cache), Some(stamp)) = (host.live_cache(), stamp) {
+                cache.set(&layout.config_path, new.clone(), stamp);
+            }
+            None
+        }
+        Ok(Staged::Rejected(output)) => Some(DeployError::ConfigRejected {
+            node: node.to_owned(),
+            haproxy_output: output,
+        }),
+        // Not asked to check a stamp, so not expected; nothing was swapped either way.
+        Ok(Staged::LiveChanged) => Some(DeployError::Step {
+            node: node.to_owned(),
+            step: "swapping in the new config".into(),
+            message: "the live config changed while it was being replaced; the next deploy retries"
+                .into(),
+        }),
+        Err(e) => Some(e),
+    };
+    if let Some(failed) = failed {
+        if !matches!(checked, Ok(0)) {
             tracing::debug!(
                 node,
                 "new config rejected after runtime API changes; undoing them"
@@ -91,18 +123,8 @@ pub(super) async fn try_runtime_update(
                 }
             }
         }
-        return Err(rejected);
+        return Err(failed);
     }
-    kept?;
-    let (swapped, checked) = futures::join!(host.rename(&new_path, &layout.config_path), async {
-        let commands = pushed?;
-        plan::verify(&api, &new.servers).await?;
-        acl::verify(host, socket, &new.source_acls)
-            .await
-            .map_err(Box::new)?;
-        Ok::<_, plan::RuntimeUpdateError>(commands)
-    });
-    swapped?;
     match checked {
         Ok(commands) => {
             tracing::info!(node, digest = %config.digest.short(), commands, "applied through the runtime API, no reload");

@@ -26,8 +26,7 @@ use std::net::IpAddr;
 
 use edgelb_core::{IpNet, Snapshot};
 
-/// The name of the ACL that holds a frontend's allowed source ranges.
-pub const SOURCE_ACL_NAME: &str = "edgelb_source_allowed";
+pub use crate::acl_line::SOURCE_ACL_NAME;
 
 /// Ranges per `acl` line: HAProxy 2.6 reads at most 64 words per line, and an `acl` line
 /// spends 5 of them on `acl NAME src -u ID`.

@@ -7,11 +7,13 @@ use edgelb_core::{DeployError, EdgeNode};
 
 use super::credentials::SshCredentials;
 use super::options::SshOptions;
+use super::prompt::PromptSlot;
 use super::quote::command_line;
 use super::session::{Endpoint, Session};
 use super::sftp::Sftp;
-use crate::edge_host::{EdgeHost, ExecOutput};
+use crate::edge_host::{EdgeHost, ExecOutput, FileStamp, StageSwap, Staged};
 use crate::error::{Error, Result};
+use crate::live_cache::LiveCache;
 
 /// Exit status of the read script when the file does not exist.
 const MISSING: u32 = 100;
@@ -19,6 +21,23 @@ const MISSING: u32 = 100;
 /// quoted like every other argument, so nothing variable is ever parsed by a shell.
 const READ_SCRIPT: &str = r#"test -e "$1" || exit 100; exec cat -- "$1""#;
 const WRITE_SCRIPT: &str = r#"umask 022 && exec cat > "$1""#;
+/// [`EdgeHost::stage_and_swap`] in one request: `$1` new file (from stdin), `$2` live file,
+/// `$3` previous file, `$4` the stamp the live file must have (empty: none), `$5` `copy` to
+/// keep the live file as `$3`, then the validation command. Prints the new stamp.
+const STAGE_SCRIPT: &str = r#"new=$1 live=$2 prev=$3 expect=$4 keep=$5; shift 5
+umask 022
+cat > "$new" || exit 102
+if [ -n "$expect" ] && [ "$(stat -c '%s %i %y %z' -- "$live" 2>/dev/null)" != "$expect" ]; then
+  rm -f -- "$new"; exit 101
+fi
+if ! out=$("$@" 2>&1); then rm -f -- "$new"; printf '%s\n' "$out"; exit 103; fi
+if [ "$keep" = copy ]; then cp -p -- "$live" "$prev" || exit 104; fi
+mv -f -- "$new" "$live" || exit 104
+stat -c '%s %i %y %z' -- "$live" || exit 105"#;
+/// Exit statuses of [`STAGE_SCRIPT`].
+const STAGE_LIVE_CHANGED: u32 = 101;
+const STAGE_REJECTED: u32 = 103;
+const STAGE_SWAPPED_UNSTAMPED: u32 = 105;
 
 /// An edge host reached over one persistent SSH session.
 ///
@@ -48,6 +67,10 @@ const WRITE_SCRIPT: &str = r#"umask 022 && exec cat > "$1""#;
 #[derive(Clone)]
 pub struct SshHost {
     session: Arc<Session>,
+    /// The runtime-API channel kept open between changes (`ssh/prompt.rs`).
+    prompt: Arc<PromptSlot>,
+    /// The live file as the last deploy left it (see [`LiveCache`]).
+    cache: Arc<LiveCache>,
 }
 
 impl std::fmt::Debug for SshHost {
@@ -84,6 +107,8 @@ impl SshHost {
         };
         Ok(Self {
             session: Arc::new(Session::new(endpoint, credentials, options)),
+            prompt: Arc::default(),
+            cache: Arc::default(),
         })
     }
 
@@ -265,6 +290,85 @@ impl EdgeHost for SshHost {
             .stream_local(&step, socket, format!("{command}\n").as_bytes())
             .await?;
         Ok(String::from_utf8_lossy(&answer).into_owned())
+    }
+
+    async fn socket_pipeline(
+        &self,
+        socket: &str,
+        lines: &[String],
+    ) -> Result<Vec<String>, DeployError> {
+        let step = format!("sending {} command(s) to {socket}", lines.len());
+        if lines.iter().any(|l| l.contains(['\n', '\r'])) {
+            return Err(DeployError::Step {
+                node: self.node().to_owned(),
+                step,
+                message: "a socket command must be one line".into(),
+            });
+        }
+        self.session
+            .socket_pipeline(&self.prompt, &step, socket, lines)
+            .await
+    }
+
+    async fn reloaded(&self) {
+        self.prompt.forget().await;
+    }
+
+    fn live_cache(&self) -> Option<&LiveCache> {
+        Some(&self.cache)
+    }
+
+    async fn stage_and_swap(&self, request: &StageSwap<'_>) -> Result<Staged, DeployError> {
+        let step = format!(
+            "validating {} and swapping it in for {}",
+            request.new_path, request.live_path
+        );
+        let expect = request.expect_stamp.map_or("", |s| s.0.as_str());
+        let keep = if request.expect_stamp.is_some() {
+            "copy"
+        } else {
+            "none"
+        };
+        let mut argv = vec![
+            "sh",
+            "-c",
+            STAGE_SCRIPT,
+            "sh",
+            request.new_path,
+            request.live_path,
+            request.prev_path,
+            expect,
+            keep,
+        ];
+        argv.extend(request.validate.iter().map(String::as_str));
+        let line = self.quoted(&step, &argv)?;
+        let staged = self.session.exec(&step, &line, Some(request.contents));
+        let out = match (request.keep_live, request.expect_stamp) {
+            (Some(live), None) => {
+                let (kept, out) = futures::join!(self.write_file(request.prev_path, live), staged);
+                kept?;
+                out?
+            }
+            _ => staged.await?,
+        };
+        // The next change's request channel opens now, in the background: off the path of
+        // this change and of the next one's runtime commands.
+        let session = self.session.clone();
+        tokio::spawn(async move { session.refill_spare().await });
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        match out.status {
+            Some(0) => Ok(Staged::Swapped {
+                stamp: Some(FileStamp(stdout.trim().to_owned())),
+            }),
+            Some(STAGE_SWAPPED_UNSTAMPED) => Ok(Staged::Swapped { stamp: None }),
+            Some(STAGE_LIVE_CHANGED) => Ok(Staged::LiveChanged),
+            Some(STAGE_REJECTED) => Ok(Staged::Rejected(stdout.trim().to_owned())),
+            _ => Err(DeployError::Step {
+                node: self.node().to_owned(),
+                step,
+                message: out.into_exec_output().message(),
+            }),
+        }
     }
 
     async fn tcp_connect(&self, port: u16) -> Result<(), DeployError> {

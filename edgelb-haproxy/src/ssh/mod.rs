@@ -26,6 +26,7 @@ mod deployer;
 mod host;
 mod host_keys;
 mod options;
+mod prompt;
 mod quote;
 mod session;
 mod sftp;

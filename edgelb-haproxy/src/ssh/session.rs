@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgelb_core::DeployError;
+use futures::FutureExt;
 use russh::client::{self, Handle, Msg};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, Disconnect, Preferred};
@@ -144,13 +145,13 @@ enum SftpSlot {
 }
 
 impl Connection {
-    fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         self.handle.is_closed()
     }
 }
 
 /// What kind of channel a step needs.
-enum ChannelKind<'a> {
+pub(super) enum ChannelKind<'a> {
     Session,
     StreamLocal(&'a str),
     /// A TCP connection the edge's sshd makes to its own loopback, on this port.
@@ -164,6 +165,8 @@ pub(crate) struct Session {
     options: SshOptions,
     config: Arc<client::Config>,
     live: Mutex<Option<Arc<Connection>>>,
+    /// A session channel opened ahead for the next command (`exec`), on its connection.
+    spare: Mutex<Option<(Arc<Connection>, Channel<Msg>)>>,
 }
 
 impl Session {
@@ -199,6 +202,7 @@ impl Session {
             options,
             config: Arc::new(config),
             live: Mutex::new(None),
+            spare: Mutex::new(None),
         }
     }
 
@@ -463,7 +467,7 @@ impl Session {
     }
 
     /// Opens a channel, reconnecting once when the session turns out to be dead.
-    async fn open_channel(
+    pub(super) async fn open_channel(
         &self,
         kind: &ChannelKind<'_>,
         step: &str,
@@ -608,11 +612,8 @@ impl Session {
     ) -> Result<RawOutput, DeployError> {
         let started = Instant::now();
         let deadline = started + self.options.step_timeout;
-        let (conn, mut channel) = self
-            .open_channel(&ChannelKind::Session, step, deadline)
-            .await?;
+        let (conn, mut channel) = self.exec_channel(step, command_line, deadline).await?;
         let io = async {
-            channel.exec(true, command_line.as_bytes()).await?;
             if let Some(bytes) = stdin {
                 channel.data(bytes).await?;
             }
@@ -673,6 +674,60 @@ impl Session {
             "remote command finished"
         );
         Ok(out)
+    }
+
+    /// A session channel with `command_line` requested: the spare one opened beforehand
+    /// when it is still good, else a new one.
+    async fn exec_channel(
+        &self,
+        step: &str,
+        command_line: &str,
+        deadline: Instant,
+    ) -> Result<(Arc<Connection>, Channel<Msg>), DeployError> {
+        let spare = self.spare.lock().await.take();
+        if let Some((conn, mut channel)) = spare
+            && !conn.is_closed()
+            && channel.wait().now_or_never().is_none()
+            && channel.exec(true, command_line.as_bytes()).await.is_ok()
+        {
+            return Ok((conn, channel));
+        }
+        let (conn, channel) = self
+            .open_channel(&ChannelKind::Session, step, deadline)
+            .await?;
+        let requested = channel.exec(true, command_line.as_bytes()).await;
+        match requested {
+            Ok(()) => Ok((conn, channel)),
+            Err(e) => {
+                let err = self.step_error(step, e);
+                self.forget_if_lost(&conn, Err(err)).await
+            }
+        }
+    }
+
+    /// Opens a session channel to keep for the next command, unless one is kept already, so
+    /// that command starts without a round trip to open its channel. Failures are left to
+    /// the next command, which opens its own.
+    pub(crate) async fn refill_spare(&self) {
+        if self.spare.lock().await.is_some() {
+            return;
+        }
+        // Only on the session open now: a lost session is reopened by the next step, never
+        // in the background.
+        let conn = self.live.lock().await.clone().filter(|c| !c.is_closed());
+        let Some(conn) = conn else {
+            return;
+        };
+        let opening = conn.handle.channel_open_session();
+        if let Ok(Ok(channel)) = tokio::time::timeout(self.options.step_timeout, opening).await {
+            let mut spare = self.spare.lock().await;
+            if spare.is_none() {
+                *spare = Some((conn, channel));
+            } else {
+                drop(spare);
+                let _ = channel.close().await;
+            }
+        }
     }
 
     /// Sends `request` to the UNIX socket `path` on the edge and reads the answer until the

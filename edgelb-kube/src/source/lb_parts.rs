@@ -46,6 +46,8 @@ pub(crate) struct Parts {
     conflicts: Vec<Warning>,
     /// Full rebuilds so far (for tests).
     full_builds: u64,
+    /// Whether a snapshot was returned yet.
+    sent: bool,
 }
 
 fn name_of(svc: &Service) -> ServiceName {
@@ -118,7 +120,11 @@ impl Parts {
             .flat_map(|m| m.warnings.iter().cloned())
             .chain(self.conflicts.iter().cloned())
             .collect();
-        ((changed || always).then(|| self.snapshot.clone()), warnings)
+        // The first snapshot goes out even when it is empty (a cluster without Services of the
+        // class yet): the pipeline waits for it.
+        let send = changed || always || !self.sent;
+        self.sent |= send;
+        (send.then(|| self.snapshot.clone()), warnings)
     }
 
     /// Whether `fresh` can go in place: no listen port changes hands. Two fresh Services on
@@ -384,6 +390,20 @@ mod tests {
 
     fn key(name: &str) -> ServiceKey {
         ServiceKey::new("shop", name).unwrap()
+    }
+
+    #[test]
+    fn the_first_snapshot_goes_out_even_when_nothing_is_served() {
+        let mut w = World::new();
+        let (first, warnings) = w.update(Touched::All);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            first,
+            Some(Snapshot::default()),
+            "the pipeline waits for it"
+        );
+        let (again, _) = w.update(Touched::All);
+        assert_eq!(again, None, "nothing changed since");
     }
 
     #[test]

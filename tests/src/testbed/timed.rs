@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use edgelb_core::DeployError;
-use edgelb_haproxy::{EdgeHost, ExecOutput};
+use edgelb_haproxy::{EdgeHost, ExecOutput, LiveCache, StageSwap, Staged};
 
 /// Wraps a host; every call is recorded as `(step, milliseconds)`.
 pub struct TimedHost<H> {
@@ -74,6 +74,28 @@ impl<H: EdgeHost> EdgeHost for TimedHost<H> {
             self.inner.socket_command(socket, command),
         )
         .await
+    }
+
+    async fn socket_pipeline(
+        &self,
+        socket: &str,
+        lines: &[String],
+    ) -> Result<Vec<String>, DeployError> {
+        self.time(
+            format!("socket pipeline of {}", lines.len()),
+            self.inner.socket_pipeline(socket, lines),
+        )
+        .await
+    }
+    async fn reloaded(&self) {
+        self.inner.reloaded().await;
+    }
+    fn live_cache(&self) -> Option<&LiveCache> {
+        self.inner.live_cache()
+    }
+    async fn stage_and_swap(&self, request: &StageSwap<'_>) -> Result<Staged, DeployError> {
+        self.time("stage and swap".into(), self.inner.stage_and_swap(request))
+            .await
     }
 
     async fn tcp_connect(&self, port: u16) -> Result<(), DeployError> {

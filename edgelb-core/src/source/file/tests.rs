@@ -86,6 +86,7 @@ async fn an_unchanged_file_is_not_read_again() {
     let reads = Arc::new(AtomicUsize::new(0));
     let mut stream = poll_stream(PollState {
         source: FileSource::new(&path).with_poll_interval(Duration::from_millis(5)),
+        events: None,
         last: None,
         first: true,
         unusable: 0,
@@ -99,6 +100,36 @@ async fn an_unchanged_file_is_not_read_again() {
     std::fs::write(&path, V1.replace("10.0.0.1", "10.0.0.2")).unwrap();
     assert_eq!(stream.next().await.unwrap().unwrap().endpoint_count(), 1);
     assert_eq!(reads.load(Ordering::Relaxed), 2);
+}
+
+/// With a poll interval of an hour, only a file event can deliver the change: an edit in
+/// place and a replacement by rename (how editors save) are both seen.
+#[tokio::test]
+async fn an_edit_is_seen_without_waiting_for_the_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eps.yaml");
+    std::fs::write(&path, V1).unwrap();
+    let mut stream = FileSource::new(&path)
+        .with_poll_interval(Duration::from_secs(3600))
+        .snapshots();
+    assert_eq!(stream.next().await.unwrap().unwrap().endpoint_count(), 1);
+
+    let two = V1.replace("[\"10.0.0.1:80\"]", "[\"10.0.0.1:80\", \"10.0.0.2:80\"]");
+    std::fs::write(&path, &two).unwrap();
+    let next = tokio::time::timeout(GENEROUS, stream.next()).await;
+    let next = next.expect("an edit in place is delivered before the hourly poll");
+    assert_eq!(next.unwrap().unwrap().endpoint_count(), 2);
+
+    let tmp = dir.path().join(".eps.yaml.swp");
+    std::fs::write(&tmp, V1.replace("10.0.0.1", "10.0.0.9")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let next = tokio::time::timeout(GENEROUS, stream.next()).await;
+    let snapshot = next
+        .expect("a replacement by rename is delivered before the hourly poll")
+        .unwrap()
+        .unwrap();
+    assert_eq!(snapshot.endpoint_count(), 1);
+    assert!(format!("{snapshot:?}").contains("10.0.0.9"), "{snapshot:?}");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::acl_line::{SOURCE_ACL_NAME, skeleton_line};
 use crate::live_file::LiveFile;
 
 /// The source ACL lines of frontends in `text`, as the live file's reader takes them.
