@@ -113,12 +113,12 @@ pub struct RenderedConfig {
 
 impl RenderedConfig {
     /// Prepends the digest line to `body`.
-    pub fn from_body(body: String) -> Self {
+    pub fn from_body(mut body: String) -> Self {
         let digest = Digest::of(body.as_bytes());
-        Self {
-            text: format!("{DIGEST_LINE_PREFIX}{digest}\n{body}"),
-            digest,
-        }
+        // In place: a config of a few thousand Services is several MiB, and a second copy
+        // would be held next to the body until this returns.
+        body.insert_str(0, &format!("{DIGEST_LINE_PREFIX}{digest}\n"));
+        Self { text: body, digest }
     }
 }
 

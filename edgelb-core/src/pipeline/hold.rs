@@ -5,6 +5,7 @@
 //! traffic; every other change goes out at once. Only what runs on some edge is held: a
 //! service no edge ever took (refused everywhere) leaves at once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -24,9 +25,10 @@ pub(crate) struct EmptyHold {
 
 /// What to apply now.
 #[derive(Debug)]
-pub(crate) struct Held {
-    /// The snapshot with held backends restored.
-    pub effective: Snapshot,
+pub(crate) struct Held<'a> {
+    /// The snapshot with held backends restored: the incoming snapshot itself (borrowed, not
+    /// copied) when nothing is held.
+    pub effective: Cow<'a, Snapshot>,
     /// Backends kept at their previous endpoints, with when their hold ends.
     pub held: BTreeMap<BackendKey, Instant>,
 }
@@ -35,16 +37,16 @@ impl EmptyHold {
     /// Computes what to apply at `now`, given what is applied (`current`), what the source
     /// says (`incoming`), which services run on at least one edge (`live`) and the edges
     /// (`nodes`, for the placement check of what it restores).
-    pub(crate) fn apply(
+    pub(crate) fn apply<'a>(
         &mut self,
         current: Option<&Snapshot>,
-        incoming: &Snapshot,
+        incoming: &'a Snapshot,
         hold: Duration,
         now: Instant,
         live: &BTreeSet<ServiceKey>,
         nodes: &[EdgeNode],
-    ) -> Held {
-        let mut effective = incoming.clone();
+    ) -> Held<'a> {
+        let mut effective = Cow::Borrowed(incoming);
         let mut held = BTreeMap::new();
         let mut still_empty = BTreeMap::new();
         if let Some(current) = current.filter(|_| !hold.is_zero()) {
@@ -71,6 +73,7 @@ impl EmptyHold {
                         restored.proxy_protocol = p.proxy_protocol;
                     }
                     effective
+                        .to_mut()
                         .services
                         .entry(key.clone())
                         // A vanished service comes back with its settings: its placement,
@@ -88,7 +91,7 @@ impl EmptyHold {
             // Restoring a dropped backend would clash with a new one (a reused listen port):
             // the source's word wins.
             return Held {
-                effective: incoming.clone(),
+                effective: Cow::Borrowed(incoming),
                 held: BTreeMap::new(),
             };
         }
@@ -123,16 +126,64 @@ mod tests {
         s
     }
 
+    /// What [`EmptyHold::apply`] gives, owned (the tests pass temporaries).
+    struct Out {
+        effective: Snapshot,
+        held: BTreeMap<BackendKey, Instant>,
+    }
+
+    fn owned(
+        h: &mut EmptyHold,
+        current: Option<&Snapshot>,
+        incoming: &Snapshot,
+        hold: Duration,
+        now: Instant,
+        live: &BTreeSet<ServiceKey>,
+        nodes: &[EdgeNode],
+    ) -> Out {
+        let out = h.apply(current, incoming, hold, now, live, nodes);
+        Out {
+            effective: out.effective.into_owned(),
+            held: out.held,
+        }
+    }
+
+    /// Nothing held: the incoming snapshot is used as it is, not copied.
+    #[test]
+    fn nothing_held_borrows_the_incoming_snapshot() {
+        let mut h = EmptyHold::default();
+        let incoming = snap(&[1]);
+        let out = h.apply(
+            Some(&snap(&[1, 2])),
+            &incoming,
+            Duration::from_secs(10),
+            Instant::now(),
+            &live(),
+            &[],
+        );
+        assert!(matches!(out.effective, Cow::Borrowed(s) if std::ptr::eq(s, &incoming)));
+        assert!(out.held.is_empty());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn emptiness_is_held_until_it_lasts() {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        let out = h.apply(Some(&snap(&[1, 2])), &snap(&[]), hold, t0, &live(), &[]);
+        let out = owned(
+            &mut h,
+            Some(&snap(&[1, 2])),
+            &snap(&[]),
+            hold,
+            t0,
+            &live(),
+            &[],
+        );
         assert_eq!(out.effective, snap(&[1, 2]));
         assert_eq!(out.held.values().next(), Some(&(t0 + hold)));
 
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&snap(&[1, 2])),
             &snap(&[]),
             hold,
@@ -142,7 +193,8 @@ mod tests {
         );
         assert_eq!(out.effective, snap(&[1, 2]), "still held, clock not reset");
 
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&snap(&[1, 2])),
             &snap(&[]),
             hold,
@@ -162,7 +214,8 @@ mod tests {
             spec.pool = Some("public".into());
             spec.address = Some("192.0.2.1".parse().unwrap());
         }
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&current),
             &Snapshot::default(),
             Duration::from_secs(5),
@@ -178,8 +231,17 @@ mod tests {
         let hold = Duration::from_secs(10);
         let mut h = EmptyHold::default();
         let t0 = Instant::now();
-        h.apply(Some(&snap(&[1])), &snap(&[]), hold, t0, &live(), &[]);
-        let out = h.apply(
+        owned(
+            &mut h,
+            Some(&snap(&[1])),
+            &snap(&[]),
+            hold,
+            t0,
+            &live(),
+            &[],
+        );
+        let out = owned(
+            &mut h,
             Some(&snap(&[1])),
             &snap(&[3]),
             hold,
@@ -188,7 +250,8 @@ mod tests {
             &[],
         );
         assert_eq!(out.effective, snap(&[3]));
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&snap(&[3])),
             &snap(&[]),
             hold,
@@ -205,7 +268,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_vanished_service_is_held_too_and_zero_hold_disables() {
         let mut h = EmptyHold::default();
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&snap(&[1])),
             &Snapshot::default(),
             Duration::from_secs(5),
@@ -214,7 +278,8 @@ mod tests {
             &[],
         );
         assert_eq!(out.effective, snap(&[1]));
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&snap(&[1])),
             &Snapshot::default(),
             Duration::ZERO,
@@ -233,7 +298,8 @@ mod tests {
         spec.source_ranges = Some(vec!["10.0.0.0/8".parse().unwrap()]);
         spec.session_affinity = Some(crate::SessionAffinity::default());
         let mut h = EmptyHold::default();
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&guarded),
             &Snapshot::default(),
             Duration::from_secs(5),
@@ -247,7 +313,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_service_no_edge_runs_is_not_held() {
         let mut h = EmptyHold::default();
-        let out = h.apply(
+        let out = owned(
+            &mut h,
             Some(&snap(&[1])),
             &Snapshot::default(),
             Duration::from_secs(5),

@@ -4,6 +4,7 @@
 //! slow, hung or failing edge delays nothing but its own lane: the source is read and every
 //! other edge gets every change whatever one edge does.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -150,12 +151,15 @@ impl Lane {
             return false;
         };
         // Only the services placed on this node (their pool is one of its pools).
-        let placed = target.snapshot.placed_on(node);
-        let effective = Arc::new(
-            state
-                .quarantine
-                .apply(&placed, state.last_good.as_deref(), node),
-        );
+        // Nothing left out: the target itself, shared rather than copied per node.
+        let effective = match target.snapshot.placed_on(node) {
+            Cow::Borrowed(_) if state.quarantine.is_empty() => target.snapshot.clone(),
+            placed => Arc::new(
+                state
+                    .quarantine
+                    .apply(&placed, state.last_good.as_deref(), node),
+            ),
+        };
         let quarantined = state.quarantine.reasons();
         let generation = target.generation;
         match self.shared.renderer.render(&effective, node) {
@@ -210,15 +214,20 @@ impl Lane {
     /// more service, so this ends).
     async fn deploy(&mut self, mut names: Vec<String>) {
         while !names.is_empty() {
+            // The configs are lent to the deployer, not copied (several MiB each at a few
+            // thousand Services); each goes back to its node's desired state once settled.
             let batch: Vec<NodeConfig> = self
                 .nodes
                 .iter()
                 .filter(|n| names.contains(&n.name))
                 .filter_map(|n| {
-                    let (config, _, _) = self.state.get(&n.name)?.desired.as_ref()?;
+                    let (config, _, _) = self.state.get_mut(&n.name)?.desired.as_mut()?;
                     Some(NodeConfig {
                         node: n.clone(),
-                        config: config.clone(),
+                        config: RenderedConfig {
+                            text: std::mem::take(&mut config.text),
+                            digest: config.digest,
+                        },
                     })
                 })
                 .collect();
@@ -233,7 +242,7 @@ impl Lane {
                 .map(|o| (o.node.clone(), o))
                 .collect();
             names = Vec::new();
-            for c in &batch {
+            for c in batch {
                 let name = &c.node.name;
                 let outcome = reported.remove(name).unwrap_or_else(|| {
                     NodeOutcome::failed(DeployError::Step {
@@ -245,7 +254,22 @@ impl Lane {
                 if self.settle(&c.node, &c.config, attempt, outcome.result) {
                     names.push(name.clone());
                 }
+                self.give_back(c);
             }
+        }
+    }
+
+    /// Puts a config lent to the deployer back into its node's desired state, unless a new
+    /// render (a quarantine while settling) replaced that meanwhile.
+    fn give_back(&mut self, lent: NodeConfig) {
+        if let Some((desired, _, _)) = self
+            .state
+            .get_mut(&lent.node.name)
+            .and_then(|s| s.desired.as_mut())
+            && desired.digest == lent.config.digest
+            && desired.text.is_empty()
+        {
+            desired.text = lent.config.text;
         }
     }
 
@@ -292,7 +316,12 @@ impl Lane {
         let Some(state) = self.state.get_mut(name) else {
             return false;
         };
-        let Some((_, generation, rendered_from)) = state.desired.clone() else {
+        // Not the config itself: the caller holds it (and it is several MiB).
+        let Some((generation, rendered_from)) = state
+            .desired
+            .as_ref()
+            .map(|(_, generation, from)| (*generation, from.clone()))
+        else {
             return false;
         };
         if let Err(e) = &result

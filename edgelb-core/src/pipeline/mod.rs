@@ -11,6 +11,7 @@ mod prober;
 mod quarantine;
 mod status;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -83,7 +84,8 @@ struct Run {
     config: PipelineConfig,
     status: Arc<watch::Sender<PipelineStatus>>,
     targets: watch::Sender<Option<Target>>,
-    desired: Option<Snapshot>,
+    /// The desired state, shared with the status and the lanes (one copy, not one each).
+    desired: Option<Arc<Snapshot>>,
     hold: hold::EmptyHold,
     /// A source snapshot to evaluate again when a backend's empty hold ends.
     recheck: Option<(Snapshot, Received, Instant)>,
@@ -278,7 +280,7 @@ impl Run {
                 .collect()
         };
         let held = self.hold.apply(
-            self.desired.as_ref(),
+            self.desired.as_deref(),
             &incoming,
             hold,
             Instant::now(),
@@ -286,29 +288,39 @@ impl Run {
             &self.nodes,
         );
         let held_names: Vec<String> = held.held.keys().map(|(k, p)| format!("{k}:{p}")).collect();
-        if let Some(until) = held.held.values().min().copied() {
+        let held_until = held.held.values().min().copied();
+        // Restoring held backends makes a new snapshot; otherwise the incoming one is used
+        // as it is, without a copy.
+        let restored = match held.effective {
+            Cow::Owned(restored) => Some(restored),
+            Cow::Borrowed(_) => None,
+        };
+        let snapshot = if let Some(until) = held_until {
             tracing::warn!(
                 backends = ?held_names,
                 hold = ?hold,
                 "the source empties backends that have endpoints; they keep their endpoints until that has lasted the hold time"
             );
+            let snapshot = restored.unwrap_or_else(|| incoming.clone());
             self.recheck = Some((incoming, received, until));
-        }
+            snapshot
+        } else {
+            restored.unwrap_or(incoming)
+        };
         self.status.send_if_modified(|s| {
             let changed = s.held_backends != held_names;
             s.held_backends = held_names;
             changed
         });
-        let snapshot = held.effective;
-        if self.desired.as_ref() == Some(&snapshot) {
+        if self.desired.as_deref() == Some(&snapshot) {
             tracing::debug!("snapshot equals the current desired state; dropped");
             // A good snapshot after an error says the source has recovered.
             self.status
                 .send_if_modified(|s| s.source_error.take().is_some());
             return;
         }
-        let shared = Arc::new(snapshot.clone());
-        self.desired = Some(snapshot);
+        let shared = Arc::new(snapshot);
+        self.desired = Some(shared.clone());
         let mut generation = 0;
         self.status.send_modify(|s| {
             s.generation += 1;

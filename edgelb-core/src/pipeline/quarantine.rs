@@ -27,6 +27,11 @@ struct Entry {
 }
 
 impl Quarantine {
+    /// Whether no service is quarantined.
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Whether `key` is quarantined.
     pub(super) fn contains(&self, key: &ServiceKey) -> bool {
         self.entries.contains_key(key)

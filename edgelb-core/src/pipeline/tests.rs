@@ -707,3 +707,41 @@ async fn health_follows_probes_with_fall_and_rise_even_while_a_deploy_hangs() {
     tokio::time::sleep(Duration::from_secs(3600)).await;
     run.await.unwrap().unwrap();
 }
+
+/// Every config a deployer gets is whole, retries included (the lane lends its config to the
+/// deployer and takes it back), and the desired state is one snapshot shared by the status
+/// and every node that serves all of it, not a copy each.
+#[tokio::test(start_paused = true)]
+async fn configs_are_lent_whole_and_the_snapshot_is_shared() {
+    let seen: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let record = seen.clone();
+    let deployer = FakeDeployer::new()
+        .refusing(move |c: &NodeConfig| {
+            let whole = c
+                .config
+                .text
+                .split_once('\n')
+                .is_some_and(|(_, body)| Digest::of(body.as_bytes()) == c.config.digest);
+            record.lock().unwrap().push(whole);
+            None
+        })
+        .fail("b", 2);
+    let h = start(deployer, &["a", "b"], PipelineConfig::default());
+    h.tx.send(snapshot(2)).unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    assert_eq!(
+        h.deployer.deploys_to("b").len(),
+        3,
+        "two failures, then a retry that works"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 4 && seen.iter().all(|w| *w), "{seen:?}");
+    let status = h.status.borrow().clone();
+    let desired = status.snapshot.clone().unwrap();
+    for node in ["a", "b"] {
+        let live = status.nodes[node].live_snapshot.clone().unwrap();
+        assert!(Arc::ptr_eq(&live, &desired), "{node} holds a copy");
+    }
+    h.finish().await;
+}

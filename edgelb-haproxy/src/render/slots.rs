@@ -69,25 +69,69 @@ impl SlotView {
     }
 }
 
-/// One server slot.
+/// One server slot: its occupant, or while it is free the last endpoint that left it (never
+/// both, so one address field holds either: 48 bytes a slot instead of 72, at 16 slots a
+/// backend and thousands of backends).
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
-    /// The endpoint in the slot.
-    occupant: Option<SocketAddr>,
-    /// The last endpoint that left it, while the slot is free.
-    previous: Option<SocketAddr>,
-    /// The table's change count when `previous` left.
+    /// The occupant when `occupied`, else the last endpoint that left.
+    addr: Option<SocketAddr>,
+    occupied: bool,
+    /// The table's change count when the last endpoint left.
     left_at: u64,
 }
 
+impl Slot {
+    /// A slot `addr` sits in.
+    fn occupied_by(addr: SocketAddr) -> Self {
+        Self {
+            addr: Some(addr),
+            occupied: true,
+            left_at: 0,
+        }
+    }
+
+    /// A free slot `addr` left at change `left_at`.
+    fn left_by(addr: SocketAddr, left_at: u64) -> Self {
+        Self {
+            addr: Some(addr),
+            occupied: false,
+            left_at,
+        }
+    }
+
+    /// The endpoint in the slot.
+    fn occupant(&self) -> Option<SocketAddr> {
+        self.addr.filter(|_| self.occupied)
+    }
+
+    /// The last endpoint that left the slot, while it is free.
+    fn previous(&self) -> Option<SocketAddr> {
+        self.addr.filter(|_| !self.occupied)
+    }
+
+    /// Forgets who left the free slot; returns who it was.
+    fn take_previous(&mut self) -> Option<SocketAddr> {
+        if self.occupied {
+            None
+        } else {
+            self.addr.take()
+        }
+    }
+}
+
 /// The slots of one backend.
+///
+/// Between two [`SlotTable::assign`] calls only the slots are kept: the two address indexes
+/// are rebuilt from them for the length of one call and dropped after it (every backend of
+/// every Service has a table, and at 5,000 backends the indexes weighed more than the slots).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct SlotTable {
     /// The slots; the length is the slot count.
     slots: Vec<Slot>,
-    /// The slot of each occupant.
+    /// The slot of each occupant (during `assign` only).
     by_addr: HashMap<SocketAddr, usize>,
-    /// The slot each former occupant left, while it is still free.
+    /// The slot each former occupant left, while it is still free (during `assign` only).
     previous: HashMap<SocketAddr, usize>,
     /// How many times the endpoint set changed.
     changes: u64,
@@ -97,6 +141,33 @@ impl SlotTable {
     /// Updates the table for `endpoints` (all of them, in address order) and returns what
     /// every slot holds, in slot order.
     pub(crate) fn assign<'a>(
+        &mut self,
+        endpoints: impl Iterator<Item = &'a SocketAddr> + Clone,
+        opts: &SlotOptions,
+    ) -> Vec<SlotView> {
+        self.index();
+        let views = self.assign_indexed(endpoints, opts);
+        self.by_addr = HashMap::new();
+        self.previous = HashMap::new();
+        views
+    }
+
+    /// Fills the address indexes from the slots.
+    fn index(&mut self) {
+        self.by_addr.clear();
+        self.previous.clear();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(addr) = slot.occupant() {
+                self.by_addr.insert(addr, i);
+            }
+            if let Some(addr) = slot.previous() {
+                self.previous.insert(addr, i);
+            }
+        }
+    }
+
+    /// [`SlotTable::assign`] with the indexes filled.
+    fn assign_indexed<'a>(
         &mut self,
         endpoints: impl Iterator<Item = &'a SocketAddr> + Clone,
         opts: &SlotOptions,
@@ -118,11 +189,7 @@ impl SlotTable {
         for (addr, slot) in gone {
             self.by_addr.remove(&addr);
             self.forget_previous(slot);
-            self.slots[slot] = Slot {
-                occupant: None,
-                previous: Some(addr),
-                left_at: self.changes,
-            };
+            self.slots[slot] = Slot::left_by(addr, self.changes);
             self.previous.insert(addr, slot);
         }
 
@@ -132,7 +199,7 @@ impl SlotTable {
         let highest_used = self
             .slots
             .iter()
-            .rposition(|s| s.occupant.is_some())
+            .rposition(|s| s.occupied)
             .map_or(0, |i| i + 1);
         let needed = (wanted.len() + opts.min_spare as usize).max(highest_used);
         let needed = needed.div_ceil(block) * block;
@@ -170,7 +237,7 @@ impl SlotTable {
         }
         self.slots
             .iter()
-            .map(|s| match (s.occupant, s.previous) {
+            .map(|s| match (s.occupant(), s.previous()) {
                 (Some(addr), _) => SlotView::Endpoint(addr),
                 (None, Some(addr)) if self.reserved(s) => SlotView::Leaving(addr),
                 (None, _) => SlotView::Spare,
@@ -180,14 +247,14 @@ impl SlotTable {
 
     /// Whether a free slot is still reserved for the endpoint that left it.
     fn reserved(&self, slot: &Slot) -> bool {
-        slot.previous.is_some() && self.changes.saturating_sub(slot.left_at) < RESERVED_CHANGES
+        slot.previous().is_some() && self.changes.saturating_sub(slot.left_at) < RESERVED_CHANGES
     }
 
     /// The lowest truly free slot at or after `cursor` (no lower one exists: slots only fill
     /// up while newcomers are placed), else the free slot reserved the longest.
     fn free_slot(&self, cursor: &mut usize) -> Option<usize> {
         while let Some(slot) = self.slots.get(*cursor) {
-            if slot.occupant.is_none() && !self.reserved(slot) {
+            if !slot.occupied && !self.reserved(slot) {
                 return Some(*cursor);
             }
             *cursor += 1;
@@ -195,7 +262,7 @@ impl SlotTable {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.occupant.is_none())
+            .filter(|(_, s)| !s.occupied)
             .min_by_key(|(i, s)| (s.left_at, *i))
             .map(|(i, _)| i)
     }
@@ -203,12 +270,17 @@ impl SlotTable {
     /// Puts `addr` in the free slot `slot`; whoever left it has lost the claim to it.
     fn place(&mut self, addr: SocketAddr, slot: usize) {
         self.forget_previous(slot);
-        self.slots[slot].occupant = Some(addr);
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Slot {
+                left_at: s.left_at,
+                ..Slot::occupied_by(addr)
+            };
+        }
         self.by_addr.insert(addr, slot);
     }
 
     fn forget_previous(&mut self, slot: usize) {
-        if let Some(prev) = self.slots.get_mut(slot).and_then(|s| s.previous.take()) {
+        if let Some(prev) = self.slots.get_mut(slot).and_then(Slot::take_previous) {
             self.previous.remove(&prev);
         }
     }
@@ -219,23 +291,10 @@ impl SlotTable {
     /// controller, `edgelb plan`) places endpoints where the edge already has them.
     pub(crate) fn from_live(live: &[SlotView]) -> Self {
         let mut table = Self::default();
-        for (i, slot) in live.iter().enumerate() {
+        for slot in live {
             table.slots.push(match *slot {
-                SlotView::Endpoint(addr) => {
-                    table.by_addr.insert(addr, i);
-                    Slot {
-                        occupant: Some(addr),
-                        ..Slot::default()
-                    }
-                }
-                SlotView::Leaving(addr) => {
-                    table.previous.insert(addr, i);
-                    Slot {
-                        occupant: None,
-                        previous: Some(addr),
-                        left_at: 0,
-                    }
-                }
+                SlotView::Endpoint(addr) => Slot::occupied_by(addr),
+                SlotView::Leaving(addr) => Slot::left_by(addr, 0),
                 SlotView::Spare => Slot::default(),
             });
         }
@@ -314,6 +373,33 @@ mod tests {
                 (2, "10.0.0.3:80".into())
             ]
         );
+    }
+
+    /// Between renders a table keeps its slots only; the next render still finds every
+    /// endpoint and every reservation where it was.
+    #[test]
+    fn address_indexes_are_not_kept_between_renders() {
+        let o = opts(2, 4);
+        let mut t = SlotTable::default();
+        run(&mut t, &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"], &o);
+        assert!(t.by_addr.is_empty() && t.previous.is_empty());
+        run(&mut t, &["10.0.0.1:80", "10.0.0.3:80"], &o);
+        assert!(t.by_addr.is_empty() && t.previous.is_empty());
+        let slots = run(&mut t, &["10.0.0.2:80", "10.0.0.3:80", "10.0.0.1:80"], &o);
+        assert_eq!(
+            occupied(&slots),
+            vec![
+                (0, "10.0.0.1:80".into()),
+                (1, "10.0.0.2:80".into()),
+                (2, "10.0.0.3:80".into())
+            ],
+            "the returning endpoint takes back its reserved slot"
+        );
+    }
+
+    #[test]
+    fn a_slot_holds_one_address() {
+        assert!(std::mem::size_of::<Slot>() <= 48);
     }
 
     #[test]
