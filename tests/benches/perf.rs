@@ -18,6 +18,9 @@
 //! * emulated WAN links: 1 and 20 edges, each behind a delay proxy of its own (20 ms round
 //!   trip), the runtime-API path (until acknowledged, whole transaction) and the reload path,
 //!   in ms and round trips, and the CPU of one `haproxy -c` on an edge;
+//! * an endpoints-file edit until live on a local edge: the file source, the pipeline's
+//!   default debounce and the local deployer with a real haproxy on loopback (debounce + the
+//!   rest, median and p90);
 //! * long-lived connections (held open through the edge) cut by 100 endpoint changes, on
 //!   the runtime path and on the reload path (with the test renderer's `hard-stop-after
 //!   10s`);
@@ -95,7 +98,8 @@ fn install_live_marks() {
 }
 
 /// Whether `section` runs: all of them, or those listed in `EDGELB_PERF_ONLY` (comma-separated:
-/// render, change, fanout, wan, connections, memory), for a quicker look at one part.
+/// render, kube, fileedit, change, fanout, wan, connections, memory), for a quicker look at
+/// one part.
 fn section(name: &str) -> bool {
     match std::env::var("EDGELB_PERF_ONLY") {
         Ok(only) => only.split(',').any(|s| s.trim() == name),
@@ -644,6 +648,33 @@ async fn controller_rss(tb: &Testbed) -> Result<(u64, String, f64), String> {
     result.map(|(kib, what, secs)| (kib, format!("{what}; binary {}", bin.display()), secs))
 }
 
+/// The "endpoints-file edit → live on a local edge" row: `edits` edits through the file
+/// source, a pipeline with the default debounce and the local deployer (real haproxy on
+/// loopback); see `edgelb_tests::bench_file_edit`.
+fn file_edit_row(table: &mut Table, edits: usize) {
+    let debounce = edgelb_core::PipelineConfig::default().debounce;
+    let debounce_ms = debounce.as_secs_f64() * 1000.0;
+    let marks = edgelb_tests::bench_file_edit::LiveMarks {
+        clear: &|| LIVE_MARKS.lock().unwrap().clear(),
+        last: &|| LIVE_MARKS.lock().unwrap().iter().map(|(_, at)| *at).max(),
+    };
+    let what = "endpoints-file edit → live on a local edge (file events, default debounce, local deployer, haproxy on loopback)";
+    match runtime().block_on(edgelb_tests::bench_file_edit::file_edit_to_live(
+        edits, debounce, marks,
+    )) {
+        Ok(samples) => {
+            let (median, _) = stats(&samples);
+            let p90 = edgelb_tests::bench_stats::quantile(&samples, 0.9);
+            table.add(
+                what,
+                format!("debounce {debounce_ms:.0} ms + {:.1} ms median, + {:.1} ms p90", median - debounce_ms, p90 - debounce_ms),
+                format!("(n={}) from just before the write until HAProxy acknowledged the runtime commands: {median:.1} / {p90:.1} ms in all; target debounce + ≤ 30 ms median", samples.len()),
+            );
+        }
+        Err(why) => table.add(what, "not measured", why),
+    }
+}
+
 fn main() {
     if listing_only() {
         return;
@@ -680,6 +711,11 @@ fn main() {
             ),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    if section("fileedit") {
+        println!("endpoints-file edit → live on a local edge:");
+        file_edit_row(&mut table, env_usize("EDGELB_PERF_FILE_EDITS", 30));
     }
 
     if !["change", "fanout", "wan", "connections", "memory"]
