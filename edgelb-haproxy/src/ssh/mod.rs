@@ -30,6 +30,7 @@ mod prompt;
 mod quote;
 mod session;
 mod sftp;
+mod socket_ahead;
 mod sshd_prerequisites;
 
 pub use credentials::{ClientKey, SshCredentials};
