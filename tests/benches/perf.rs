@@ -63,8 +63,51 @@ static LIVE_MARKS: std::sync::Mutex<Vec<(String, Instant)>> = std::sync::Mutex::
 
 struct LiveMarks;
 
+/// Every SSH channel the deployer opened (`edgelb_haproxy::ssh::CHANNEL_TARGET`): whether it
+/// was opened ahead (off the path) and whether the server accepted it.
+static CHANNELS: std::sync::Mutex<Vec<ChannelSeen>> = std::sync::Mutex::new(Vec::new());
+
+#[derive(Default, Clone, Copy)]
+struct ChannelSeen {
+    ahead: bool,
+    opened: bool,
+}
+
+/// Counts the channels of `CHANNELS` since it was cleared: (on the path and accepted, on the
+/// path and refused, opened ahead).
+fn channel_counts() -> (usize, usize, usize) {
+    let seen = CHANNELS.lock().unwrap();
+    let on_path = |opened: bool| {
+        seen.iter()
+            .filter(|c| !c.ahead && c.opened == opened)
+            .count()
+    };
+    (
+        on_path(true),
+        on_path(false),
+        seen.iter().filter(|c| c.ahead).count(),
+    )
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == edgelb_haproxy::ssh::CHANNEL_TARGET {
+            struct Seen(ChannelSeen);
+            impl tracing::field::Visit for Seen {
+                fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+                    match field.name() {
+                        "ahead" => self.0.ahead = value,
+                        "opened" => self.0.opened = value,
+                        _ => {}
+                    }
+                }
+                fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+            }
+            let mut seen = Seen(ChannelSeen::default());
+            event.record(&mut seen);
+            CHANNELS.lock().unwrap().push(seen.0);
+            return;
+        }
         if event.metadata().target() != edgelb_haproxy::RUNTIME_APPLIED_TARGET {
             return;
         }
@@ -91,9 +134,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
 fn install_live_marks() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::{EnvFilter, Layer};
-    let subscriber = tracing_subscriber::registry().with(LiveMarks.with_filter(EnvFilter::new(
-        format!("{}=debug", edgelb_haproxy::RUNTIME_APPLIED_TARGET),
-    )));
+    let subscriber =
+        tracing_subscriber::registry().with(LiveMarks.with_filter(EnvFilter::new(format!(
+            "{}=debug,{}=debug",
+            edgelb_haproxy::RUNTIME_APPLIED_TARGET,
+            edgelb_haproxy::ssh::CHANNEL_TARGET
+        ))));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
@@ -236,6 +282,9 @@ struct WanRun {
     whole: Vec<f64>,
     /// `deploy()` until confirmed on every edge, reload path.
     reload: Vec<f64>,
+    /// SSH channels per reload and edge: on the path and accepted, on the path and refused
+    /// (the master re-executing), opened ahead.
+    reload_channels: (f64, f64, f64),
 }
 
 /// Endpoint changes on edges `0..n`, each reached through a [`DelayProxy`] of its own
@@ -306,6 +355,7 @@ async fn wan_changes(
         live: Vec::new(),
         whole: Vec::new(),
         reload: Vec::new(),
+        reload_channels: (0.0, 0.0, 0.0),
     };
     for i in 0..changes {
         let change = batch(&renderers[0], &sets[(i + 1) % 2]);
@@ -324,10 +374,16 @@ async fn wan_changes(
     for i in 0..changes {
         let k = (i + 1) % 2;
         let change = batch(&renderers[k], &sets[k]);
+        CHANNELS.lock().unwrap().clear();
         let t = Instant::now();
         let applied = deploy(change).await;
         run.reload.push(t.elapsed().as_secs_f64() * 1000.0);
         all(&applied, Applied::Reloaded)?;
+        let (path, refused, ahead) = channel_counts();
+        let per = (changes * n) as f64;
+        run.reload_channels.0 += path as f64 / per;
+        run.reload_channels.1 += refused as f64 / per;
+        run.reload_channels.2 += ahead as f64 / per;
     }
     drop(proxies);
     Ok(run)
@@ -818,6 +874,8 @@ fn main() {
                     live_medians.push(table.timing(&format!("{wan}, runtime-API path, until HAProxy acknowledged the commands"), &run.live, &note(&run.live)));
                     table.timing(&format!("{wan}, runtime-API path, whole transaction"), &run.whole, &note(&run.whole));
                     table.timing(&format!("{wan}, reload path"), &run.reload, &note(&run.reload));
+                    let (path, refused, ahead) = run.reload_channels;
+                    table.add(format!("{wan}, reload path, SSH channels per reload and edge"), format!("{path:.1} on the path, {refused:.1} refused, {ahead:.1} opened ahead"), "each channel on the path costs a round trip to open; refused: the master socket while HAProxy re-executes");
                 }
                 Err(why) => table.add(wan, "not measured", why),
             }

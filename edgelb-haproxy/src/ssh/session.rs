@@ -525,6 +525,12 @@ impl Session {
                 self.discard(&conn).await;
                 return Err(self.timeout_error(step));
             };
+            let kind_name = match kind {
+                ChannelKind::Session => "exec",
+                ChannelKind::StreamLocal(_) => "stream-local",
+                ChannelKind::DirectTcp(_) => "tcp",
+            };
+            tracing::debug!(target: super::CHANNEL_TARGET, node = %self.endpoint.node, kind = kind_name, ahead = false, opened = opened.is_ok(), "SSH channel");
             match opened {
                 Ok(channel) => return Ok((conn, channel)),
                 Err(e) if session_is_dead(&e) || conn.is_closed() => {
@@ -743,7 +749,9 @@ impl Session {
             return;
         };
         let opening = conn.handle.channel_open_session();
-        if let Ok(Ok(channel)) = tokio::time::timeout(self.options.step_timeout, opening).await {
+        let opened = tokio::time::timeout(self.options.step_timeout, opening).await;
+        tracing::debug!(target: super::CHANNEL_TARGET, node = %self.endpoint.node, kind = "exec", ahead = true, opened = matches!(opened, Ok(Ok(_))), "SSH channel");
+        if let Ok(Ok(channel)) = opened {
             let mut spare = self.spare.lock().await;
             if spare.is_none() {
                 *spare = Some((conn, channel));

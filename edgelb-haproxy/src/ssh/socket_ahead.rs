@@ -31,7 +31,9 @@ impl Session {
         };
         let deadline = Instant::now() + self.options().step_timeout;
         let opening = conn.open_stream_local(path);
-        let Ok(Ok(channel)) = tokio::time::timeout_at(deadline, opening).await else {
+        let opened = tokio::time::timeout_at(deadline, opening).await;
+        tracing::debug!(target: super::CHANNEL_TARGET, node = %self.endpoint().node, kind = "stream-local", ahead = true, opened = matches!(opened, Ok(Ok(_))), "SSH channel");
+        let Ok(Ok(channel)) = opened else {
             return;
         };
         let spare = SocketSpare {
