@@ -97,6 +97,11 @@ pub trait EdgeHost: Send + Sync {
         Ok(answers)
     }
 
+    /// The next [`EdgeHost::socket_command`] to `socket` is near (the reload path's `reload`,
+    /// while the new file is staged): a host that pays a round trip to open a connection
+    /// opens it now, to spend it off the path. The default does nothing.
+    async fn open_socket_ahead(&self, _socket: &str) {}
+
     /// HAProxy was just reloaded: a kept runtime-API connection would reach the old worker
     /// from now on, so a host that keeps one closes it. The default does nothing.
     async fn reloaded(&self) {}

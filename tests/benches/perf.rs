@@ -18,6 +18,9 @@
 //! * emulated WAN links: 1 and 20 edges, each behind a delay proxy of its own (20 ms round
 //!   trip), the runtime-API path (until acknowledged, whole transaction) and the reload path,
 //!   in ms and round trips, and the CPU of one `haproxy -c` on an edge;
+//! * an endpoints-file edit until live on a local edge: the file source, the pipeline's
+//!   default debounce and the local deployer with a real haproxy on loopback (debounce + the
+//!   rest, median and p90);
 //! * long-lived connections (held open through the edge) cut by 100 endpoint changes, on
 //!   the runtime path and on the reload path (with the test renderer's `hard-stop-after
 //!   10s`);
@@ -60,8 +63,51 @@ static LIVE_MARKS: std::sync::Mutex<Vec<(String, Instant)>> = std::sync::Mutex::
 
 struct LiveMarks;
 
+/// Every SSH channel the deployer opened (`edgelb_haproxy::ssh::CHANNEL_TARGET`): whether it
+/// was opened ahead (off the path) and whether the server accepted it.
+static CHANNELS: std::sync::Mutex<Vec<ChannelSeen>> = std::sync::Mutex::new(Vec::new());
+
+#[derive(Default, Clone, Copy)]
+struct ChannelSeen {
+    ahead: bool,
+    opened: bool,
+}
+
+/// Counts the channels of `CHANNELS` since it was cleared: (on the path and accepted, on the
+/// path and refused, opened ahead).
+fn channel_counts() -> (usize, usize, usize) {
+    let seen = CHANNELS.lock().unwrap();
+    let on_path = |opened: bool| {
+        seen.iter()
+            .filter(|c| !c.ahead && c.opened == opened)
+            .count()
+    };
+    (
+        on_path(true),
+        on_path(false),
+        seen.iter().filter(|c| c.ahead).count(),
+    )
+}
+
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == edgelb_haproxy::ssh::CHANNEL_TARGET {
+            struct Seen(ChannelSeen);
+            impl tracing::field::Visit for Seen {
+                fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+                    match field.name() {
+                        "ahead" => self.0.ahead = value,
+                        "opened" => self.0.opened = value,
+                        _ => {}
+                    }
+                }
+                fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+            }
+            let mut seen = Seen(ChannelSeen::default());
+            event.record(&mut seen);
+            CHANNELS.lock().unwrap().push(seen.0);
+            return;
+        }
         if event.metadata().target() != edgelb_haproxy::RUNTIME_APPLIED_TARGET {
             return;
         }
@@ -88,14 +134,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
 fn install_live_marks() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::{EnvFilter, Layer};
-    let subscriber = tracing_subscriber::registry().with(LiveMarks.with_filter(EnvFilter::new(
-        format!("{}=debug", edgelb_haproxy::RUNTIME_APPLIED_TARGET),
-    )));
+    let subscriber =
+        tracing_subscriber::registry().with(LiveMarks.with_filter(EnvFilter::new(format!(
+            "{}=debug,{}=debug",
+            edgelb_haproxy::RUNTIME_APPLIED_TARGET,
+            edgelb_haproxy::ssh::CHANNEL_TARGET
+        ))));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 /// Whether `section` runs: all of them, or those listed in `EDGELB_PERF_ONLY` (comma-separated:
-/// render, change, fanout, wan, connections, memory), for a quicker look at one part.
+/// render, kube, fileedit, change, fanout, wan, connections, memory), for a quicker look at
+/// one part.
 fn section(name: &str) -> bool {
     match std::env::var("EDGELB_PERF_ONLY") {
         Ok(only) => only.split(',').any(|s| s.trim() == name),
@@ -232,6 +282,9 @@ struct WanRun {
     whole: Vec<f64>,
     /// `deploy()` until confirmed on every edge, reload path.
     reload: Vec<f64>,
+    /// SSH channels per reload and edge: on the path and accepted, on the path and refused
+    /// (the master re-executing), opened ahead.
+    reload_channels: (f64, f64, f64),
 }
 
 /// Endpoint changes on edges `0..n`, each reached through a [`DelayProxy`] of its own
@@ -302,6 +355,7 @@ async fn wan_changes(
         live: Vec::new(),
         whole: Vec::new(),
         reload: Vec::new(),
+        reload_channels: (0.0, 0.0, 0.0),
     };
     for i in 0..changes {
         let change = batch(&renderers[0], &sets[(i + 1) % 2]);
@@ -320,10 +374,16 @@ async fn wan_changes(
     for i in 0..changes {
         let k = (i + 1) % 2;
         let change = batch(&renderers[k], &sets[k]);
+        CHANNELS.lock().unwrap().clear();
         let t = Instant::now();
         let applied = deploy(change).await;
         run.reload.push(t.elapsed().as_secs_f64() * 1000.0);
         all(&applied, Applied::Reloaded)?;
+        let (path, refused, ahead) = channel_counts();
+        let per = (changes * n) as f64;
+        run.reload_channels.0 += path as f64 / per;
+        run.reload_channels.1 += refused as f64 / per;
+        run.reload_channels.2 += ahead as f64 / per;
     }
     drop(proxies);
     Ok(run)
@@ -644,6 +704,33 @@ async fn controller_rss(tb: &Testbed) -> Result<(u64, String, f64), String> {
     result.map(|(kib, what, secs)| (kib, format!("{what}; binary {}", bin.display()), secs))
 }
 
+/// The "endpoints-file edit → live on a local edge" row: `edits` edits through the file
+/// source, a pipeline with the default debounce and the local deployer (real haproxy on
+/// loopback); see `edgelb_tests::bench_file_edit`.
+fn file_edit_row(table: &mut Table, edits: usize) {
+    let debounce = edgelb_core::PipelineConfig::default().debounce;
+    let debounce_ms = debounce.as_secs_f64() * 1000.0;
+    let marks = edgelb_tests::bench_file_edit::LiveMarks {
+        clear: &|| LIVE_MARKS.lock().unwrap().clear(),
+        last: &|| LIVE_MARKS.lock().unwrap().iter().map(|(_, at)| *at).max(),
+    };
+    let what = "endpoints-file edit → live on a local edge (file events, default debounce, local deployer, haproxy on loopback)";
+    match runtime().block_on(edgelb_tests::bench_file_edit::file_edit_to_live(
+        edits, debounce, marks,
+    )) {
+        Ok(samples) => {
+            let (median, _) = stats(&samples);
+            let p90 = edgelb_tests::bench_stats::quantile(&samples, 0.9);
+            table.add(
+                what,
+                format!("debounce {debounce_ms:.0} ms + {:.1} ms median, + {:.1} ms p90", median - debounce_ms, p90 - debounce_ms),
+                format!("(n={}) from just before the write until HAProxy acknowledged the runtime commands: {median:.1} / {p90:.1} ms in all; target debounce + ≤ 30 ms median", samples.len()),
+            );
+        }
+        Err(why) => table.add(what, "not measured", why),
+    }
+}
+
 fn main() {
     if listing_only() {
         return;
@@ -680,6 +767,11 @@ fn main() {
             ),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    if section("fileedit") {
+        println!("endpoints-file edit → live on a local edge:");
+        file_edit_row(&mut table, env_usize("EDGELB_PERF_FILE_EDITS", 30));
     }
 
     if !["change", "fanout", "wan", "connections", "memory"]
@@ -782,6 +874,8 @@ fn main() {
                     live_medians.push(table.timing(&format!("{wan}, runtime-API path, until HAProxy acknowledged the commands"), &run.live, &note(&run.live)));
                     table.timing(&format!("{wan}, runtime-API path, whole transaction"), &run.whole, &note(&run.whole));
                     table.timing(&format!("{wan}, reload path"), &run.reload, &note(&run.reload));
+                    let (path, refused, ahead) = run.reload_channels;
+                    table.add(format!("{wan}, reload path, SSH channels per reload and edge"), format!("{path:.1} on the path, {refused:.1} refused, {ahead:.1} opened ahead"), "each channel on the path costs a round trip to open; refused: the master socket while HAProxy re-executes");
                 }
                 Err(why) => table.add(wan, "not measured", why),
             }

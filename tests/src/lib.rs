@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench_env;
+pub mod bench_file_edit;
 pub mod bench_kube;
 pub mod bench_stats;
 pub mod blast_radius;

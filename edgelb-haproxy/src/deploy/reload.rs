@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use edgelb_core::{Applied, DeployError, RenderedConfig};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::cli::master::{MasterProcs, show_proc};
@@ -97,7 +99,17 @@ pub(super) async fn staged_reload(
         expect_stamp: expect,
     };
     let had_previous = live.is_some() || expect.is_some();
-    let (staged, before) = futures::join!(host.stage_and_swap(&request), show_proc(host, layout));
+    // The master's `show proc` and the channel for the `reload` open beside the stage
+    // request, which takes longer (a round trip plus `haproxy -c`): off the path.
+    let before_and_ahead = async {
+        let (before, ()) = futures::join!(show_proc(host, layout), async {
+            if layout.reload_command.is_none() {
+                host.open_socket_ahead(&layout.master_socket).await;
+            }
+        });
+        before
+    };
+    let (staged, before) = futures::join!(host.stage_and_swap(&request), before_and_ahead);
     let cache = host.live_cache();
     let stamp = match staged {
         Ok(Staged::Swapped { stamp }) => stamp,
@@ -209,23 +221,53 @@ pub(super) async fn reload_and_confirm(
         }
     }
     host.reloaded().await;
-    // The master re-executes itself on reload: its socket refuses connections for a moment,
-    // so errors are retried until the deadline like a reload that has not shown up yet.
+    confirm_reload(host, layout, before).await
+}
+
+/// A new `show proc` starts this often while none has shown the reload yet, several in flight
+/// at once: over a long link each one takes a round trip (the master's socket refuses
+/// connections while it re-executes), and the reload shows within a few milliseconds of the
+/// master accepting again instead of up to a round trip (plus a pause) later.
+const CONFIRM_EVERY: Duration = Duration::from_millis(10);
+
+/// At most this many `show proc` in flight while confirming a reload.
+const CONFIRM_IN_FLIGHT: usize = 4;
+
+/// Waits until `show proc` says the reload since `before` took (or failed). The master
+/// re-executes itself on reload: its socket refuses connections for a moment, so errors are
+/// retried until the layout's reload timeout like a reload that has not shown up yet. Every
+/// answer is judged on its own against `before`, so answers arriving out of order change
+/// nothing: one from before the reload shows no reload yet.
+async fn confirm_reload(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    before: &MasterProcs,
+) -> Result<(), ReloadError> {
     let deadline = Instant::now() + layout.reload_timeout;
     let seconds = layout.reload_timeout.as_secs_f64();
+    let mut in_flight = FuturesUnordered::new();
+    let mut next = Instant::now();
+    let mut last = ReloadError::NotSeen { seconds };
     loop {
-        let last = match show_proc(host, layout).await {
-            Ok(now) => match now.reload_succeeded_since(before) {
-                Some(true) => return Ok(()),
-                Some(false) => return Err(ReloadError::NoWorker),
-                None => ReloadError::NotSeen { seconds },
-            },
-            Err(source) => ReloadError::Unconfirmed { seconds, source },
-        };
-        if Instant::now() >= deadline {
-            return Err(last);
+        if in_flight.len() < CONFIRM_IN_FLIGHT && Instant::now() >= next {
+            in_flight.push(show_proc(host, layout));
+            next = Instant::now() + CONFIRM_EVERY;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let may_start = in_flight.len() < CONFIRM_IN_FLIGHT;
+        tokio::select! {
+            Some(answer) = in_flight.next() => {
+                last = match answer {
+                    Ok(now) => match now.reload_succeeded_since(before) {
+                        Some(true) => return Ok(()),
+                        Some(false) => return Err(ReloadError::NoWorker),
+                        None => ReloadError::NotSeen { seconds },
+                    },
+                    Err(source) => ReloadError::Unconfirmed { seconds, source },
+                };
+            }
+            () = tokio::time::sleep_until(next), if may_start => {}
+            () = tokio::time::sleep_until(deadline) => return Err(last),
+        }
     }
 }
 

@@ -310,6 +310,10 @@ impl EdgeHost for SshHost {
             .await
     }
 
+    async fn open_socket_ahead(&self, socket: &str) {
+        self.session.open_socket_ahead(socket).await;
+    }
+
     async fn reloaded(&self) {
         self.prompt.forget().await;
     }

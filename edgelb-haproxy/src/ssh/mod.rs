@@ -30,7 +30,15 @@ mod prompt;
 mod quote;
 mod session;
 mod sftp;
+mod socket_ahead;
 mod sshd_prerequisites;
+
+/// The `tracing` target of the event logged (at debug) for every SSH channel the session
+/// opens, with fields `node`, `kind` (`exec`, `stream-local`, `tcp`), `ahead` (opened before
+/// the request that uses it, off its path) and `opened` (false: the server refused it, as
+/// HAProxy's master socket does while it re-executes). Benchmarks count round trips with it
+/// (`RUST_LOG=edgelb_haproxy::ssh_channel=debug`).
+pub const CHANNEL_TARGET: &str = "edgelb_haproxy::ssh_channel";
 
 pub use credentials::{ClientKey, SshCredentials};
 pub use deployer::{SshDeployer, SshDeployerConfig};

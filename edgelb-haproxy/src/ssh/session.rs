@@ -148,6 +148,13 @@ impl Connection {
     pub(super) fn is_closed(&self) -> bool {
         self.handle.is_closed()
     }
+
+    /// Opens a stream-local channel to the UNIX socket `path` on the edge.
+    pub(super) async fn open_stream_local(&self, path: &str) -> Result<Channel<Msg>, russh::Error> {
+        self.handle
+            .channel_open_direct_streamlocal(path.to_owned())
+            .await
+    }
 }
 
 /// What kind of channel a step needs.
@@ -167,6 +174,17 @@ pub(crate) struct Session {
     live: Mutex<Option<Arc<Connection>>>,
     /// A session channel opened ahead for the next command (`exec`), on its connection.
     spare: Mutex<Option<(Arc<Connection>, Channel<Msg>)>>,
+    /// A stream-local channel opened ahead for the next request to one socket
+    /// (`ssh/socket_ahead.rs`).
+    pub(super) socket_spare: Mutex<Option<SocketSpare>>,
+}
+
+/// A stream-local channel opened ahead, to `path`, on `conn` (see `ssh/socket_ahead.rs`).
+pub(super) struct SocketSpare {
+    pub(super) path: String,
+    pub(super) conn: Arc<Connection>,
+    pub(super) channel: Channel<Msg>,
+    pub(super) opened: Instant,
 }
 
 impl Session {
@@ -203,6 +221,7 @@ impl Session {
             config: Arc::new(config),
             live: Mutex::new(None),
             spare: Mutex::new(None),
+            socket_spare: Mutex::new(None),
         }
     }
 
@@ -236,6 +255,12 @@ impl Session {
         let conn = Arc::new(self.connect().await?);
         *live = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// The connection open right now, if any; never connects (for work done ahead, in the
+    /// background: a lost session is reopened by the next step).
+    pub(super) async fn live_connection(&self) -> Option<Arc<Connection>> {
+        self.live.lock().await.clone().filter(|c| !c.is_closed())
     }
 
     /// Forgets `conn` if it is still the current one (it failed); the next step reconnects.
@@ -500,6 +525,12 @@ impl Session {
                 self.discard(&conn).await;
                 return Err(self.timeout_error(step));
             };
+            let kind_name = match kind {
+                ChannelKind::Session => "exec",
+                ChannelKind::StreamLocal(_) => "stream-local",
+                ChannelKind::DirectTcp(_) => "tcp",
+            };
+            tracing::debug!(target: super::CHANNEL_TARGET, node = %self.endpoint.node, kind = kind_name, ahead = false, opened = opened.is_ok(), "SSH channel");
             match opened {
                 Ok(channel) => return Ok((conn, channel)),
                 Err(e) if session_is_dead(&e) || conn.is_closed() => {
@@ -714,12 +745,13 @@ impl Session {
         }
         // Only on the session open now: a lost session is reopened by the next step, never
         // in the background.
-        let conn = self.live.lock().await.clone().filter(|c| !c.is_closed());
-        let Some(conn) = conn else {
+        let Some(conn) = self.live_connection().await else {
             return;
         };
         let opening = conn.handle.channel_open_session();
-        if let Ok(Ok(channel)) = tokio::time::timeout(self.options.step_timeout, opening).await {
+        let opened = tokio::time::timeout(self.options.step_timeout, opening).await;
+        tracing::debug!(target: super::CHANNEL_TARGET, node = %self.endpoint.node, kind = "exec", ahead = true, opened = matches!(opened, Ok(Ok(_))), "SSH channel");
+        if let Ok(Ok(channel)) = opened {
             let mut spare = self.spare.lock().await;
             if spare.is_none() {
                 *spare = Some((conn, channel));
@@ -739,9 +771,7 @@ impl Session {
         request: &[u8],
     ) -> Result<Vec<u8>, DeployError> {
         let deadline = Instant::now() + self.options.step_timeout;
-        let (conn, mut channel) = self
-            .open_channel(&ChannelKind::StreamLocal(path), step, deadline)
-            .await?;
+        let (conn, mut channel) = self.socket_channel(path, step, deadline).await?;
         let io = async {
             channel.data(request).await?;
             // EOF after the request: HAProxy's master CLI answers a non-interactive

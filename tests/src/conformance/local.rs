@@ -10,6 +10,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use edgelb_core::{
@@ -27,8 +28,9 @@ use crate::testbed::prereq;
 /// An HAProxy on loopback run by a [`LocalDeployer`], with its files in a temporary
 /// directory; everything is stopped and removed on drop.
 pub struct LocalHaproxy {
-    /// The deployer (it starts HAProxy on its first deploy).
-    pub deployer: LocalDeployer,
+    /// The deployer (it starts HAProxy on its first deploy; shared with a pipeline when one
+    /// runs it, and stops HAProxy when the last owner drops it).
+    pub deployer: Arc<LocalDeployer>,
     /// Its directory (config, sockets).
     pub dir: PathBuf,
     /// The port HAProxy listens on, on 127.0.0.1.
@@ -36,7 +38,7 @@ pub struct LocalHaproxy {
     /// The demo backends (`b1`, `b2`) on loopback.
     pub backends: Vec<(String, SocketAddr)>,
     layout: HaproxyLayout,
-    renderer: HaproxyRenderer,
+    renderer: Arc<HaproxyRenderer>,
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -84,9 +86,11 @@ impl LocalHaproxy {
             master_socket: path("master.sock"),
             ..HaproxyLayout::default()
         };
-        let deployer = LocalDeployer::new(LOCAL_NODE, layout.clone())
-            .expect("valid layout")
-            .start_if_missing(true);
+        let deployer = Arc::new(
+            LocalDeployer::new(LOCAL_NODE, layout.clone())
+                .expect("valid layout")
+                .start_if_missing(true),
+        );
         let renderer = HaproxyRenderer::new(RenderOptions {
             socket_dirs: vec![dir.display().to_string()],
             stats_socket: path("admin.sock"),
@@ -94,6 +98,7 @@ impl LocalHaproxy {
             ..RenderOptions::default()
         })
         .expect("valid render options");
+        let renderer = Arc::new(renderer);
         let mut backends = Vec::new();
         let mut servers = Vec::new();
         for name in ["b1", "b2"] {
@@ -123,6 +128,11 @@ impl LocalHaproxy {
             EdgeNode::new(LOCAL_NODE).with_bind(self.listen, format!("127.0.0.1:{}", self.listen));
         node.replace_default_bind = true;
         node
+    }
+
+    /// The renderer, to share with a pipeline.
+    pub fn renderer(&self) -> Arc<HaproxyRenderer> {
+        self.renderer.clone()
     }
 
     /// The config for backend `i` (0-based) behind `node`.
@@ -221,7 +231,7 @@ impl LocalHaproxy {
                     .collect(),
                 _ => Vec::new(),
             };
-        drop(self.deployer); // kills the master it started
+        drop(self.deployer); // the last owner kills the master it started
         for pid in pids {
             let _ = std::process::Command::new("kill")
                 .arg(pid.to_string())

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,14 @@ struct MasterHost {
     counters: Mutex<(u32, u32)>,
     fail_first: u32,
     silent: bool,
+    /// Each `show proc` takes this long (a round trip over a link; 0: answers at once).
+    round_trip: Duration,
+    /// After a reload, this many `show proc` are refused (the master re-executing).
+    refuse_after_reload: usize,
+    refusals_left: AtomicUsize,
+    /// `show proc` requests in flight now, and the most at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 impl MasterHost {
@@ -86,8 +95,28 @@ impl EdgeHost for MasterHost {
         })
     }
     async fn socket_command(&self, _socket: &str, command: &str) -> Result<String, DeployError> {
+        if command != "reload" && !self.round_trip.is_zero() {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.round_trip).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        if command != "reload"
+            && self
+                .refusals_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(DeployError::Step {
+                node: self.node().to_owned(),
+                step: "reaching haproxy's master socket".into(),
+                message: "connection refused".into(),
+            });
+        }
         let mut counters = self.counters.lock().unwrap();
         if command == "reload" {
+            self.refusals_left
+                .store(self.refuse_after_reload, Ordering::SeqCst);
             if !self.silent {
                 counters.0 += 1;
                 if counters.0 <= self.fail_first {
@@ -194,4 +223,53 @@ async fn a_first_deploy_without_a_previous_file_cannot_roll_back() {
             if message.contains("there was no previous file to restore")),
         "{err}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_is_confirmed_through_refusals_with_a_bounded_number_of_show_proc_in_flight() {
+    let old = RenderedConfig::from_body(OLD.to_owned());
+    let host = MasterHost {
+        round_trip: Duration::from_millis(40),
+        refuse_after_reload: 6,
+        ..MasterHost::with_live(&old.text, 0, false)
+    };
+    let new = RenderedConfig::from_body(NEW.to_owned());
+    let layout = HaproxyLayout {
+        reload_timeout: Duration::from_secs(5),
+        ..HaproxyLayout::default()
+    };
+    assert_eq!(
+        apply_config(&host, &layout, &new).await,
+        Ok(Applied::Reloaded)
+    );
+    assert_eq!(host.live(), new.text);
+    let most = host.most_in_flight.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&most),
+        "show proc in flight at once: {most}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_master_that_stays_refused_is_unconfirmed_and_the_previous_file_put_back() {
+    let old = RenderedConfig::from_body(OLD.to_owned());
+    // Refused (40 × 40 ms) for far longer than the 0.2 s reload timeout after every reload,
+    // the rollback's included.
+    let host = MasterHost {
+        round_trip: Duration::from_millis(40),
+        refuse_after_reload: 40,
+        ..MasterHost::with_live(&old.text, 0, false)
+    };
+    let err = apply_config(&host, &layout(), &RenderedConfig::from_body(NEW.to_owned()))
+        .await
+        .unwrap_err();
+    match &err {
+        DeployError::ReloadFailed { message, .. } => {
+            let (first, _) = message.split_once("; restoring").unwrap();
+            assert!(first.contains("connection refused"), "{message}");
+            assert!(first.ends_with("within 0.2s"), "{message}");
+        }
+        other => panic!("expected ReloadFailed, got {other:?}"),
+    }
+    assert_eq!(host.live(), old.text, "the previous file is put back");
 }
