@@ -77,6 +77,48 @@ pub(crate) struct SelectedPort {
     pub proxy_protocol: ProxyProtocol,
 }
 
+/// Selects one port of `svc` for the edges: on `listen` (else its own number), with `proxy`.
+/// `None`, with the reason in `warnings`, for a port edgelb cannot serve: not TCP (HAProxy
+/// community edition has no UDP or SCTP), or a number that is no TCP port.
+pub(crate) fn select_port(
+    svc: &Service,
+    p: &ServicePort,
+    listen: Option<u16>,
+    proxy: ProxyProtocol,
+    warnings: &mut Vec<Warning>,
+) -> Option<SelectedPort> {
+    let name = snapshot_port_name(p);
+    if port_protocol(p) != "TCP" {
+        warnings.push(Warning::about(
+            svc,
+            "UnsupportedProtocol",
+            format!(
+                "port {name} ({}/{}) is not served: HAProxy community edition forwards TCP only",
+                p.port,
+                port_protocol(p)
+            ),
+        ));
+        return None;
+    }
+    let Some(listen_port) = listen.or_else(|| listen_port_of(p)) else {
+        warnings.push(Warning::about(
+            svc,
+            "InvalidPort",
+            format!(
+                "port {name} has number {}, which is no TCP port; skipped",
+                p.port
+            ),
+        ));
+        return None;
+    };
+    Some(SelectedPort {
+        snapshot_name: name,
+        slice_port_name: p.name.clone().unwrap_or_default(),
+        listen_port,
+        proxy_protocol: proxy,
+    })
+}
+
 /// The protocol of a Service port (`TCP` when unset, as the API defaults it).
 pub(crate) fn port_protocol(port: &ServicePort) -> &str {
     port.protocol.as_deref().unwrap_or("TCP")

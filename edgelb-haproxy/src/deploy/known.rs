@@ -22,7 +22,7 @@
 use edgelb_core::{Applied, DeployError, RenderedConfig};
 
 use super::acl_drift;
-use super::reload::{reload_now, roll_back, staged_reload, validate_argv};
+use super::reload::{reload_after_runtime_miss, staged_reload, validate_argv};
 use crate::cli::runtime::RuntimeApi;
 use crate::cli::{acl, plan};
 use crate::edge_host::{EdgeHost, StageSwap, Staged};
@@ -163,18 +163,8 @@ async fn runtime_update(
                     Ok(Some(Applied::RuntimeUpdated))
                 }
                 Err(why) => {
-                    tracing::warn!(node, reason = %why, "runtime API update did not take; reloading the new config");
                     cache.clear();
-                    match reload_now(host, layout).await {
-                        Ok(()) => Ok(Some(Applied::Reloaded)),
-                        Err(failed) => Err(roll_back(
-                            host,
-                            layout,
-                            true,
-                            format!("the runtime API update did not take ({why}) and the reload failed: {failed}"),
-                        )
-                        .await),
-                    }
+                    reload_after_runtime_miss(host, layout, &why).await
                 }
             }
         }

@@ -312,3 +312,24 @@ pub(super) async fn roll_back(
         },
     }
 }
+
+/// The new file is in place but the runtime API did not bring the running HAProxy to it
+/// (`why`): reload it. A reload that cannot even start must still put the previous file
+/// back, or the next attempt would find the digest live and stop.
+pub(super) async fn reload_after_runtime_miss(
+    host: &dyn EdgeHost,
+    layout: &HaproxyLayout,
+    why: &(dyn std::fmt::Display + Sync),
+) -> Result<Option<Applied>, DeployError> {
+    tracing::warn!(node = host.node(), reason = %why, "runtime API update did not take; reloading the new config");
+    match reload_now(host, layout).await {
+        Ok(()) => Ok(Some(Applied::Reloaded)),
+        Err(failed) => Err(roll_back(
+            host,
+            layout,
+            true,
+            format!("the runtime API update did not take ({why}) and the reload failed: {failed}"),
+        )
+        .await),
+    }
+}

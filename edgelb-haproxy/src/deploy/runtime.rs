@@ -12,7 +12,7 @@
 use edgelb_core::{Applied, DeployError, RenderedConfig};
 
 use super::drift;
-use super::reload::{reload_now, roll_back, validate_argv};
+use super::reload::{reload_after_runtime_miss, validate_argv};
 use crate::cli::runtime::RuntimeApi;
 use crate::cli::{acl, plan};
 use crate::edge_host::{EdgeHost, StageSwap, Staged};
@@ -130,20 +130,6 @@ pub(super) async fn try_runtime_update(
             tracing::info!(node, digest = %config.digest.short(), commands, "applied through the runtime API, no reload");
             Ok(Some(Applied::RuntimeUpdated))
         }
-        Err(why) => {
-            tracing::warn!(node, reason = %why, "runtime API update did not take; reloading the new config");
-            // The new file is in place: a reload that cannot even start must still put the
-            // previous file back, or the next attempt would find the digest live and stop.
-            match reload_now(host, layout).await {
-                Ok(()) => Ok(Some(Applied::Reloaded)),
-                Err(failed) => Err(roll_back(
-                    host,
-                    layout,
-                    true,
-                    format!("the runtime API update did not take ({why}) and the reload failed: {failed}"),
-                )
-                .await),
-            }
-        }
+        Err(why) => reload_after_runtime_miss(host, layout, &why).await,
     }
 }

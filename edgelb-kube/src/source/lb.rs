@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::lb_parts::Parts;
 use super::slices::{ServiceName, SliceIndex, Touched};
 use super::{Build, SliceView, lock, run, service_key, watch, watch_slices};
-use crate::convert::{
-    SelectedPort, Warning, build_ports, listen_port_of, port_protocol, snapshot_port_name,
-};
+use crate::convert::{SelectedPort, Warning, build_ports, select_port};
 use crate::error::{Error, Result};
 use crate::events::EventPublisher;
 use crate::placement::{POOL_ANNOTATION, placement_of, pool_has_edges};
@@ -179,39 +177,10 @@ pub(crate) fn service_spec(
         .as_ref()
         .and_then(|s| s.ports.as_deref())
         .unwrap_or(&[]);
-    let mut selected = Vec::new();
-    for p in ports {
-        let name = snapshot_port_name(p);
-        if port_protocol(p) != "TCP" {
-            warnings.push(Warning::about(
-                svc,
-                "UnsupportedProtocol",
-                format!(
-                    "port {name} ({}/{}) is not served: HAProxy community edition forwards TCP only",
-                    p.port,
-                    port_protocol(p)
-                ),
-            ));
-            continue;
-        }
-        let Some(listen_port) = listen_port_of(p) else {
-            warnings.push(Warning::about(
-                svc,
-                "InvalidPort",
-                format!(
-                    "port {name} has number {}, which is no TCP port; skipped",
-                    p.port
-                ),
-            ));
-            continue;
-        };
-        selected.push(SelectedPort {
-            snapshot_name: name,
-            slice_port_name: p.name.clone().unwrap_or_default(),
-            listen_port,
-            proxy_protocol: proxy,
-        });
-    }
+    let selected: Vec<SelectedPort> = ports
+        .iter()
+        .filter_map(|p| select_port(svc, p, None, proxy, warnings))
+        .collect();
     // Port names are checked by inserting them into a snapshot of this Service alone.
     let mut own = Snapshot::default();
     for (name, spec) in build_ports(svc, &selected, slices, warnings) {

@@ -13,10 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::slices::Touched;
 use super::{Build, SliceView, insert_ports, run, watch};
-use crate::convert::{
-    SERVICE_NAME_LABEL, SelectedPort, Warning, build_ports, listen_port_of, port_protocol,
-    snapshot_port_name,
-};
+use crate::convert::{SERVICE_NAME_LABEL, SelectedPort, Warning, build_ports, select_port};
 use crate::error::{Error, Result};
 use crate::events::EventPublisher;
 use crate::placement::{Claims, Placement};
@@ -230,35 +227,7 @@ fn select_ports(
                       listen: Option<u16>,
                       proxy: ProxyProtocol,
                       warnings: &mut Vec<Warning>| {
-        let name = snapshot_port_name(p);
-        if port_protocol(p) != "TCP" {
-            warnings.push(Warning::about(
-                svc,
-                "UnsupportedProtocol",
-                format!(
-                    "port {name} is {}; edgelb's HAProxy edges forward TCP only, so it is not served",
-                    port_protocol(p)
-                ),
-            ));
-            return;
-        }
-        let Some(listen_port) = listen.or_else(|| listen_port_of(p)) else {
-            warnings.push(Warning::about(
-                svc,
-                "InvalidPort",
-                format!(
-                    "port {name} has number {}, which is no TCP port; skipped",
-                    p.port
-                ),
-            ));
-            return;
-        };
-        out.push(SelectedPort {
-            snapshot_name: name,
-            slice_port_name: p.name.clone().unwrap_or_default(),
-            listen_port,
-            proxy_protocol: proxy,
-        });
+        out.extend(select_port(svc, p, listen, proxy, warnings));
     };
     if cfg.ports.is_empty() {
         for p in svc_ports {
