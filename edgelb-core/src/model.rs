@@ -286,6 +286,13 @@ impl Snapshot {
     /// a port here; [`Snapshot::validate_on`] checks them on the edges they share. A snapshot
     /// that fails this never reaches a renderer.
     pub fn validate(&self) -> Result<()> {
+        self.validate_entries()?;
+        crate::placement::check_claims(self, |a, b| a == b)
+    }
+
+    /// Everything [`Snapshot::validate`] checks but the listen-port claims, which
+    /// [`Snapshot::validate_on`] checks with the edges' pools instead.
+    pub(crate) fn validate_entries(&self) -> Result<()> {
         for (key, svc) in &self.services {
             svc.validate_fields(key)?;
         }
@@ -308,7 +315,7 @@ impl Snapshot {
         for (key, spec) in &self.services {
             crate::placement::validate_placement(key, spec)?;
         }
-        crate::placement::check_claims(self, |a, b| a == b)
+        Ok(())
     }
 
     /// Listen ports in use, sorted.

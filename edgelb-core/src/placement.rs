@@ -103,7 +103,8 @@ impl Snapshot {
     /// on any edge of `nodes` that serves them both (services of two pools that share an
     /// edge).
     pub fn validate_on(&self, nodes: &[EdgeNode]) -> Result<()> {
-        self.validate()?;
+        // The claims once, with the edges: a conflict within one pool is one here too.
+        self.validate_entries()?;
         check_claims(self, |a, b| {
             a == b || nodes.iter().any(|n| n.in_pool(a) && n.in_pool(b))
         })

@@ -86,23 +86,23 @@ fn failure_message(what: &str, err: &watcher::Error) -> String {
 pub(crate) trait Strip: Resource {
     /// Removes the parts of the object no snapshot is built from.
     fn strip(&mut self) {
-        let meta = self.meta_mut();
-        meta.managed_fields = None;
-        meta.resource_version = None;
-        if let Some(annotations) = meta.annotations.as_mut() {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
+        strip_meta(self.meta_mut());
+    }
+}
+
+/// The metadata edgelb never reads: managedFields, the resourceVersion and kubectl's copy of
+/// the last applied object.
+fn strip_meta(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    meta.resource_version = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
 impl Strip for Service {
     fn strip(&mut self) {
-        let meta = self.meta_mut();
-        meta.managed_fields = None;
-        meta.resource_version = None;
-        if let Some(annotations) = meta.annotations.as_mut() {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
+        strip_meta(self.meta_mut());
         // The sources never read a Service's status; the status writer watches it itself.
         // Without it, the echo of every status patch edgelb writes is a no-op here.
         self.status = None;
