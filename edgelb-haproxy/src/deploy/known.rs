@@ -7,8 +7,8 @@
 //! [`crate::cli::acl`]);
 //! then one request to the host writes the new file, checks that the live file still has
 //! the stamp edgelb left, validates the new file with `haproxy -c`, keeps the live file and
-//! swaps the new one in ([`EdgeHost::stage_and_swap`]; the SSH host sends it on a channel
-//! opened ahead). Over a WAN link the change is live after one round trip, and the whole
+//! swaps the new one in ([`EdgeHost::stage_and_swap`]; the SSH host sends it to a shell it
+//! started ahead on the edge, `ssh/stage_ahead.rs`). Over a WAN link the change is live after one round trip, and the whole
 //! verified transaction after one more plus the edge's time for the request (`haproxy -c`
 //! most of it). Any other change takes the reload path the
 //! same way (`deploy/reload.rs`), without reading the live file first.
@@ -96,8 +96,8 @@ async fn runtime_update(
     };
     // The commands first, alone: the edge answers them before it starts `haproxy -c` and
     // its helpers, which on a busy edge (or 20 edges sharing a test machine's cores) would
-    // delay the answer; the stage request then goes out on a channel the SSH host opened
-    // ahead, so it costs one round trip plus the edge's time for it.
+    // delay the answer; the stage request then goes to a shell the SSH host started ahead,
+    // so it costs one round trip plus the edge's time for it.
     let lists_change = known.file.source_acls != new.source_acls;
     let checked = async {
         let commands = plan::send_and_verify(runtime.api, runtime.commands, &new.servers).await?;

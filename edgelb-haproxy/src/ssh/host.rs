@@ -11,6 +11,9 @@ use super::prompt::PromptSlot;
 use super::quote::command_line;
 use super::session::{Endpoint, Session};
 use super::sftp::Sftp;
+use super::stage_ahead::{
+    STAGE_LIVE_CHANGED, STAGE_REJECTED, STAGE_SWAPPED_UNSTAMPED, stage_input,
+};
 use crate::edge_host::{EdgeHost, ExecOutput, FileStamp, StageSwap, Staged};
 use crate::error::{Error, Result};
 use crate::live_cache::LiveCache;
@@ -21,24 +24,6 @@ const MISSING: u32 = 100;
 /// quoted like every other argument, so nothing variable is ever parsed by a shell.
 const READ_SCRIPT: &str = r#"test -e "$1" || exit 100; exec cat -- "$1""#;
 const WRITE_SCRIPT: &str = r#"umask 022 && exec cat > "$1""#;
-/// [`EdgeHost::stage_and_swap`] in one request: `$1` new file (from stdin), `$2` live file,
-/// `$3` previous file, `$4` the stamp the live file must have (empty: none), `$5` `copy` to
-/// keep the live file as `$3`, then the validation command. Prints the new stamp.
-const STAGE_SCRIPT: &str = r#"new=$1 live=$2 prev=$3 expect=$4 keep=$5; shift 5
-umask 022
-cat > "$new" || exit 102
-if [ -n "$expect" ] && [ "$(stat -c '%s %i %y %z' -- "$live" 2>/dev/null)" != "$expect" ]; then
-  rm -f -- "$new"; exit 101
-fi
-if ! out=$("$@" 2>&1); then rm -f -- "$new"; printf '%s\n' "$out"; exit 103; fi
-if [ "$keep" = copy ]; then cp -p -- "$live" "$prev" || exit 104; fi
-mv -f -- "$new" "$live" || exit 104
-stat -c '%s %i %y %z' -- "$live" || exit 105"#;
-/// Exit statuses of [`STAGE_SCRIPT`].
-const STAGE_LIVE_CHANGED: u32 = 101;
-const STAGE_REJECTED: u32 = 103;
-const STAGE_SWAPPED_UNSTAMPED: u32 = 105;
-
 /// An edge host reached over one persistent SSH session.
 ///
 /// The session opens on first use (or [`SshHost::connect`]), is reused by every later step
@@ -333,20 +318,22 @@ impl EdgeHost for SshHost {
         } else {
             "none"
         };
-        let mut argv = vec![
-            "sh",
-            "-c",
-            STAGE_SCRIPT,
-            "sh",
+        let mut args = vec![
             request.new_path,
             request.live_path,
             request.prev_path,
             expect,
             keep,
         ];
-        argv.extend(request.validate.iter().map(String::as_str));
-        let line = self.quoted(&step, &argv)?;
-        let staged = self.session.exec(&step, &line, Some(request.contents));
+        args.extend(request.validate.iter().map(String::as_str));
+        let input = stage_input(&args, request.contents).ok_or_else(|| DeployError::Step {
+            node: self.node().to_owned(),
+            step: step.clone(),
+            message:
+                "a path or validation argument holds a line break or NUL byte; use plain paths"
+                    .into(),
+        })?;
+        let staged = self.session.stage(&step, &input);
         let out = match (request.keep_live, request.expect_stamp) {
             (Some(live), None) => {
                 let (kept, out) = futures::join!(self.write_file(request.prev_path, live), staged);
@@ -355,10 +342,6 @@ impl EdgeHost for SshHost {
             }
             _ => staged.await?,
         };
-        // The next change's request channel opens now, in the background: off the path of
-        // this change and of the next one's runtime commands.
-        let session = self.session.clone();
-        tokio::spawn(async move { session.refill_spare().await });
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         match out.status {
             Some(0) => Ok(Staged::Swapped {

@@ -32,6 +32,7 @@ mod session;
 mod sftp;
 mod socket_ahead;
 mod sshd_prerequisites;
+mod stage_ahead;
 
 /// The `tracing` target of the event logged (at debug) for every SSH channel the session
 /// opens, with fields `node`, `kind` (`exec`, `stream-local`, `tcp`), `ahead` (opened before

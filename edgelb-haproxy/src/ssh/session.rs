@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgelb_core::DeployError;
-use futures::FutureExt;
 use russh::client::{self, Handle, Msg};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, Disconnect, Preferred};
@@ -155,6 +154,11 @@ impl Connection {
             .channel_open_direct_streamlocal(path.to_owned())
             .await
     }
+
+    /// Opens a session channel (for a command).
+    pub(super) async fn open_session(&self) -> Result<Channel<Msg>, russh::Error> {
+        self.handle.channel_open_session().await
+    }
 }
 
 /// What kind of channel a step needs.
@@ -172,8 +176,9 @@ pub(crate) struct Session {
     options: SshOptions,
     config: Arc<client::Config>,
     live: Mutex<Option<Arc<Connection>>>,
-    /// A session channel opened ahead for the next command (`exec`), on its connection.
-    spare: Mutex<Option<(Arc<Connection>, Channel<Msg>)>>,
+    /// The stage script started ahead for the next stage request, on its connection
+    /// (`ssh/stage_ahead.rs`).
+    pub(super) stage_ahead: Mutex<Option<(Arc<Connection>, Channel<Msg>)>>,
     /// A stream-local channel opened ahead for the next request to one socket
     /// (`ssh/socket_ahead.rs`).
     pub(super) socket_spare: Mutex<Option<SocketSpare>>,
@@ -220,7 +225,7 @@ impl Session {
             options,
             config: Arc::new(config),
             live: Mutex::new(None),
-            spare: Mutex::new(None),
+            stage_ahead: Mutex::new(None),
             socket_spare: Mutex::new(None),
         }
     }
@@ -643,7 +648,20 @@ impl Session {
     ) -> Result<RawOutput, DeployError> {
         let started = Instant::now();
         let deadline = started + self.options.step_timeout;
-        let (conn, mut channel) = self.exec_channel(step, command_line, deadline).await?;
+        let (conn, channel) = self.exec_channel(step, command_line, deadline).await?;
+        self.run_on(step, started, (conn, channel), stdin).await
+    }
+
+    /// Sends `stdin` (then EOF) on `channel`, whose command is requested already, and
+    /// collects what the command prints until sshd closes the channel.
+    pub(super) async fn run_on(
+        &self,
+        step: &str,
+        started: Instant,
+        (conn, mut channel): (Arc<Connection>, Channel<Msg>),
+        stdin: Option<&[u8]>,
+    ) -> Result<RawOutput, DeployError> {
+        let deadline = started + self.options.step_timeout;
         let io = async {
             if let Some(bytes) = stdin {
                 channel.data(bytes).await?;
@@ -707,22 +725,13 @@ impl Session {
         Ok(out)
     }
 
-    /// A session channel with `command_line` requested: the spare one opened beforehand
-    /// when it is still good, else a new one.
-    async fn exec_channel(
+    /// A new session channel with `command_line` requested.
+    pub(super) async fn exec_channel(
         &self,
         step: &str,
         command_line: &str,
         deadline: Instant,
     ) -> Result<(Arc<Connection>, Channel<Msg>), DeployError> {
-        let spare = self.spare.lock().await.take();
-        if let Some((conn, mut channel)) = spare
-            && !conn.is_closed()
-            && channel.wait().now_or_never().is_none()
-            && channel.exec(true, command_line.as_bytes()).await.is_ok()
-        {
-            return Ok((conn, channel));
-        }
         let (conn, channel) = self
             .open_channel(&ChannelKind::Session, step, deadline)
             .await?;
@@ -732,32 +741,6 @@ impl Session {
             Err(e) => {
                 let err = self.step_error(step, e);
                 self.forget_if_lost(&conn, Err(err)).await
-            }
-        }
-    }
-
-    /// Opens a session channel to keep for the next command, unless one is kept already, so
-    /// that command starts without a round trip to open its channel. Failures are left to
-    /// the next command, which opens its own.
-    pub(crate) async fn refill_spare(&self) {
-        if self.spare.lock().await.is_some() {
-            return;
-        }
-        // Only on the session open now: a lost session is reopened by the next step, never
-        // in the background.
-        let Some(conn) = self.live_connection().await else {
-            return;
-        };
-        let opening = conn.handle.channel_open_session();
-        let opened = tokio::time::timeout(self.options.step_timeout, opening).await;
-        tracing::debug!(target: super::CHANNEL_TARGET, node = %self.endpoint.node, kind = "exec", ahead = true, opened = matches!(opened, Ok(Ok(_))), "SSH channel");
-        if let Ok(Ok(channel)) = opened {
-            let mut spare = self.spare.lock().await;
-            if spare.is_none() {
-                *spare = Some((conn, channel));
-            } else {
-                drop(spare);
-                let _ = channel.close().await;
             }
         }
     }

@@ -337,6 +337,17 @@ Subsystem sftp {sftp}
             .collect()
     }
 
+    /// PIDs of the edge's processes whose command line contains `needle`.
+    pub fn pids_running(&self, needle: &str) -> Vec<u32> {
+        super::net::Net::pids_in(&self.netns)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+            })
+            .collect()
+    }
+
     /// Kills the sshd processes serving open SSH connections (not the listener): clients see
     /// their sessions die while new connections are still accepted.
     pub fn kill_sessions(&self) {
