@@ -48,6 +48,7 @@ use edgelb_tests::bench_stats::stats;
 use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::openssh_baseline::OpenSsh;
+use edgelb_tests::ssh_channels::{ChannelSeen, channel_seen};
 use edgelb_tests::testbed::ansible::find_ansible_playbook;
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, web_snapshot_of};
 use edgelb_tests::testbed::{BACKEND_PORT, Backend, Held, Testbed, TestbedConfig};
@@ -67,12 +68,6 @@ struct LiveMarks;
 /// was opened ahead (off the path) and whether the server accepted it.
 static CHANNELS: std::sync::Mutex<Vec<ChannelSeen>> = std::sync::Mutex::new(Vec::new());
 
-#[derive(Default, Clone, Copy)]
-struct ChannelSeen {
-    ahead: bool,
-    opened: bool,
-}
-
 /// Counts the channels of `CHANNELS` since it was cleared: (on the path and accepted, on the
 /// path and refused, opened ahead).
 fn channel_counts() -> (usize, usize, usize) {
@@ -91,21 +86,8 @@ fn channel_counts() -> (usize, usize, usize) {
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiveMarks {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == edgelb_haproxy::ssh::CHANNEL_TARGET {
-            struct Seen(ChannelSeen);
-            impl tracing::field::Visit for Seen {
-                fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-                    match field.name() {
-                        "ahead" => self.0.ahead = value,
-                        "opened" => self.0.opened = value,
-                        _ => {}
-                    }
-                }
-                fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
-            }
-            let mut seen = Seen(ChannelSeen::default());
-            event.record(&mut seen);
-            CHANNELS.lock().unwrap().push(seen.0);
+        if let Some(seen) = channel_seen(event) {
+            CHANNELS.lock().unwrap().push(seen);
             return;
         }
         if event.metadata().target() != edgelb_haproxy::RUNTIME_APPLIED_TARGET {

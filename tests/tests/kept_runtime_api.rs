@@ -2,60 +2,19 @@
 //! runtime-API connection per edge, on a real testbed edge: a hand edit of the live file
 //! between two changes is seen and repaired; a reload by hand (the kept connection then
 //! reaches the stopping old worker) and SSH sessions killed in the middle of changes never
-//! leave a change applied to the wrong process or half done; the stage shell started ahead
-//! is used, and one that ended is replaced. Needs root and the testbed packages.
+//! leave a change applied to the wrong process or half done. Needs root and the testbed
+//! packages.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly on a failed step
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use edgelb_core::{Applied, DeployError, Deployer, EdgeNode, NodeConfig, Renderer};
-use edgelb_haproxy::testing::{server_slots, verify};
-use edgelb_haproxy::{HaproxyRenderer, RuntimeApi, SshDeployer};
-use edgelb_tests::testbed::scenario::{LISTEN_PORT, renderer, web_snapshot_of};
-use edgelb_tests::testbed::{Edge, Testbed, TestbedConfig};
+use edgelb_core::Applied;
+use edgelb_haproxy::SshDeployer;
+use edgelb_tests::testbed::kept_edge::{assert_edge_runs as assert_runs, deploy_set as deploy};
+use edgelb_tests::testbed::scenario::renderer;
+use edgelb_tests::testbed::{Testbed, TestbedConfig};
 use edgelb_tests::testbed_tools;
-
-async fn deploy(
-    deployer: &SshDeployer,
-    renderer: &HaproxyRenderer,
-    node: &EdgeNode,
-    set: &[SocketAddr],
-) -> (Result<Applied, DeployError>, String) {
-    let config = renderer
-        .render(&web_snapshot_of(LISTEN_PORT, set), node)
-        .unwrap();
-    let text = config.text.clone();
-    let batch = [NodeConfig {
-        node: node.clone(),
-        config,
-    }];
-    (deployer.deploy(&batch).await.remove(0).result, text)
-}
-
-/// The edge runs `text`: the live file is it, and a fresh connection (another deployer's
-/// session, no kept channel) finds the running servers as it says.
-async fn assert_runs(tb: &Testbed, edge: &Edge, text: &str) {
-    assert_eq!(
-        edge.live_config(),
-        text,
-        "the live file is the deployed config"
-    );
-    let other = SshDeployer::new(tb.deployer_config()).unwrap();
-    let host = other.host(&edge.node()).unwrap();
-    let api = RuntimeApi::new(&host, "/run/haproxy/admin.sock").unwrap();
-    let slots = server_slots(text);
-    let started = Instant::now();
-    loop {
-        match verify(&api, &slots).await {
-            Ok(()) => return,
-            Err(e) if started.elapsed() > Duration::from_secs(5) => {
-                panic!("the running servers differ from the deployed config: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_edit_between_two_changes_is_seen_and_repaired() {
@@ -170,95 +129,4 @@ async fn a_dropped_or_stale_runtime_connection_never_strands_a_change() {
         );
         assert_runs(&tb, edge, &text).await;
     }
-}
-
-/// What only the stage script's command line holds: how the waiting shell is found.
-const STAGE_SHELL: &str = "IFS= read -r n";
-
-/// The edge's stage shells waiting for their input, once one shows (up to 5 s).
-fn waiting_stage_shells(edge: &Edge) -> Vec<u32> {
-    let started = Instant::now();
-    loop {
-        let pids = edge.pids_running(STAGE_SHELL);
-        if !pids.is_empty() || started.elapsed() > Duration::from_secs(5) {
-            return pids;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stage_shell_started_ahead_is_used_and_replaced_when_it_ended() {
-    let Some(tb) = Testbed::start_or_skip(
-        "the_stage_shell_started_ahead_is_used_and_replaced_when_it_ended",
-        TestbedConfig {
-            edges: 1,
-            backends: 3,
-        },
-        testbed_tools!(),
-    ) else {
-        return;
-    };
-    let edge = &tb.edges[0];
-    let node = edge.node();
-    let b: Vec<SocketAddr> = tb.cluster.backends.iter().map(|b| b.addr).collect();
-    let sets = [[b[0], b[1]], [b[0], b[2]]];
-    let deployer = SshDeployer::new(tb.deployer_config()).unwrap();
-    let renderer = renderer();
-
-    assert_eq!(
-        deploy(&deployer, &renderer, &node, &sets[0]).await.0,
-        Ok(Applied::Reloaded)
-    );
-    let (applied, text) = deploy(&deployer, &renderer, &node, &sets[1]).await;
-    assert_eq!(applied, Ok(Applied::RuntimeUpdated));
-    assert_runs(&tb, edge, &text).await;
-
-    // After a stage request one shell waits for the next: the next change uses it (it is
-    // gone after) and starts another one.
-    let waiting = waiting_stage_shells(edge);
-    assert_eq!(waiting.len(), 1, "one stage shell waits on the edge");
-    let (applied, text) = deploy(&deployer, &renderer, &node, &sets[0]).await;
-    assert_eq!(applied, Ok(Applied::RuntimeUpdated));
-    assert_runs(&tb, edge, &text).await;
-    let next = waiting_stage_shells(edge);
-    assert_eq!(next.len(), 1, "a new stage shell waits on the edge");
-    assert_ne!(next, waiting, "the change used the shell that waited");
-
-    // The waiting shell ends on its own (an sshd ChannelTimeout, a kill by hand): the next
-    // change opens a fresh channel for its stage request and lands all the same.
-    for pid in &next {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
-    let started = Instant::now();
-    while !edge.pids_running(STAGE_SHELL).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the shell never ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (applied, text) = deploy(&deployer, &renderer, &node, &sets[1]).await;
-    assert_eq!(applied, Ok(Applied::RuntimeUpdated));
-    assert_runs(&tb, edge, &text).await;
-    assert_eq!(
-        waiting_stage_shells(edge).len(),
-        1,
-        "and a new shell waits again"
-    );
-
-    // A controller that goes away leaves no shell behind: its session closes, the shell's
-    // input ends, and it exits without touching anything.
-    drop(deployer);
-    let started = Instant::now();
-    while !edge.pids_running(STAGE_SHELL).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "a stage shell outlived its session"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(edge.live_config(), text, "the live file is untouched");
 }

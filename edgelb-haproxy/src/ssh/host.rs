@@ -344,8 +344,14 @@ impl EdgeHost for SshHost {
         };
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         match out.status {
+            // The stamp is the script's last line: a login shell that prints while starting
+            // (a noisy `.bashrc`) puts its words before it.
             Some(0) => Ok(Staged::Swapped {
-                stamp: Some(FileStamp(stdout.trim().to_owned())),
+                stamp: stdout
+                    .lines()
+                    .map(str::trim)
+                    .rfind(|l| !l.is_empty())
+                    .map(|l| FileStamp(l.to_owned())),
             }),
             Some(STAGE_SWAPPED_UNSTAMPED) => Ok(Staged::Swapped { stamp: None }),
             Some(STAGE_LIVE_CHANGED) => Ok(Staged::LiveChanged),

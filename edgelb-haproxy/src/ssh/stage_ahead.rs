@@ -15,8 +15,8 @@
 //! edge). The next request only sends its input and reads the outcome, one round trip plus
 //! the edge's time for the steps themselves.
 //!
-//! A shell started ahead is used only while its session is open and nothing but the `exec`
-//! reply and window grants arrived on it: a script that ended (sshd's `ChannelTimeout`, an
+//! A shell started ahead is used only while its session is open and it has neither ended
+//! nor been refused: a script that ended (sshd's `ChannelTimeout`, an
 //! sshd restart) leaves an exit status, EOF or close behind, and a fresh channel is opened
 //! for the request instead. The next shell starts as soon as a request takes the waiting
 //! one, so back-to-back changes find it ready too (it needs two round trips: the channel,
@@ -153,14 +153,25 @@ impl Session {
     }
 }
 
-/// Whether the script on `channel` still waits for its input: nothing arrived on it but the
-/// `exec` reply and window grants.
+/// Whether the script on `channel` still waits for its input: it did not end, and sshd did
+/// not refuse it. What else arrived is dropped: the `exec` reply, window grants, and
+/// anything the login shell printed while starting (a noisy `.bashrc`), which is not part
+/// of the request's output.
 fn still_waiting(channel: &mut Channel<Msg>) -> bool {
     loop {
         match channel.wait().now_or_never() {
             None => return true,
-            Some(Some(ChannelMsg::Success | ChannelMsg::WindowAdjusted { .. })) => {}
-            Some(_) => return false,
+            Some(
+                None
+                | Some(
+                    ChannelMsg::Failure
+                    | ChannelMsg::Eof
+                    | ChannelMsg::Close
+                    | ChannelMsg::ExitStatus { .. }
+                    | ChannelMsg::ExitSignal { .. },
+                ),
+            ) => return false,
+            Some(Some(_)) => {}
         }
     }
 }

@@ -25,6 +25,7 @@ mod cluster;
 mod edge;
 mod faults;
 mod held;
+pub mod kept_edge;
 mod keys;
 mod net;
 pub mod prereq;
