@@ -48,9 +48,63 @@ pub(crate) fn split_answers(text: &str) -> Vec<String> {
     answers
 }
 
+/// How many answers [`split_answers`] finds in `text`, without splitting it.
+fn answer_count(text: &str) -> usize {
+    let (mut count, mut open) = (0, false);
+    for line in text.split_inclusive('\n') {
+        if line.trim_end_matches(['\n', '\r']).is_empty() {
+            count += 1;
+            open = false;
+        } else {
+            open = true;
+        }
+    }
+    count + usize::from(open)
+}
+
+/// The answer to a request of one command, as [`split_answers`] would give it but without
+/// copying `text` (an answer such as `show servers state` can be megabytes): all of it when
+/// it holds empty lines of its own (it is all one answer), else it less its closing empty
+/// line.
+pub(crate) fn alone_answer(text: String) -> Vec<String> {
+    match answer_count(&text) {
+        0 => Vec::new(),
+        1 if !text.contains('\r') => {
+            let mut text = text;
+            text.truncate(text.trim_end_matches('\n').len());
+            vec![text]
+        }
+        1 => split_answers(&text),
+        _ => vec![text],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_answer_is_kept_whole_as_split_answers_would_cut_it() {
+        for text in [
+            "",
+            "\n",
+            "abc",
+            "abc\n",
+            "abc\n\n",
+            "1\n# h\nx y\n\n",
+            "a\r\nb\r\n\r\n",
+        ] {
+            assert_eq!(
+                alone_answer(text.to_owned()),
+                split_answers(text),
+                "{text:?}"
+            );
+        }
+        // Empty lines of its own: it is all one answer, whole.
+        let own = "line 1\n\nline 3\n\n";
+        assert_eq!(split_answers(own).len(), 2);
+        assert_eq!(alone_answer(own.to_owned()), [own]);
+    }
 
     #[test]
     fn lines_are_cut_into_requests_that_fit() {
