@@ -91,7 +91,7 @@ pub trait EdgeHost: Send + Sync {
                 // One command whose answer may have empty lines of its own: one answer.
                 answers.extend(socket_requests::alone_answer(text));
             } else {
-                answers.extend(socket_requests::split_answers(&text));
+                answers.extend(socket_requests::split_answers_owned(text));
             }
         }
         Ok(answers)

@@ -114,7 +114,7 @@ pub enum RuntimeUpdateError {
 
 /// Whether a running server is what its slot asks for (`Err` says how it differs).
 pub(crate) fn matches(slot: &ServerSlot, state: &RunningServer<'_>) -> Result<(), ServerMismatch> {
-    let names = || (slot.backend.clone(), slot.server.clone());
+    let names = || (slot.backend.to_string(), slot.server.clone());
     if state.address.ip() != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
         let (backend, server) = names();
         return Err(ServerMismatch::Address {
@@ -175,7 +175,7 @@ impl<'s> SlotFinder<'s> {
     /// The index of the slot named `backend`/`server`, if any.
     fn find(&mut self, backend: &str, server: &str) -> Option<usize> {
         if let Some(slot) = self.slots.get(self.next)
-            && slot.backend == backend
+            && *slot.backend == *backend
             && slot.server == server
         {
             self.next += 1;
@@ -186,7 +186,7 @@ impl<'s> SlotFinder<'s> {
             slots
                 .iter()
                 .enumerate()
-                .map(|(i, s)| ((s.backend.as_str(), s.server.as_str()), i))
+                .map(|(i, s)| ((&*s.backend, s.server.as_str()), i))
                 .collect()
         });
         let found = index.get(&(backend, server)).copied();
@@ -285,14 +285,14 @@ fn first_unseen<'s>(slots: &'s [ServerSlot], seen: &[bool]) -> Option<&'s Server
 /// The mismatch of a slot that does not run.
 fn not_running(slot: &ServerSlot) -> ServerMismatch {
     ServerMismatch::NotRunning {
-        backend: slot.backend.clone(),
+        backend: slot.backend.to_string(),
         server: slot.server.clone(),
     }
 }
 
 /// The commands that bring one running server to its slot, in a safe order for that server.
 fn server_commands(slot: &ServerSlot, state: &RunningServer<'_>) -> Vec<RuntimeCommand> {
-    let (backend, server) = (&slot.backend, &slot.server);
+    let (backend, server) = (&slot.backend.to_string(), &slot.server);
     let admin = state.admin_state();
     let state_cmd = |state| RuntimeCommand::SetServerState {
         backend: backend.clone(),
