@@ -79,13 +79,15 @@ fn affinity(input: &BackendInput<'_>) -> Value {
 }
 
 /// One `server` line, exposed to templates as an object (cheaper than a map for the
-/// thousands of servers a big snapshot has).
+/// thousands of servers a big snapshot has). Its name is made from its number when a
+/// template asks, and a spare slot holds no address of its own: at 80,000 slots, two
+/// strings fewer per slot are megabytes fewer while the config renders.
 #[derive(Debug)]
 struct ServerView {
-    name: String,
-    /// HAProxy's numeric server id: the slot's number.
+    /// HAProxy's numeric server id: the slot's number (its name is [`slot_name`] of it).
     id: usize,
-    address: String,
+    /// The server's `ADDR:PORT`; `None` for a spare slot ([`SPARE_ADDRESS`]).
+    address: Option<String>,
     state: ServerState,
 }
 
@@ -114,9 +116,9 @@ const SERVER_KEYS: [&str; 6] = ["name", "id", "address", "state", "spare", "drai
 impl Object for ServerView {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         Some(match key.as_str()? {
-            "name" => Value::from(self.name.as_str()),
+            "name" => Value::from(slot_name(self.id.saturating_sub(1))),
             "id" => Value::from(self.id),
-            "address" => Value::from(self.address.as_str()),
+            "address" => Value::from(self.address.as_deref().unwrap_or(SPARE_ADDRESS)),
             "state" => Value::from(self.state.as_str()),
             // A leaving slot is disabled like a spare one; it only keeps its old address.
             "spare" => Value::from(matches!(
@@ -233,17 +235,16 @@ pub(crate) fn build(
                         Some(EndpointState::Draining) => ServerState::Draining,
                         _ => ServerState::Ready,
                     };
-                    (server_address(addr, &owner)?, state)
+                    (Some(server_address(addr, &owner)?), state)
                 }
                 SlotView::Leaving(addr) => match server_address(addr, &owner) {
-                    Ok(address) => (address, ServerState::Leaving),
+                    Ok(address) => (Some(address), ServerState::Leaving),
                     // An address a failed render refused was never live: nothing to drain.
-                    Err(_) => (SPARE_ADDRESS.to_owned(), ServerState::Spare),
+                    Err(_) => (None, ServerState::Spare),
                 },
-                SlotView::Spare => (SPARE_ADDRESS.to_owned(), ServerState::Spare),
+                SlotView::Spare => (None, ServerState::Spare),
             };
             servers.push(Value::from_object(ServerView {
-                name: slot_name(index),
                 id: index + 1,
                 address,
                 state,
