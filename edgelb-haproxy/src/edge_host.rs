@@ -87,12 +87,12 @@ pub trait EdgeHost: Send + Sync {
             let text = self
                 .socket_command(socket, &lines[range].join("; "))
                 .await?;
-            let mut split = socket_requests::split_answers(&text);
-            if alone && split.len() > 1 {
-                // One command whose answer has empty lines of its own: it is all one answer.
-                split = vec![text];
+            if alone {
+                // One command whose answer may have empty lines of its own: one answer.
+                answers.extend(socket_requests::alone_answer(text));
+            } else {
+                answers.extend(socket_requests::split_answers_owned(text));
             }
-            answers.extend(split);
         }
         Ok(answers)
     }

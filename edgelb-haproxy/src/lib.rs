@@ -43,6 +43,7 @@ mod layout;
 mod live_cache;
 mod live_file;
 mod local;
+mod local_swap;
 pub mod proxy_header;
 mod render;
 #[cfg(any(test, feature = "testing"))]

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use edgelb_core::{Digest, RenderedConfig, live_digest_of};
 
@@ -29,8 +30,9 @@ pub const DEFAULT_WEIGHT: u32 = 1;
 /// to HAProxy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSlot {
-    /// Backend name.
-    pub backend: String,
+    /// Backend name (one allocation per backend, shared by its slots: a file of 5,000
+    /// backends has tens of thousands of slots).
+    pub backend: Arc<str>,
     /// Server (slot) name.
     pub server: String,
     /// Address and port.
@@ -52,8 +54,9 @@ pub(crate) struct LiveFile {
     /// Every meaningful line, with server lines of backends reduced to their name and the
     /// options the runtime API cannot set; comments and blank lines are left out (HAProxy
     /// ignores them). Two files with the same skeleton differ only in what the runtime API
-    /// can change.
-    pub(crate) skeleton: Vec<String>,
+    /// can change. One text, a line per `\n`-ended line: a file of 100,000 lines in one
+    /// allocation, not one per line.
+    pub(crate) skeleton: String,
     /// The server lines of backends, in file order.
     pub(crate) servers: Vec<ServerSlot>,
     /// The source ACL lines of frontends (`spec.loadBalancerSourceRanges`), by pattern-list
@@ -107,7 +110,7 @@ impl LiveFile {
         let mut file = Self {
             digest,
             own,
-            skeleton: Vec::new(),
+            skeleton: String::new(),
             servers: Vec::new(),
             source_acls: SourceAcls::new(),
             stats_socket: None,
@@ -116,7 +119,7 @@ impl LiveFile {
             odd_backends: BTreeSet::new(),
         };
         let mut section = "";
-        let mut backend: Option<&str> = None;
+        let mut backend: Option<Arc<str>> = None;
         for raw in text.lines() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -128,16 +131,32 @@ impl LiveFile {
             {
                 section = first;
                 backend = (first == "backend")
-                    .then(|| words.get(1).copied())
+                    .then(|| words.get(1).map(|&name| Arc::from(name)))
                     .flatten();
             }
-            file.read_line(section, backend, &words);
+            file.read_line(section, backend.as_ref(), &words);
         }
+        // Growth by doubling leaves up to half of each unused; the file is kept for a
+        // whole deploy, and a host's cache keeps one for longer.
+        file.skeleton.shrink_to_fit();
+        file.servers.shrink_to_fit();
         file
     }
 
+    /// Appends one line to the skeleton.
+    fn push_skeleton(&mut self, line: std::fmt::Arguments<'_>) {
+        use std::fmt::Write;
+        // Writing to a String does not fail.
+        let _ = writeln!(self.skeleton, "{line}");
+    }
+
+    /// The skeleton, line by line.
+    pub(crate) fn skeleton_lines(&self) -> std::str::Lines<'_> {
+        self.skeleton.lines()
+    }
+
     /// Takes one meaningful line of `section` (of backend `backend`) apart.
-    fn read_line(&mut self, section: &str, backend: Option<&str>, words: &[&str]) {
+    fn read_line(&mut self, section: &str, backend: Option<&Arc<str>>, words: &[&str]) {
         match words {
             ["stats", "socket", path, ..]
                 if section == "global" && self.stats_socket.is_none() && path.starts_with('/') =>
@@ -153,12 +172,12 @@ impl LiveFile {
                 if let Some(be) = backend {
                     match server_line(be, words) {
                         Some((slot, rest)) => {
-                            self.skeleton.push(format!("server {} {rest}", slot.server));
+                            self.push_skeleton(format_args!("server {} {rest}", slot.server));
                             self.servers.push(slot);
                             return;
                         }
                         None => {
-                            self.odd_backends.insert(be.to_owned());
+                            self.odd_backends.insert(be.to_string());
                         }
                     }
                 }
@@ -169,14 +188,22 @@ impl LiveFile {
                     acl_line::skeleton_line(section, words),
                     acl_line::ranges_of_line(words),
                 ) {
-                    self.skeleton.push(line);
+                    self.push_skeleton(format_args!("{line}"));
                     self.source_acls.insert(id, ranges);
                     return;
                 }
             }
             _ => {}
         }
-        self.skeleton.push(words.join(" "));
+        let mut words = words.iter();
+        if let Some(first) = words.next() {
+            self.skeleton.push_str(first);
+        }
+        for word in words {
+            self.skeleton.push(' ');
+            self.skeleton.push_str(word);
+        }
+        self.skeleton.push('\n');
     }
 
     /// `Ok` when `new` differs from this file only in what the runtime API can change (server
@@ -184,15 +211,18 @@ impl LiveFile {
     pub(crate) fn endpoint_only_change_to(&self, new: &LiveFile) -> Result<(), NotRuntime> {
         if self.skeleton != new.skeleton {
             let first = self
-                .skeleton
-                .iter()
-                .zip(&new.skeleton)
+                .skeleton_lines()
+                .zip(new.skeleton_lines())
                 .position(|(a, b)| a != b)
-                .unwrap_or_else(|| self.skeleton.len().min(new.skeleton.len()));
+                .unwrap_or_else(|| {
+                    self.skeleton_lines()
+                        .count()
+                        .min(new.skeleton_lines().count())
+                });
             let show = |file: &LiveFile| {
-                file.skeleton
-                    .get(first)
-                    .map_or_else(|| "<end>".to_owned(), Clone::clone)
+                file.skeleton_lines()
+                    .nth(first)
+                    .map_or_else(|| "<end>".to_owned(), str::to_owned)
             };
             return Err(NotRuntime::Structure {
                 live: show(self),
@@ -209,7 +239,7 @@ impl LiveFile {
 /// Parses `server NAME ADDR:PORT options…`: the slot, and the options without the ones the
 /// runtime API sets (`disabled`, `enabled`, `weight N`). `None` for anything else (such a
 /// line stays in the skeleton whole).
-fn server_line(backend: &str, words: &[&str]) -> Option<(ServerSlot, String)> {
+fn server_line(backend: &Arc<str>, words: &[&str]) -> Option<(ServerSlot, String)> {
     let [_server, name, addr, options @ ..] = words else {
         return None;
     };
@@ -232,7 +262,7 @@ fn server_line(backend: &str, words: &[&str]) -> Option<(ServerSlot, String)> {
     }
     Some((
         ServerSlot {
-            backend: backend.to_owned(),
+            backend: Arc::clone(backend),
             server: (*name).to_owned(),
             addr,
             maint,
@@ -267,10 +297,10 @@ mod tests {
         assert!(file.servers[2].maint);
         assert_eq!(file.servers[3].addr, "[fd00::4]:8443".parse().unwrap());
         assert!(
-            file.skeleton
-                .contains(&"server s002 check send-proxy-v2".to_owned())
+            file.skeleton_lines()
+                .any(|l| l == "server s002 check send-proxy-v2")
         );
-        assert!(file.skeleton.iter().all(|l| !l.starts_with('#')));
+        assert!(file.skeleton_lines().all(|l| !l.starts_with('#')));
         assert_eq!(file.bind_ports, [80, 443, 8443].into());
         assert!(file.odd_backends.is_empty());
     }
@@ -310,8 +340,8 @@ mod tests {
         assert!(file.servers.is_empty());
         assert_eq!(file.odd_backends, ["be_x".to_owned()].into());
         assert!(
-            file.skeleton
-                .contains(&"server web1 db.example:80".to_owned())
+            file.skeleton_lines()
+                .any(|l| l == "server web1 db.example:80")
         );
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,16 +18,21 @@ use crate::child_log::ChildLog;
 use crate::cli::master::show_proc;
 use crate::deploy::{apply_config, live_digest, validate_file};
 use crate::edge_health;
-use crate::edge_host::{EdgeHost, ExecOutput};
+use crate::edge_host::{EdgeHost, ExecOutput, StageSwap, Staged};
 use crate::edge_stats::{self, EdgeStats, StatsSource};
 use crate::error::Result;
 use crate::layout::HaproxyLayout;
+use crate::live_cache::LiveCache;
+use crate::local_swap;
 
-/// The machine this process runs on, as an [`EdgeHost`].
+/// The machine this process runs on, as an [`EdgeHost`]. It knows the live file it last
+/// swapped in ([`LiveCache`], shared by its clones), so a deploy does not read it back;
+/// a live file changed since (by hand) is seen by its stamp and read again.
 #[derive(Debug, Clone)]
 pub struct LocalHost {
     node: String,
     socket_timeout: Duration,
+    cache: Arc<LiveCache>,
 }
 
 impl LocalHost {
@@ -35,6 +41,7 @@ impl LocalHost {
         Self {
             node: node.into(),
             socket_timeout: Duration::from_secs(5),
+            cache: Arc::default(),
         }
     }
 
@@ -127,6 +134,14 @@ impl EdgeHost for LocalHost {
         }
     }
 
+    fn live_cache(&self) -> Option<&LiveCache> {
+        Some(&self.cache)
+    }
+
+    async fn stage_and_swap(&self, request: &StageSwap<'_>) -> Result<Staged, DeployError> {
+        local_swap::stage_and_swap(self, request).await
+    }
+
     async fn tcp_connect(&self, port: u16) -> Result<(), DeployError> {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         match tokio::time::timeout(self.socket_timeout, tokio::net::TcpStream::connect(addr)).await
@@ -211,6 +226,10 @@ impl LocalDeployer {
     /// Writes and validates the config, then starts haproxy on it and waits for its worker.
     async fn start(&self, cfg: &NodeConfig) -> Result<Applied, DeployError> {
         let mut child = self.child.lock().await;
+        // The file is replaced here without a stamp: the next deploy reads it.
+        if let Some(cache) = self.host.live_cache() {
+            cache.clear();
+        }
         let new_path = self.layout.new_path();
         self.host
             .write_file(&new_path, cfg.config.text.as_bytes())

@@ -162,7 +162,7 @@ impl SimEdge {
         servers.clear();
         for s in LiveFile::parse(text.as_bytes()).servers {
             servers.insert(
-                (s.backend, s.server),
+                (s.backend.to_string(), s.server),
                 (
                     s.addr.ip().to_string(),
                     s.addr.port(),

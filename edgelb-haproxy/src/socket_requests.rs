@@ -48,9 +48,108 @@ pub(crate) fn split_answers(text: &str) -> Vec<String> {
     answers
 }
 
+/// Where the answers [`split_answers`] finds in `text` are, as byte ranges (for a text
+/// without `\r`, the answers are exactly these slices).
+fn answer_ranges(text: &str) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut start, mut end, mut open, mut pos) = (0, 0, false, 0);
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches('\n');
+        if content.is_empty() {
+            ranges.push(start..if open { end } else { start });
+            open = false;
+            start = pos + line.len();
+        } else {
+            open = true;
+            end = pos + content.len();
+        }
+        pos += line.len();
+    }
+    if open {
+        ranges.push(start..end);
+    }
+    ranges
+}
+
+/// [`split_answers`] of a text it may take: the last answer (a `show servers state` after
+/// runtime commands, say, megabytes at 80,000 servers) is `text` itself, cut to it, not a
+/// copy.
+pub(crate) fn split_answers_owned(mut text: String) -> Vec<String> {
+    if text.contains('\r') {
+        return split_answers(&text);
+    }
+    let ranges = answer_ranges(&text);
+    let Some((last, rest)) = ranges.split_last() else {
+        return Vec::new();
+    };
+    let mut answers: Vec<String> = rest
+        .iter()
+        .map(|range| text.get(range.clone()).unwrap_or_default().to_owned())
+        .collect();
+    text.truncate(last.end);
+    text.drain(..last.start);
+    answers.push(text);
+    answers
+}
+
+/// The answer to a request of one command, without copying `text`: all of it when it holds
+/// empty lines of its own (it is all one answer), else it less its closing empty line.
+pub(crate) fn alone_answer(text: String) -> Vec<String> {
+    if answer_ranges(&text).len() > 1 {
+        vec![text]
+    } else {
+        split_answers_owned(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_owned_text_splits_as_a_borrowed_one() {
+        let texts = [
+            "",
+            "\n",
+            "\n\n",
+            "abc",
+            "a\nb\n\nc\n\n",
+            "IP changed\n\n\nNo such server.\n\n\n",
+            "\n\n1\n# h\nx y\nz w\n\n",
+            "a\r\n\r\nb\n",
+            "a\n\nlast without its empty line",
+        ];
+        for text in texts {
+            assert_eq!(
+                split_answers_owned(text.to_owned()),
+                split_answers(text),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_answer_is_kept_whole_as_split_answers_would_cut_it() {
+        for text in [
+            "",
+            "\n",
+            "abc",
+            "abc\n",
+            "abc\n\n",
+            "1\n# h\nx y\n\n",
+            "a\r\nb\r\n\r\n",
+        ] {
+            assert_eq!(
+                alone_answer(text.to_owned()),
+                split_answers(text),
+                "{text:?}"
+            );
+        }
+        // Empty lines of its own: it is all one answer, whole.
+        let own = "line 1\n\nline 3\n\n";
+        assert_eq!(split_answers(own).len(), 2);
+        assert_eq!(alone_answer(own.to_owned()), [own]);
+    }
 
     #[test]
     fn lines_are_cut_into_requests_that_fit() {

@@ -105,6 +105,15 @@ mod local {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hand_edit_between_deploys_is_repaired() {
+        super::init_logs();
+        local::hand_edit_between_deploys_repaired(
+            "conformance::local::a_hand_edit_between_deploys_is_repaired",
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_start_carries_haproxys_reason() {
         super::init_logs();
         local::start_failure_says_why("conformance::local::a_failed_start_carries_haproxys_reason")

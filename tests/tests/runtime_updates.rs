@@ -253,12 +253,12 @@ async fn servers_changed_by_hand_are_put_back_without_a_reload() {
     // By hand, through the runtime API: b1's server to maintenance, b2's weight to 7.
     api.batch(&[
         RuntimeCommand::SetServerState {
-            backend: servers[0].backend.clone(),
+            backend: servers[0].backend.to_string(),
             server: servers[0].server.clone(),
             state: ServerAdminState::Maint,
         },
         RuntimeCommand::SetServerWeight {
-            backend: servers[1].backend.clone(),
+            backend: servers[1].backend.to_string(),
             server: servers[1].server.clone(),
             weight: 7,
         },

@@ -3,15 +3,13 @@
 //! them in batches that fit HAProxy's request buffer; and checking `show servers state`
 //! against the file afterwards.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::IpAddr;
 
 use edgelb_core::DeployError;
 
-use crate::cli::runtime::{
-    RuntimeApi, RuntimeCommand, ServerAdminState, ServerState, parse_servers_state,
-};
+use crate::cli::runtime::{RuntimeApi, RuntimeCommand, ServerAdminState};
+use crate::cli::servers_state::{RunningServer, ServersStateAnswer};
 use crate::live_file::ServerSlot;
 
 /// The `tracing` target of the event logged (at debug) when an edge's runtime API has taken
@@ -115,10 +113,10 @@ pub enum RuntimeUpdateError {
 }
 
 /// Whether a running server is what its slot asks for (`Err` says how it differs).
-pub(crate) fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), ServerMismatch> {
-    let (backend, server) = (slot.backend.clone(), slot.server.clone());
-    let addr = state.address.parse::<IpAddr>().ok();
-    if addr != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
+pub(crate) fn matches(slot: &ServerSlot, state: &RunningServer<'_>) -> Result<(), ServerMismatch> {
+    let names = || (slot.backend.to_string(), slot.server.clone());
+    if state.address.ip() != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
+        let (backend, server) = names();
         return Err(ServerMismatch::Address {
             backend,
             server,
@@ -136,6 +134,7 @@ pub(crate) fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), Serv
         ServerAdminState::Ready
     };
     if state.admin_state() != want {
+        let (backend, server) = names();
         return Err(ServerMismatch::AdminState {
             backend,
             server,
@@ -145,6 +144,7 @@ pub(crate) fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), Serv
         });
     }
     if state.weight != Some(slot.weight) {
+        let (backend, server) = names();
         return Err(ServerMismatch::Weight {
             backend,
             server,
@@ -153,6 +153,73 @@ pub(crate) fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), Serv
         });
     }
     Ok(())
+}
+
+/// Finds the slot of each running server. HAProxy lists servers in the file's order, so
+/// the next slot is tried first; only a server out of that order builds the index by name.
+struct SlotFinder<'s> {
+    slots: &'s [ServerSlot],
+    next: usize,
+    by_name: Option<HashMap<(&'s str, &'s str), usize>>,
+}
+
+impl<'s> SlotFinder<'s> {
+    fn new(slots: &'s [ServerSlot]) -> Self {
+        Self {
+            slots,
+            next: 0,
+            by_name: None,
+        }
+    }
+
+    /// The index of the slot named `backend`/`server`, if any.
+    fn find(&mut self, backend: &str, server: &str) -> Option<usize> {
+        if let Some(slot) = self.slots.get(self.next)
+            && *slot.backend == *backend
+            && slot.server == server
+        {
+            self.next += 1;
+            return Some(self.next - 1);
+        }
+        let slots = self.slots;
+        let index = self.by_name.get_or_insert_with(|| {
+            slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ((&*s.backend, s.server.as_str()), i))
+                .collect()
+        });
+        let found = index.get(&(backend, server)).copied();
+        if let Some(i) = found {
+            self.next = i + 1;
+        }
+        found
+    }
+}
+
+/// Walks the `running` servers against `slots`: `on_seen(i, state, matched)` for each
+/// running server of slot `i` (in running order: should a name run twice, the last call is
+/// the one that counts), with whether it [`matches`]; returns which slots were seen.
+fn walk<'r>(
+    slots: &[ServerSlot],
+    running: impl IntoIterator<Item = RunningServer<'r>>,
+    mut on_seen: impl FnMut(usize, &RunningServer<'r>, Result<(), ServerMismatch>),
+) -> Vec<bool> {
+    let mut finder = SlotFinder::new(slots);
+    let mut seen = vec![false; slots.len()];
+    for state in running {
+        let Some(i) = finder.find(state.backend, state.server) else {
+            continue;
+        };
+        let Some(slot) = slots.get(i) else {
+            continue;
+        };
+        if let Some(seen) = seen.get_mut(i) {
+            *seen = true;
+        }
+        on_seen(i, &state, matches(slot, &state));
+    }
+    seen
 }
 
 /// The runtime commands that bring the running servers (`running`, from `show servers
@@ -167,54 +234,65 @@ pub(crate) fn matches(slot: &ServerSlot, state: &ServerState) -> Result<(), Serv
 /// Replacing the only endpoint of a backend thus never leaves it without a server. Per
 /// server, one going to maintenance is put there first, then moved; one coming out of it is
 /// moved and weighted first, then made ready, so it never takes traffic at its old address
-/// or weight.
-pub(crate) fn plan(
+/// or weight. Within each group, commands follow the order of `slots`.
+pub(crate) fn plan<'r>(
     slots: &[ServerSlot],
-    running: &[ServerState],
+    running: impl IntoIterator<Item = RunningServer<'r>>,
 ) -> Result<Vec<RuntimeCommand>, ServerMismatch> {
-    let index = by_name(running);
-    let (mut gains, mut losses, mut idle) = (Vec::new(), Vec::new(), Vec::new());
-    for slot in slots {
-        let Some(state) = index.get(&(slot.backend.as_str(), slot.server.as_str())) else {
-            return Err(not_running(slot));
+    // Per slot that differs: its group (0: gains, 1: losses, 2: idle) and commands.
+    let mut differs: BTreeMap<usize, (u8, Vec<RuntimeCommand>)> = BTreeMap::new();
+    let seen = walk(slots, running, |i, state, matched| {
+        let Some(slot) = slots.get(i) else {
+            return;
         };
-        if matches(slot, state).is_ok() {
-            continue;
+        if matched.is_ok() {
+            differs.remove(&i);
+            return;
         }
         let was_maint = state.admin_state() == ServerAdminState::Maint;
         let bucket = match (was_maint, slot.maint) {
-            (true, true) => &mut idle,
-            (_, true) => &mut losses,
-            (true, false) => &mut gains,
-            (false, false) if state.weight.is_some_and(|w| slot.weight < w) => &mut losses,
-            (false, false) => &mut gains,
+            (true, true) => 2,
+            (_, true) => 1,
+            (true, false) => 0,
+            (false, false) if state.weight.is_some_and(|w| slot.weight < w) => 1,
+            (false, false) => 0,
         };
-        bucket.extend(server_commands(slot, state));
+        differs.insert(i, (bucket, server_commands(slot, state)));
+    });
+    if let Some(slot) = first_unseen(slots, &seen) {
+        return Err(not_running(slot));
     }
+    let mut groups: [Vec<RuntimeCommand>; 3] = Default::default();
+    for (bucket, commands) in differs.into_values() {
+        if let Some(group) = groups.get_mut(usize::from(bucket)) {
+            group.extend(commands);
+        }
+    }
+    let [mut gains, losses, idle] = groups;
     gains.extend(losses);
     gains.extend(idle);
     Ok(gains)
 }
 
+/// The first slot the walk did not see running.
+fn first_unseen<'s>(slots: &'s [ServerSlot], seen: &[bool]) -> Option<&'s ServerSlot> {
+    slots
+        .iter()
+        .zip(seen)
+        .find_map(|(slot, seen)| (!seen).then_some(slot))
+}
+
 /// The mismatch of a slot that does not run.
 fn not_running(slot: &ServerSlot) -> ServerMismatch {
     ServerMismatch::NotRunning {
-        backend: slot.backend.clone(),
+        backend: slot.backend.to_string(),
         server: slot.server.clone(),
     }
 }
 
-/// The running servers by (backend, server) name.
-fn by_name(running: &[ServerState]) -> HashMap<(&str, &str), &ServerState> {
-    running
-        .iter()
-        .map(|s| ((s.backend.as_str(), s.server.as_str()), s))
-        .collect()
-}
-
 /// The commands that bring one running server to its slot, in a safe order for that server.
-fn server_commands(slot: &ServerSlot, state: &ServerState) -> Vec<RuntimeCommand> {
-    let (backend, server) = (&slot.backend, &slot.server);
+fn server_commands(slot: &ServerSlot, state: &RunningServer<'_>) -> Vec<RuntimeCommand> {
+    let (backend, server) = (&slot.backend.to_string(), &slot.server);
     let admin = state.admin_state();
     let state_cmd = |state| RuntimeCommand::SetServerState {
         backend: backend.clone(),
@@ -225,8 +303,7 @@ fn server_commands(slot: &ServerSlot, state: &ServerState) -> Vec<RuntimeCommand
     if slot.maint && admin != ServerAdminState::Maint {
         commands.push(state_cmd(ServerAdminState::Maint));
     }
-    let addr_now = state.address.parse::<IpAddr>().ok();
-    if addr_now != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
+    if state.address.ip() != Some(slot.addr.ip()) || state.port != Some(slot.addr.port()) {
         commands.push(RuntimeCommand::SetServerAddr {
             backend: backend.clone(),
             server: server.clone(),
@@ -271,9 +348,9 @@ pub(crate) async fn send(
 pub(crate) async fn send_plan(
     api: &RuntimeApi<'_>,
     slots: &[ServerSlot],
-    running: &[ServerState],
+    running: &ServersStateAnswer,
 ) -> Result<usize, RuntimeUpdateError> {
-    let commands = plan(slots, running).map_err(RuntimeUpdateError::NotRunning)?;
+    let commands = plan(slots, running.servers()).map_err(RuntimeUpdateError::NotRunning)?;
     send(api, &commands).await?;
     Ok(commands.len())
 }
@@ -283,22 +360,36 @@ pub(crate) async fn verify(
     api: &RuntimeApi<'_>,
     slots: &[ServerSlot],
 ) -> Result<(), RuntimeUpdateError> {
-    let running = api.show_servers_state(None).await?;
-    Ok(compare(slots, &running)?)
+    let running = api.servers_state().await?;
+    Ok(compare(slots, running.servers())?)
 }
 
 /// Checks every slot against the running servers (`show servers state`); `Err` has every
-/// one that differs or does not run.
-pub(crate) fn compare(slots: &[ServerSlot], running: &[ServerState]) -> Result<(), Mismatches> {
-    let index = by_name(running);
+/// one that differs or does not run, in the order of `slots`.
+pub(crate) fn compare<'r>(
+    slots: &[ServerSlot],
+    running: impl IntoIterator<Item = RunningServer<'r>>,
+) -> Result<(), Mismatches> {
+    let mut differs: BTreeMap<usize, ServerMismatch> = BTreeMap::new();
+    let seen = walk(slots, running, |i, _, matched| match matched {
+        Ok(()) => {
+            differs.remove(&i);
+        }
+        Err(why) => {
+            differs.insert(i, why);
+        }
+    });
     let wrong: Vec<ServerMismatch> = slots
         .iter()
-        .filter_map(
-            |slot| match index.get(&(slot.backend.as_str(), slot.server.as_str())) {
-                Some(state) => matches(slot, state).err(),
-                None => Some(not_running(slot)),
-            },
-        )
+        .zip(&seen)
+        .enumerate()
+        .filter_map(|(i, (slot, seen))| {
+            if *seen {
+                differs.remove(&i)
+            } else {
+                Some(not_running(slot))
+            }
+        })
         .collect();
     if wrong.is_empty() {
         Ok(())
@@ -313,8 +404,12 @@ pub(crate) async fn push(
     api: &RuntimeApi<'_>,
     slots: &[ServerSlot],
 ) -> Result<usize, RuntimeUpdateError> {
-    let running = api.show_servers_state(None).await?;
-    let commands = send_plan(api, slots, &running).await?;
+    let commands = {
+        let running = api.servers_state().await?;
+        plan(slots, running.servers()).map_err(RuntimeUpdateError::NotRunning)?
+    };
+    send(api, &commands).await?;
+    let commands = commands.len();
     // The change is live in the running process from here on (the benchmarks time this).
     // An explicit target: benchmarks and log filters key on it, not on this file's path.
     tracing::debug!(target: RUNTIME_APPLIED_TARGET, node = api.node(), commands, "runtime API commands applied");
@@ -328,8 +423,7 @@ pub(crate) fn plan_between(
     from: &[ServerSlot],
     to: &[ServerSlot],
 ) -> Result<Vec<RuntimeCommand>, ServerMismatch> {
-    let running: Vec<ServerState> = from.iter().map(ServerState::as_file_says).collect();
-    plan(to, &running)
+    plan(to, from.iter().map(RunningServer::as_file_says))
 }
 
 /// Sends `commands` and `show servers state` in one exchange (HAProxy runs them in order,
@@ -351,7 +445,7 @@ pub(crate) async fn send_and_verify(
             message: e.to_string(),
         })?;
     lines.push("show servers state".to_owned());
-    let answers = api.pipeline(&lines).await?;
+    let mut answers = api.pipeline(&lines).await?;
     for ((command, line), answer) in commands.iter().zip(&lines).zip(&answers) {
         if !command.accepts(answer) {
             return Err(DeployError::Step {
@@ -363,19 +457,21 @@ pub(crate) async fn send_and_verify(
         }
     }
     tracing::debug!(target: RUNTIME_APPLIED_TARGET, node = api.node(), commands = commands.len(), "runtime API commands applied");
-    let state = answers.last().map_or("", String::as_str);
-    let running = parse_servers_state(state).map_err(|e| DeployError::Step {
+    let state = answers.pop().unwrap_or_default();
+    drop(answers);
+    let running = ServersStateAnswer::read(state).map_err(|e| DeployError::Step {
         node: api.node().to_owned(),
         step: "reading `show servers state`".into(),
         message: e.to_string(),
     })?;
-    compare(slots, &running)?;
+    compare(slots, running.servers())?;
     Ok(commands.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::runtime::ServerState;
     use crate::live_file::LiveFile;
 
     const LIVE: &str = "# edgelb-digest: sha256:00\n# comment\n\nglobal\n    master-worker\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n\nfrontend fe_80\n    bind :80\n    default_backend be_a\n\n# be_a: 1 of 4 slots in use\nbackend be_a\n    balance roundrobin\n    server s001 10.0.0.1:80 check send-proxy-v2\n    server s002 10.0.0.2:80 check send-proxy-v2 weight 0\n    server s003 127.0.0.1:1 check send-proxy-v2 disabled\n    server s004 [fd00::4]:8443 check send-proxy-v2\n";
@@ -420,17 +516,24 @@ mod tests {
 
     /// The runtime command lines that bring `running` to the servers of `config`.
     fn plan_lines(config: &str, running: &[ServerState]) -> Vec<String> {
-        plan(&LiveFile::parse(config.as_bytes()).servers, running)
-            .unwrap()
-            .iter()
-            .map(|c| c.to_line().unwrap())
-            .collect()
+        plan(
+            &LiveFile::parse(config.as_bytes()).servers,
+            running.iter().map(ServerState::view),
+        )
+        .unwrap()
+        .iter()
+        .map(|c| c.to_line().unwrap())
+        .collect()
     }
 
     #[test]
     fn nothing_to_send_when_the_process_already_matches() {
         let split = LiveFile::parse(LIVE.as_bytes());
-        assert_eq!(plan(&split.servers, &running_live()).unwrap(), vec![]);
+        let running = running_live();
+        assert_eq!(
+            plan(&split.servers, running.iter().map(ServerState::view)).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
@@ -501,33 +604,88 @@ mod tests {
         let mut running = running_live();
         running.pop();
         assert!(
-            plan(&split.servers, &running)
+            plan(&split.servers, running.iter().map(ServerState::view))
                 .unwrap_err()
                 .to_string()
                 .contains("be_a/s004")
         );
         let wrong = state("s001", "10.0.0.9", 80, 0, 1);
         assert!(
-            matches(&split.servers[0], &wrong)
+            matches(&split.servers[0], &wrong.view())
                 .unwrap_err()
                 .to_string()
                 .contains("10.0.0.9:80")
         );
         let maint = state("s001", "10.0.0.1", 80, 1, 1);
         assert!(
-            matches(&split.servers[0], &maint)
+            matches(&split.servers[0], &maint.view())
                 .unwrap_err()
                 .to_string()
                 .contains("maint")
         );
         let heavy = state("s001", "10.0.0.1", 80, 0, 7);
         assert!(
-            matches(&split.servers[0], &heavy)
+            matches(&split.servers[0], &heavy.view())
                 .unwrap_err()
                 .to_string()
                 .contains("weight")
         );
         // HAProxy's `disabled` from the file shows as flags 0x5: maintenance.
-        assert!(matches(&split.servers[2], &state("s003", "127.0.0.1", 1, 5, 1)).is_ok());
+        assert!(
+            matches(
+                &split.servers[2],
+                &state("s003", "127.0.0.1", 1, 5, 1).view()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn servers_out_of_the_files_order_are_still_found() {
+        let split = LiveFile::parse(moved_endpoints().as_bytes());
+        let mut running = running_live();
+        let in_order = plan_lines(&moved_endpoints(), &running);
+        running.reverse();
+        assert_eq!(plan_lines(&moved_endpoints(), &running), in_order);
+        // A server the file does not have is passed over; every slot is still checked.
+        running.insert(1, state("s999", "10.0.0.9", 80, 0, 1));
+        let why = compare(&split.servers, running.iter().map(ServerState::view)).unwrap_err();
+        let named: Vec<String> = why
+            .0
+            .iter()
+            .map(|m| match m {
+                ServerMismatch::Address { server, .. }
+                | ServerMismatch::AdminState { server, .. }
+                | ServerMismatch::Weight { server, .. }
+                | ServerMismatch::NotRunning { server, .. } => server.clone(),
+            })
+            .collect();
+        assert_eq!(
+            named,
+            ["s001", "s002", "s003"],
+            "in the file's order: {why}"
+        );
+        assert_eq!(
+            compare(
+                &split.servers,
+                split.servers.iter().map(RunningServer::as_file_says)
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_slot_missing_from_the_running_servers_is_reported_by_compare() {
+        let split = LiveFile::parse(LIVE.as_bytes());
+        let mut running = running_live();
+        running.remove(1);
+        let why = compare(&split.servers, running.iter().map(ServerState::view)).unwrap_err();
+        assert_eq!(
+            why.0,
+            [ServerMismatch::NotRunning {
+                backend: "be_a".into(),
+                server: "s002".into()
+            }]
+        );
     }
 }

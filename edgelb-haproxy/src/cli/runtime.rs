@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use edgelb_core::DeployError;
 
 use crate::cli::master::MasterProcs;
+use crate::cli::servers_state::{ServersStateAnswer, admin_state_of, parse_servers_state};
 use crate::edge_host::EdgeHost;
 
 /// The administrative state to put a server in (`set server <be>/<srv> state …`).
@@ -62,11 +63,6 @@ impl From<u8> for ServerOperState {
     }
 }
 
-/// Admin flags of `srv_admin_state`: forced, inherited or DNS-resolution maintenance.
-const ADMIN_MAINT: u32 = 0x01 | 0x02 | 0x20;
-/// Admin flags of `srv_admin_state`: forced or inherited drain.
-const ADMIN_DRAIN: u32 = 0x08 | 0x10;
-
 /// One line of `show servers state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerState {
@@ -87,29 +83,9 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// The state a server line puts a server in (after a reload, or once the runtime API
-    /// brought it there).
-    pub(crate) fn as_file_says(slot: &crate::live_file::ServerSlot) -> Self {
-        Self {
-            backend: slot.backend.clone(),
-            server: slot.server.clone(),
-            address: slot.addr.ip().to_string(),
-            port: Some(slot.addr.port()),
-            oper_state: ServerOperState::Running,
-            admin_flags: if slot.maint { 0x01 } else { 0 },
-            weight: Some(slot.weight),
-        }
-    }
-
     /// The admin state the flags amount to: maintenance wins over drain.
     pub fn admin_state(&self) -> ServerAdminState {
-        if self.admin_flags & ADMIN_MAINT != 0 {
-            ServerAdminState::Maint
-        } else if self.admin_flags & ADMIN_DRAIN != 0 {
-            ServerAdminState::Drain
-        } else {
-            ServerAdminState::Ready
-        }
+        admin_state_of(self.admin_flags)
     }
 }
 
@@ -148,42 +124,6 @@ pub enum CommandError {
         target: String,
         /// The weight asked for.
         weight: u32,
-    },
-}
-
-/// Why an answer to `show servers state` cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ServersStateError {
-    /// The answer does not start with format version 1 (an error message, say).
-    #[error("expected format version 1 first, got {got:?}")]
-    Version {
-        /// The first line, or `nothing`.
-        got: String,
-    },
-    /// No `#` line naming the columns.
-    #[error("no column header line")]
-    NoHeader,
-    /// A column this client needs is missing.
-    #[error("no {column} column in {header:?}")]
-    NoColumn {
-        /// The column's name.
-        column: &'static str,
-        /// The header line.
-        header: String,
-    },
-    /// A server line with fewer fields than the header.
-    #[error("short line {line:?}")]
-    ShortLine {
-        /// The line.
-        line: String,
-    },
-    /// A field that must be a number is not.
-    #[error("not a number in column {column} of {line:?}")]
-    NotANumber {
-        /// The column's name.
-        column: String,
-        /// The line.
-        line: String,
     },
 }
 
@@ -401,9 +341,24 @@ impl<'a> RuntimeApi<'a> {
             }
             None => "show servers state".to_owned(),
         };
-        let text = self.pipeline(&[line]).await?.concat();
+        let text = self.one_answer(line).await?;
         parse_servers_state(&text)
             .map_err(|e| self.error("reading `show servers state`", e.to_string()))
+    }
+
+    /// `show servers state` of every backend, checked and kept as HAProxy sent it (see
+    /// [`ServersStateAnswer`]).
+    pub(crate) async fn servers_state(&self) -> Result<ServersStateAnswer, DeployError> {
+        let text = self.one_answer("show servers state".to_owned()).await?;
+        ServersStateAnswer::read(text)
+            .map_err(|e| self.error("reading `show servers state`", e.to_string()))
+    }
+
+    /// The answer to one command line, without copying it.
+    async fn one_answer(&self, line: String) -> Result<String, DeployError> {
+        let answers = self.pipeline(&[line]).await?;
+        // `pipeline` checked that there is one answer per line.
+        Ok(answers.into_iter().next().unwrap_or_default())
     }
 
     /// `set server <backend>/<server> addr <ip> port <port>`.
@@ -483,76 +438,6 @@ impl RuntimeApi<'_> {
     }
 }
 
-/// Parses `show servers state` (format 1): the `#` header names the columns.
-pub(crate) fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, ServersStateError> {
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    match lines.next() {
-        Some("1") => {}
-        other => {
-            return Err(ServersStateError::Version {
-                got: other.unwrap_or("nothing").to_owned(),
-            });
-        }
-    }
-    let header = lines
-        .next()
-        .and_then(|h| h.strip_prefix('#'))
-        .ok_or(ServersStateError::NoHeader)?;
-    let columns: Vec<&str> = header.split_whitespace().collect();
-    let col = |name: &'static str| {
-        columns
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| ServersStateError::NoColumn {
-                column: name,
-                header: header.to_owned(),
-            })
-    };
-    let (be, srv, addr, op, admin) = (
-        col("be_name")?,
-        col("srv_name")?,
-        col("srv_addr")?,
-        col("srv_op_state")?,
-        col("srv_admin_state")?,
-    );
-    let port = col("srv_port").ok();
-    let weight = col("srv_uweight").ok();
-    let mut servers = Vec::new();
-    for line in lines {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let get = |i: usize| {
-            fields
-                .get(i)
-                .copied()
-                .ok_or_else(|| ServersStateError::ShortLine {
-                    line: line.to_owned(),
-                })
-        };
-        let number = |i: usize| -> Result<u32, ServersStateError> {
-            get(i)?
-                .parse::<u32>()
-                .map_err(|_| ServersStateError::NotANumber {
-                    column: columns.get(i).copied().unwrap_or_default().to_owned(),
-                    line: line.to_owned(),
-                })
-        };
-        servers.push(ServerState {
-            backend: get(be)?.to_owned(),
-            server: get(srv)?.to_owned(),
-            address: get(addr)?.to_owned(),
-            port: port
-                .and_then(|i| fields.get(i))
-                .and_then(|p| p.parse().ok()),
-            oper_state: ServerOperState::from(u8::try_from(number(op)?).unwrap_or(u8::MAX)),
-            admin_flags: number(admin)?,
-            weight: weight
-                .and_then(|i| fields.get(i))
-                .and_then(|w| w.parse().ok()),
-        });
-    }
-    Ok(servers)
-}
-
 fn first_chars(text: &str) -> String {
     text.chars().take(200).collect()
 }
@@ -561,25 +446,6 @@ fn first_chars(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::socket_requests::split_answers;
-
-    /// Captured from HAProxy 2.6.12.
-    const STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 be_x 1 s1 127.0.0.2 2 8 1 1 0 1 0 2 0 0 0 0 - 18083 - 0 0 - - 0\n3 be_x 2 s2 127.0.0.1 0 5 1 1 0 1 0 0 8 0 0 0 - 18082 - 0 0 - - 0\n\n";
-
-    #[test]
-    fn parses_servers_state() {
-        let servers = parse_servers_state(STATE).unwrap();
-        assert_eq!(servers.len(), 2);
-        assert_eq!(servers[0].backend, "be_x");
-        assert_eq!(servers[0].server, "s1");
-        assert_eq!(servers[0].address, "127.0.0.2");
-        assert_eq!(servers[0].port, Some(18083));
-        assert_eq!(servers[0].oper_state, ServerOperState::Running);
-        assert_eq!(servers[0].admin_state(), ServerAdminState::Drain);
-        assert_eq!(servers[0].weight, Some(1));
-        assert_eq!(servers[1].oper_state, ServerOperState::Stopped);
-        assert_eq!(servers[1].admin_state(), ServerAdminState::Maint);
-        assert!(parse_servers_state("Unknown command\n").is_err());
-    }
 
     #[test]
     fn splits_batched_answers() {

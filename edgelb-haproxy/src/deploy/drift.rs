@@ -13,7 +13,8 @@ use edgelb_core::{Applied, DeployError};
 use super::reload::reload_and_confirm;
 use crate::cli::master::show_proc;
 use crate::cli::plan::{self, Mismatches};
-use crate::cli::runtime::{RuntimeApi, ServerState};
+use crate::cli::runtime::RuntimeApi;
+use crate::cli::servers_state::ServersStateAnswer;
 use crate::edge_host::EdgeHost;
 use crate::layout::HaproxyLayout;
 use crate::live_file::{LiveFile, ServerSlot};
@@ -35,10 +36,10 @@ async fn drift_of(
     host: &dyn EdgeHost,
     socket: &str,
     slots: &[ServerSlot],
-) -> Option<(Mismatches, Vec<ServerState>)> {
+) -> Option<(Mismatches, ServersStateAnswer)> {
     let api = RuntimeApi::new(host, socket).ok()?;
-    match api.show_servers_state(None).await {
-        Ok(running) => plan::compare(slots, &running)
+    match api.servers_state().await {
+        Ok(running) => plan::compare(slots, running.servers())
             .err()
             .map(|why| (why, running)),
         Err(e) => {

@@ -17,17 +17,17 @@ pub(crate) fn live_slots(config: &str) -> BTreeMap<String, Vec<SlotView>> {
     let mut out: BTreeMap<String, Vec<SlotView>> = BTreeMap::new();
     let mut broken = file.odd_backends;
     for slot in file.servers {
-        if broken.contains(&slot.backend) {
+        if broken.contains(&*slot.backend) {
             continue;
         }
-        let slots = out.entry(slot.backend.clone()).or_default();
+        let slots = out.entry(slot.backend.to_string()).or_default();
         let index = slot
             .server
             .strip_prefix('s')
             .and_then(|n| n.parse::<usize>().ok())
             .and_then(|n| n.checked_sub(1));
         if index != Some(slots.len()) {
-            broken.insert(slot.backend);
+            broken.insert(slot.backend.to_string());
             continue;
         }
         slots.push(if Some(slot.addr) == spare {

@@ -364,3 +364,14 @@ fn a_template_that_loops_too_long_runs_out_of_fuel() {
     let err = r.unwrap_err().to_string();
     assert!(err.contains("fuel") && err.contains("loop"), "{err}");
 }
+
+#[test]
+fn the_output_buffer_is_sized_with_room_for_the_digest_line_and_capped() {
+    // 5,000 backends of 16 slots: 85,000 items, about 5.5 MiB rendered.
+    assert!(output_estimate(85_000) > 6 * 1024 * 1024);
+    assert!(
+        output_estimate(0) >= 1024,
+        "room for the digest line of an empty config"
+    );
+    assert_eq!(output_estimate(u64::MAX), 256 * 1024 * 1024);
+}

@@ -305,6 +305,46 @@ pub async fn failed_reload_rolled_back(test: &str) {
     local.stop().await;
 }
 
+/// A hand edit of the live file between two deploys on the local host: the host knows the
+/// file it swapped in (and its stamp), so a deploy does not read it back; the edit changes
+/// the stamp, nothing is swapped over it unseen, and the deploy reads the edited file and
+/// repairs it with a reload (the edited file kept as the previous one).
+pub async fn hand_edit_between_deploys_repaired(test: &str) {
+    let Some(local) = LocalHaproxy::start_or_skip(test).await else {
+        return;
+    };
+    let node = local.node();
+    let (first, second) = (local.render(&node, 0), local.render(&node, 1));
+    assert_eq!(local.deploy(first.clone()).await, Ok(Applied::Reloaded));
+    // Endpoint-only changes, the second one on the file the host knows.
+    assert_eq!(
+        local.deploy(second.clone()).await,
+        Ok(Applied::RuntimeUpdated)
+    );
+    assert_eq!(
+        local.deploy(first.clone()).await,
+        Ok(Applied::RuntimeUpdated)
+    );
+    assert_eq!(local.probe().await.as_deref(), Ok("b1"));
+
+    let edited = format!("{}# edited by hand\n", first.text);
+    std::fs::write(&local.layout.config_path, &edited).expect("edit the live file");
+    // Only the file changed, so a runtime update would do; the edit must be seen instead.
+    assert_eq!(local.deploy(second.clone()).await, Ok(Applied::Reloaded));
+    assert_eq!(local.live_config(), second.text, "the edit is repaired");
+    assert_eq!(
+        std::fs::read_to_string(local.dir.join("haproxy.cfg.edgelb-prev")).ok(),
+        Some(edited),
+        "the edited file is kept as the previous one"
+    );
+    assert_eq!(local.probe().await.as_deref(), Ok("b2"));
+    assert_eq!(
+        local.deployer.live_digest(&node).await,
+        Ok(Some(second.digest))
+    );
+    local.stop().await;
+}
+
 /// The first start fails (another socket holds the port): the error carries HAProxy's own
 /// reason, and nothing of HAProxy's output reaches stderr unframed.
 pub async fn start_failure_says_why(test: &str) {
