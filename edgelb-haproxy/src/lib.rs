@@ -58,9 +58,8 @@ pub mod testing;
 pub use cli::acl::AclError;
 pub use cli::master::MasterProcs;
 pub use cli::plan::RUNTIME_APPLIED_TARGET;
-pub use cli::runtime::{
-    CommandError, RuntimeApi, RuntimeCommand, ServerAdminState, ServerOperState, ServerState,
-};
+pub use cli::runtime::{CommandError, RuntimeApi, RuntimeCommand};
+pub use cli::servers_state::{ServerAdminState, ServerOperState, ServerState};
 pub use edge_host::{EdgeHost, ExecOutput, FileStamp, StageSwap, Staged};
 pub use edge_stats::{EdgeStats, StatsSource};
 pub use error::{Error, Result};

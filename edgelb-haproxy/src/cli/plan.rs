@@ -8,7 +8,8 @@ use std::fmt;
 
 use edgelb_core::DeployError;
 
-use crate::cli::runtime::{RuntimeApi, RuntimeCommand, ServerAdminState};
+use crate::cli::runtime::{RuntimeApi, RuntimeCommand};
+use crate::cli::servers_state::ServerAdminState;
 use crate::cli::servers_state::{RunningServer, ServersStateAnswer};
 use crate::live_file::ServerSlot;
 
@@ -471,7 +472,7 @@ pub(crate) async fn send_and_verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::runtime::ServerState;
+    use crate::cli::servers_state::ServerState;
     use crate::live_file::LiveFile;
 
     const LIVE: &str = "# edgelb-digest: sha256:00\n# comment\n\nglobal\n    master-worker\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n\nfrontend fe_80\n    bind :80\n    default_backend be_a\n\n# be_a: 1 of 4 slots in use\nbackend be_a\n    balance roundrobin\n    server s001 10.0.0.1:80 check send-proxy-v2\n    server s002 10.0.0.2:80 check send-proxy-v2 weight 0\n    server s003 127.0.0.1:1 check send-proxy-v2 disabled\n    server s004 [fd00::4]:8443 check send-proxy-v2\n";
@@ -482,7 +483,7 @@ mod tests {
             server: server.into(),
             address: addr.into(),
             port: Some(port),
-            oper_state: crate::cli::runtime::ServerOperState::Running,
+            oper_state: crate::cli::servers_state::ServerOperState::Running,
             admin_flags: admin,
             weight: Some(weight),
         }

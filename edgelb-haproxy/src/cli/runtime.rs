@@ -6,88 +6,14 @@
 //! command line, so nothing can smuggle a second command (`;`) or a newline in.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
 
 use edgelb_core::DeployError;
 
 use crate::cli::master::MasterProcs;
-use crate::cli::servers_state::{ServersStateAnswer, admin_state_of, parse_servers_state};
+use crate::cli::servers_state::{ServerAdminState, ServerState};
+use crate::cli::servers_state::{ServersStateAnswer, parse_servers_state};
 use crate::edge_host::EdgeHost;
-
-/// The administrative state to put a server in (`set server <be>/<srv> state …`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServerAdminState {
-    /// Takes traffic.
-    Ready,
-    /// Finishes what it has, takes nothing new.
-    Drain,
-    /// Out of service.
-    Maint,
-}
-
-impl fmt::Display for ServerAdminState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Ready => "ready",
-            Self::Drain => "drain",
-            Self::Maint => "maint",
-        })
-    }
-}
-
-/// A server's operational state as `show servers state` reports it (`srv_op_state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServerOperState {
-    /// Down (0).
-    Stopped,
-    /// Coming up, slow start (1).
-    Starting,
-    /// Up (2).
-    Running,
-    /// Going down (3).
-    Stopping,
-    /// A value this client does not know.
-    Other(u8),
-}
-
-impl From<u8> for ServerOperState {
-    fn from(v: u8) -> Self {
-        match v {
-            0 => Self::Stopped,
-            1 => Self::Starting,
-            2 => Self::Running,
-            3 => Self::Stopping,
-            other => Self::Other(other),
-        }
-    }
-}
-
-/// One line of `show servers state`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerState {
-    /// Backend name.
-    pub backend: String,
-    /// Server name.
-    pub server: String,
-    /// Current address (as HAProxy prints it).
-    pub address: String,
-    /// Current port (`None` when HAProxy prints none, e.g. a port-less server).
-    pub port: Option<u16>,
-    /// Operational state.
-    pub oper_state: ServerOperState,
-    /// Raw admin state flags (`srv_admin_state`).
-    pub admin_flags: u32,
-    /// The user weight (`srv_uweight`; `None` when HAProxy prints no such column).
-    pub weight: Option<u32>,
-}
-
-impl ServerState {
-    /// The admin state the flags amount to: maintenance wins over drain.
-    pub fn admin_state(&self) -> ServerAdminState {
-        admin_state_of(self.admin_flags)
-    }
-}
 
 /// Why a runtime API command cannot be built: a name or value that would not reach HAProxy
 /// as the one word it is meant to be.

@@ -3,13 +3,88 @@
 //! again. The answer is checked whole once ([`ServersStateAnswer::read`]); the deploy then
 //! walks its servers as [`RunningServer`] views borrowed from the text, while the public
 //! [`RuntimeApi::show_servers_state`](crate::RuntimeApi::show_servers_state) still hands out
-//! owned [`ServerState`]s.
+//! owned [`ServerState`]s. The server states themselves ([`ServerState`], its admin and
+//! operational states) live here too, so the runtime client depends on this reader and not
+//! the other way round.
 
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::cli::runtime::{ServerAdminState, ServerOperState, ServerState};
 use crate::live_file::ServerSlot;
+
+/// The administrative state to put a server in (`set server <be>/<srv> state …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerAdminState {
+    /// Takes traffic.
+    Ready,
+    /// Finishes what it has, takes nothing new.
+    Drain,
+    /// Out of service.
+    Maint,
+}
+
+impl fmt::Display for ServerAdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ready => "ready",
+            Self::Drain => "drain",
+            Self::Maint => "maint",
+        })
+    }
+}
+
+/// A server's operational state as `show servers state` reports it (`srv_op_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerOperState {
+    /// Down (0).
+    Stopped,
+    /// Coming up, slow start (1).
+    Starting,
+    /// Up (2).
+    Running,
+    /// Going down (3).
+    Stopping,
+    /// A value this client does not know.
+    Other(u8),
+}
+
+impl From<u8> for ServerOperState {
+    fn from(v: u8) -> Self {
+        match v {
+            0 => Self::Stopped,
+            1 => Self::Starting,
+            2 => Self::Running,
+            3 => Self::Stopping,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// One line of `show servers state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    /// Backend name.
+    pub backend: String,
+    /// Server name.
+    pub server: String,
+    /// Current address (as HAProxy prints it).
+    pub address: String,
+    /// Current port (`None` when HAProxy prints none, e.g. a port-less server).
+    pub port: Option<u16>,
+    /// Operational state.
+    pub oper_state: ServerOperState,
+    /// Raw admin state flags (`srv_admin_state`).
+    pub admin_flags: u32,
+    /// The user weight (`srv_uweight`; `None` when HAProxy prints no such column).
+    pub weight: Option<u32>,
+}
+
+impl ServerState {
+    /// The admin state the flags amount to: maintenance wins over drain.
+    pub fn admin_state(&self) -> ServerAdminState {
+        admin_state_of(self.admin_flags)
+    }
+}
 
 /// Admin flags of `srv_admin_state`: forced, inherited or DNS-resolution maintenance.
 const ADMIN_MAINT: u32 = 0x01 | 0x02 | 0x20;
