@@ -6,8 +6,10 @@
 //! is written, the controller's CPU in the seconds after, its CPU per change to a slice of a
 //! Service outside its class (less the idle CPU of the windows before and after; edge stats
 //! polls off, so a 15 s poll of 5,000 proxies cannot land in one window and not the other),
-//! its peak RSS, and how long after a 10 s API outage a change made during the outage reaches
-//! the controller and the edge's config, with the moment the slice watch is answered again.
+//! its peak RSS once the statuses are written, how long after a 10 s API outage a change made
+//! during the outage reaches the controller and the edge's config (with the moment the slice
+//! watch is answered again), and its peak RSS over the whole run, the outage's relists and
+//! the catch-up deploy included.
 // Bench code: a failed step should fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -320,7 +322,7 @@ async fn measure(
     ));
     let hwm = vm_hwm_kib(pid).ok_or("no VmHWM")?;
     rows.push((
-        "edgelb run peak RSS (VmHWM)".into(),
+        "edgelb run peak RSS (VmHWM) at start-up, statuses written".into(),
         format!("{:.1} MiB", hwm as f64 / 1024.0),
         "target < 128 MiB".into(),
     ));
@@ -385,6 +387,12 @@ async fn measure(
         "a change made during a 10 s API outage, live on the edge after the API's return".into(),
         format!("{:.1} s", back.elapsed().as_secs_f64()),
         "the edge's config file names the new endpoint: the deploy (render, haproxy -c and reload of 5,000 listeners) included".into(),
+    ));
+    let whole = vm_hwm_kib(pid).ok_or("no VmHWM")?;
+    rows.push((
+        "edgelb run peak RSS (VmHWM) over the whole run, the outage's relists and catch-up deploy included".into(),
+        format!("{:.1} MiB", whole as f64 / 1024.0),
+        "target < 128 MiB".into(),
     ));
     Ok(rows)
 }

@@ -181,7 +181,17 @@ fn route(
             };
             let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
             if !watch {
-                return Reply::Json(200, store.list(res, ns, &selector));
+                let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok());
+                return match query.get("continue").filter(|c| !c.is_empty()) {
+                    Some(token) => match store.pages.next(token, limit) {
+                        Ok(page) => Reply::Json(200, page),
+                        Err(e) => Reply::Error(e),
+                    },
+                    None => {
+                        let list = store.list(res, ns, &selector);
+                        Reply::Json(200, store.pages.first(list, limit))
+                    }
+                };
             }
             let since = match query.get("resourceVersion").map(String::as_str) {
                 None | Some("" | "0") => None,

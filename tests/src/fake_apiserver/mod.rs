@@ -9,7 +9,8 @@
 //!
 //! * LIST (`GET …/services`, cluster-wide or in a namespace) with `labelSelector` (`=`, `==`,
 //!   `!=`, exists, `!key`, `in`, `notin`) and `fieldSelector` (`metadata.name`,
-//!   `metadata.namespace`); the whole list at once, whatever `limit` says;
+//!   `metadata.namespace`); paged by `limit` and `continue` as a real API server pages (a
+//!   consistent snapshot per list; an unknown token is 410 `Expired`);
 //! * WATCH (`?watch=true&resourceVersion=N`): newline-delimited `ADDED` / `MODIFIED` /
 //!   `DELETED` events for every change after `N`, as the selectors see them (an object that
 //!   stops matching is `DELETED`); from resourceVersion `0` or unset, the current objects
@@ -42,6 +43,7 @@
 //! ```
 
 mod http;
+mod pages;
 mod store;
 
 use std::collections::BTreeMap;

@@ -288,6 +288,8 @@ pub(crate) struct Store {
     /// History up to this resourceVersion is gone: watches from before it get 410 Gone.
     compacted: u64,
     counter: u64,
+    /// Paged lists in progress (`limit` and `continue`).
+    pub(crate) pages: super::pages::Pages,
 }
 
 fn name_of(obj: &Value) -> Option<&str> {

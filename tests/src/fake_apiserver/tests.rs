@@ -266,3 +266,53 @@ async fn ended_watches_resume_and_expired_ones_are_gone() {
     drop(stream);
     assert!(api.unhandled().is_empty(), "{:?}", api.unhandled());
 }
+
+#[tokio::test]
+async fn lists_are_paged_and_a_watcher_reads_every_page() {
+    let api = FakeApiServer::start().unwrap();
+    let client = client(&api).await;
+    for i in 0..7 {
+        api.apply_slice(slice(&format!("web-{i}"), "web", &format!("10.42.0.{i}")))
+            .unwrap();
+    }
+    let slices: Api<EndpointSlice> = Api::all(client.clone());
+    let first = within(slices.list(&ListParams::default().limit(3)))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 3);
+    let token = first.metadata.continue_.clone().unwrap();
+    // A change between pages is not in this list: it is a snapshot.
+    api.apply_slice(slice("web-late", "web", "10.42.1.1"))
+        .unwrap();
+    let mut names: Vec<String> = first
+        .items
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let page = within(slices.list(&ListParams::default().limit(3).continue_token(&t)))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.metadata.resource_version,
+            first.metadata.resource_version
+        );
+        names.extend(page.items.iter().filter_map(|s| s.metadata.name.clone()));
+        token = page.metadata.continue_.filter(|c| !c.is_empty());
+    }
+    assert_eq!(names.len(), 7, "{names:?}");
+    assert!(!names.contains(&"web-late".to_owned()));
+
+    // kube's watcher pages its initial list and sees every object.
+    let mut events = watcher(slices, watcher::Config::default().page_size(2)).boxed();
+    let mut seen = 0;
+    loop {
+        match within(events.next()).await.unwrap().unwrap() {
+            watcher::Event::InitApply(_) => seen += 1,
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, 8);
+}
