@@ -47,10 +47,10 @@ impl LiveCache {
     }
 
     /// Records the file just swapped in at `path`.
-    pub(crate) fn set(&self, path: &str, file: LiveFile, stamp: FileStamp) {
+    pub(crate) fn set(&self, path: &str, file: impl Into<Arc<LiveFile>>, stamp: FileStamp) {
         *self.slot() = Some(Known {
             path: path.to_owned(),
-            file: Arc::new(file),
+            file: file.into(),
             stamp,
         });
     }

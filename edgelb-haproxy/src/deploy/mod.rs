@@ -56,7 +56,8 @@ pub async fn apply_config(
         // The file is right; the running servers and lists may still have been changed by hand.
         return acl_drift::restore_running(host, layout, live).await;
     }
-    let new = LiveFile::of_rendered(config);
+    // Shared, so the runtime path can keep it as the host's known file without a copy.
+    let new = std::sync::Arc::new(LiveFile::of_rendered(config));
     if let (Some(bytes), Some(live)) = (live_bytes.as_deref(), &live)
         && let Some(applied) =
             runtime::try_runtime_update(host, layout, (bytes, live), &new, config).await?

@@ -9,6 +9,8 @@
 //! Anything else, or any mismatch, falls back to the validated reload of
 //! [`apply_config`](super::apply_config).
 
+use std::sync::Arc;
+
 use edgelb_core::{Applied, DeployError, RenderedConfig};
 
 use super::drift;
@@ -31,7 +33,7 @@ pub(super) async fn try_runtime_update(
     host: &dyn EdgeHost,
     layout: &HaproxyLayout,
     (live_bytes, live): (&[u8], &LiveFile),
-    new: &LiveFile,
+    new: &Arc<LiveFile>,
     config: &RenderedConfig,
 ) -> Result<Option<Applied>, DeployError> {
     let node = host.node();
@@ -88,7 +90,7 @@ pub(super) async fn try_runtime_update(
     let failed = match staged {
         Ok(Staged::Swapped { stamp }) => {
             if let (Some(cache), Some(stamp)) = (host.live_cache(), stamp) {
-                cache.set(&layout.config_path, new.clone(), stamp);
+                cache.set(&layout.config_path, Arc::clone(new), stamp);
             }
             None
         }
