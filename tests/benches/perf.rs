@@ -48,6 +48,7 @@ use edgelb_tests::bench_stats::stats;
 use edgelb_tests::delay_proxy::DelayProxy;
 use edgelb_tests::fake_apiserver::FakeApiServer;
 use edgelb_tests::openssh_baseline::OpenSsh;
+use edgelb_tests::proc_usage::Proc;
 use edgelb_tests::ssh_channels::{ChannelSeen, channel_seen};
 use edgelb_tests::testbed::ansible::find_ansible_playbook;
 use edgelb_tests::testbed::scenario::{LISTEN_PORT, web_snapshot_of};
@@ -374,31 +375,14 @@ async fn wan_changes(
 /// CPU (user + system, ms) of one `haproxy -c` of edge 1's live config, run inside the edge
 /// `runs` times: what every whole transaction costs each edge on top of its round trips.
 fn haproxy_check_cpu_ms(tb: &Testbed, runs: usize) -> f64 {
-    let before = children_cpu_ms();
+    let before = Proc::Own.children_cpu_ms();
     for _ in 0..runs {
         let _ = tb.edges[0]
             .command(Path::new("haproxy"))
             .args(["-c", "-q", "-f", "/etc/haproxy/haproxy.cfg"])
             .output();
     }
-    (children_cpu_ms() - before) / runs.max(1) as f64
-}
-
-/// User + system time of this process's waited-for children (and theirs), in ms.
-fn children_cpu_ms() -> f64 {
-    const TICKS_PER_SEC: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // cutime and cstime are fields 16 and 17: indices 13 and 14 after the name.
-    (ticks(13) + ticks(14)) * 1000.0 / TICKS_PER_SEC
+    (Proc::Own.children_cpu_ms() - before) / runs.max(1) as f64
 }
 
 /// Brings edges `0..n` to `set` rendered by `renderer`, by whatever path it takes.
@@ -434,7 +418,7 @@ async fn runtime_changes(
     settle(tb, deployer, renderer, &sets[0], n).await;
     let mut samples = Vec::new();
     let mut live = Vec::new();
-    let cpu = process_cpu_ms();
+    let cpu = Proc::Own.cpu_ms();
     for i in 0..changes {
         let snapshot = web_snapshot_of(LISTEN_PORT, &sets[(i + 1) % 2]);
         LIVE_MARKS.lock().unwrap().clear();
@@ -456,7 +440,7 @@ async fn runtime_changes(
             live.push(last.duration_since(t).as_secs_f64() * 1000.0);
         }
     }
-    let cpu_per_edge = (process_cpu_ms() - cpu) / (changes * n) as f64;
+    let cpu_per_edge = (Proc::Own.cpu_ms() - cpu) / (changes * n) as f64;
     (samples, live, cpu_per_edge)
 }
 
@@ -556,33 +540,6 @@ fn edgelb_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// CPU time (user + system) this process has used so far, in ms; the kernel counts it in
-/// clock ticks (100 per second on Linux), so only sums over many changes are meaningful.
-fn process_cpu_ms() -> f64 {
-    const TICKS_PER_SEC: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3: state.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15: indices 11 and 12 after the name.
-    (ticks(11) + ticks(12)) * 1000.0 / TICKS_PER_SEC
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Peak RSS of `edgelb run` with 10,000 endpoints in 100 LoadBalancer services from the
 /// fake API server, deployed to edges 0..3; `None` (with why) when it cannot run.
 async fn controller_rss(tb: &Testbed) -> Result<(u64, String, f64), String> {
@@ -665,7 +622,8 @@ async fn controller_rss(tb: &Testbed) -> Result<(u64, String, f64), String> {
             // Let it sit through a resync-free moment, then read the high-water mark.
             tokio::time::sleep(Duration::from_secs(2)).await;
             let live = tb.edges[0].live_config();
-            result = vm_hwm_kib(pid)
+            result = Proc::Pid(pid)
+                .vm_hwm_kib()
                 .map(|kib| {
                     (
                         kib,

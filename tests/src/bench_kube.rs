@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::fake_apiserver::FakeApiServer;
+use crate::proc_usage::Proc;
 
 const CLASS: &str = "edgelb.example/perf";
 const FIRST_PORT: u16 = 20_000;
@@ -59,29 +60,6 @@ fn slice(name: &str, first_ip: u32, count: u32, extra: Option<Ipv4Addr>) -> Valu
         "endpoints": endpoints,
         "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
     })
-}
-
-/// User + system CPU time of process `pid` so far, in ms (clock ticks of 10 ms).
-fn cpu_ms(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) * 10.0
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn written(api: &FakeApiServer) -> usize {
@@ -280,11 +258,11 @@ async fn measure(
         format!("{:.1} s", all_written - synced),
         "the status writer's own share".into(),
     ));
-    let cpu = cpu_ms(pid);
+    let cpu = Proc::Pid(pid).cpu_ms();
     tokio::time::sleep(Duration::from_secs(5)).await;
     rows.push((
         "controller CPU in the 5 s after the last status".into(),
-        format!("{:.0} ms", cpu_ms(pid) - cpu),
+        format!("{:.0} ms", Proc::Pid(pid).cpu_ms() - cpu),
         "the echo of its own status writes".into(),
     ));
 
@@ -292,10 +270,10 @@ async fn measure(
     // (idle: lease renewals, timers) is subtracted.
     let changes = 200u32;
     let window = Duration::from_secs(4);
-    let idle_from = cpu_ms(pid);
+    let idle_from = Proc::Pid(pid).cpu_ms();
     tokio::time::sleep(window).await;
-    let idle_before = cpu_ms(pid) - idle_from;
-    let busy_from = cpu_ms(pid);
+    let idle_before = Proc::Pid(pid).cpu_ms() - idle_from;
+    let busy_from = Proc::Pid(pid).cpu_ms();
     let busy_start = Instant::now();
     for c in 0..changes {
         api.apply_slice(slice(
@@ -308,10 +286,10 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(18)).await;
     }
     tokio::time::sleep(window.saturating_sub(busy_start.elapsed())).await;
-    let busy = cpu_ms(pid) - busy_from;
-    let idle_from = cpu_ms(pid);
+    let busy = Proc::Pid(pid).cpu_ms() - busy_from;
+    let idle_from = Proc::Pid(pid).cpu_ms();
     tokio::time::sleep(window).await;
-    let idle_after = cpu_ms(pid) - idle_from;
+    let idle_after = Proc::Pid(pid).cpu_ms() - idle_from;
     let idle = (idle_before + idle_after) / 2.0;
     rows.push((
         "controller CPU per change to a slice of a Service outside the class".into(),
@@ -320,7 +298,7 @@ async fn measure(
             "target < 1 ms; {changes} changes; {busy:.0} ms over 4 s less {idle:.0} ms idle (4 s before: {idle_before:.0} ms, after: {idle_after:.0} ms; 10 ms ticks)"
         ),
     ));
-    let hwm = vm_hwm_kib(pid).ok_or("no VmHWM")?;
+    let hwm = Proc::Pid(pid).vm_hwm_kib().ok_or("no VmHWM")?;
     rows.push((
         "edgelb run peak RSS (VmHWM) at start-up, statuses written".into(),
         format!("{:.1} MiB", hwm as f64 / 1024.0),
@@ -388,7 +366,7 @@ async fn measure(
         format!("{:.1} s", back.elapsed().as_secs_f64()),
         "the edge's config file names the new endpoint: the deploy (render, haproxy -c and reload of 5,000 listeners) included".into(),
     ));
-    let whole = vm_hwm_kib(pid).ok_or("no VmHWM")?;
+    let whole = Proc::Pid(pid).vm_hwm_kib().ok_or("no VmHWM")?;
     rows.push((
         "edgelb run peak RSS (VmHWM) over the whole run, the outage's relists and catch-up deploy included".into(),
         format!("{:.1} MiB", whole as f64 / 1024.0),

@@ -6,6 +6,7 @@
 //! * [`fake_apiserver`]: a small Kubernetes API server for the controller's Kubernetes sources.
 //! * [`delay_proxy`]: a TCP proxy that emulates a WAN link on loopback, for benchmarks.
 //! * [`prometheus`]: Debian's Prometheus and promtool for the monitoring tests.
+//! * [`proc_usage`]: a process's CPU time and peak RSS from `/proc`, for benchmarks.
 //! * [`ssh_channels`]: the SSH channels the SSH host opens, from its debug events.
 //! * [`openssh_baseline`]: the OpenSSH command line doing the reload steps, for benchmarks.
 //! * [`bench_env`] and [`bench_stats`]: a benchmark's start and its table's statistics.
@@ -25,6 +26,7 @@ pub mod edge_failover;
 pub mod fake_apiserver;
 pub mod local_haproxy;
 pub mod openssh_baseline;
+pub mod proc_usage;
 pub mod prometheus;
 pub mod ssh_channels;
 pub mod testbed;
