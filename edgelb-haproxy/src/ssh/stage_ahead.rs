@@ -11,17 +11,17 @@
 //! `exec` request waits a round trip for the window; over a 20 ms link that round trip, plus
 //! sshd forking the session and the login shell starting, was half of the whole runtime
 //! transaction. So the session opens the next request's channel ahead and starts the
-//! script on it, off the path: it waits on its standard input (one idle `sh` per
-//! edge). The next request only sends its input and reads the outcome, one round trip plus
-//! the edge's time for the steps themselves.
+//! script on it, off the path: it waits on its standard input (one idle `sh` per edge).
+//! The next request only sends its input and reads the outcome, one round trip plus the
+//! edge's time for the steps themselves.
 //!
 //! A shell started ahead is used only while its session is open and it has neither ended
-//! nor been refused: a script that ended (sshd's `ChannelTimeout`, an
-//! sshd restart) leaves an exit status, EOF or close behind, and a fresh channel is opened
-//! for the request instead. The next shell starts as soon as a request takes the waiting
-//! one, so back-to-back changes find it ready too (it needs two round trips: the channel,
-//! then the `exec` and sshd's window grant). A shell never used ends with its session: closing the channel
-//! closes its input, and the script exits without touching anything.
+//! nor been refused: a script that ended (sshd's `ChannelTimeout`, an sshd restart) leaves
+//! an exit status, EOF or close behind, and a fresh channel is opened for the request
+//! instead. The next shell starts as soon as a request takes the waiting one, so
+//! back-to-back changes find it ready too (it needs two round trips: the channel, then the
+//! `exec` and sshd's window grant). A shell never used ends with its session: closing the
+//! channel closes its input, and the script exits without touching anything.
 
 use std::sync::Arc;
 
